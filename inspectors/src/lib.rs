@@ -1,0 +1,11 @@
+//! Sans-IO inspection for Gatehouse: bytes in, verdicts out.
+//!
+//! This crate never touches sockets, files or clocks; time is passed in by the
+//! caller. That keeps every parser fuzzable, benchmarkable and replayable from
+//! captures.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod error;
+
+pub use error::InspectError;
