@@ -9,5 +9,5 @@
 mod ca;
 mod error;
 
-pub use ca::{Ca, CaFiles, CaInit};
+pub use ca::{check_key_mode, Ca, CaFiles, CaInit};
 pub use error::CertError;

@@ -1,1 +1,19 @@
-//! stub
+//! Gatehouse: a TLS-intercepting corporate messaging gateway.
+//!
+//! This crate owns all IO of the gateway: listeners, both TLS legs, relays,
+//! policy, the event pipeline and the admin endpoint. Protocol knowledge and
+//! DLP live in `gatehouse-inspectors`; keys and certificates in
+//! `gatehouse-certs`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod gateway;
+pub mod listener;
+pub mod policy;
+
+pub use error::{GatewayError, Side};
+pub use gateway::Gateway;

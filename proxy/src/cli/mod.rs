@@ -1,0 +1,77 @@
+//! Command-line surface: global flags and the subcommand tree.
+
+mod check;
+mod logging;
+mod run;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use gatehouse::config::{self, Loaded, LogFormat};
+
+/// Gatehouse: TLS-intercepting corporate messaging gateway with DLP.
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Config file [default: gatehouse.toml in the working directory if present, else built-in defaults].
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Log output format [default: from config, else human].
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Run(RunArgs),
+    /// Check the configuration, reporting every problem; exit 1 on any.
+    Check,
+}
+
+/// Overrides for `gatehouse run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Explicit proxy listener, overriding `proxy.listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// ClickHouse URL, overriding `clickhouse.url` (and enabling shipping).
+    #[arg(long, value_name = "URL")]
+    clickhouse: Option<String>,
+}
+
+/// Runs the chosen subcommand.
+pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Check => Ok(check::main(cli.config.as_deref())),
+        Command::Run(args) => {
+            let Some(loaded) = load_or_report(cli.config.as_deref())? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            logging::init(&loaded.config.log, cli.log_format)?;
+            for w in &loaded.warnings {
+                tracing::warn!("{w}");
+            }
+            run::main(loaded, args)
+        }
+    }
+}
+
+/// Loads the config; prints every problem and returns `None` when it is unusable.
+fn load_or_report(path: Option<&std::path::Path>) -> anyhow::Result<Option<Loaded>> {
+    match config::load(path) {
+        Ok(l) => Ok(Some(l)),
+        Err(problems) => {
+            eprint!("{problems}");
+            eprintln!(
+                "{} problem(s); see gatehouse.example.toml",
+                problems.error_count()
+            );
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! `gatehouse run`: the gateway until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use gatehouse::config::{ClickHouseConfig, Loaded};
+use gatehouse::events::LogSink;
+use gatehouse::Gateway;
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::RunArgs;
+
+/// Starts the runtime and serves until a stop signal.
+pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Loaded {
+        mut config, source, ..
+    } = loaded;
+    if let Some(listen) = args.listen {
+        config.proxy.listen = listen;
+    }
+    if let Some(url) = args.clickhouse {
+        config
+            .clickhouse
+            .get_or_insert_with(ClickHouseConfig::default)
+            .url = url;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gatehouse")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let gateway = Gateway::bind(config, Arc::new(LogSink)).await?;
+        let ca = gateway.ca().files().cert.clone();
+        tracing::info!(
+            config = %source,
+            proxy = %gateway.proxy_addr(),
+            admin = %gateway.admin_addr(),
+            ca = %ca.display(),
+            "gatehouse running; clients must trust the CA certificate"
+        );
+        println!(
+            "gatehouse: explicit proxy on {}, admin on {}",
+            gateway.proxy_addr(),
+            gateway.admin_addr()
+        );
+        println!("gatehouse: interception CA certificate: {}", ca.display());
+        let stop = async move {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            }
+        };
+        gateway.run(stop).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,239 @@
+//! The configuration file: one serde tree with documented defaults.
+//!
+//! Loading ([`load`]) reports every problem at once, each naming the key and
+//! the file; see `gatehouse.example.toml` for the documented file.
+
+mod load;
+mod net;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load, load_str, ConfigSource, Loaded};
+pub use net::{canonical as canonical_ip, Cidr};
+pub use validate::{Problem, Problems, Severity};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listeners and who may use them.
+    pub proxy: ProxyConfig,
+    /// The interception CA.
+    pub ca: CaConfig,
+    /// How the upstream leg verifies servers.
+    pub upstream: UpstreamConfig,
+    /// DLP rule packs.
+    pub rules: RulesConfig,
+    /// The local event journal.
+    pub events: EventsConfig,
+    /// Where events are shipped; absent means journal only.
+    pub clickhouse: Option<ClickHouseConfig>,
+    /// The admin endpoint.
+    pub admin: AdminConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[proxy]`: listeners, access control and limits.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Explicit proxy listener (CONNECT and absolute-form HTTP).
+    pub listen: SocketAddr,
+    /// Listener for traffic redirected by nftables/iptables; off when absent.
+    pub transparent_listen: Option<SocketAddr>,
+    /// Client networks that may use the gateway. Everyone else is refused.
+    pub allowed_clients: Vec<Cidr>,
+    /// Loopback/private/link-local destinations allowed anyway.
+    pub allowed_destinations: Vec<Cidr>,
+    /// Connections served at once; more are refused, not queued.
+    pub max_connections: usize,
+    /// Time a client has to send a complete request head.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A connection with no traffic either way for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Largest request head accepted, in bytes.
+    pub max_header_bytes: usize,
+    /// On SIGTERM/SIGINT, how long in-flight connections may finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            transparent_listen: None,
+            allowed_clients: vec![
+                "127.0.0.0/8".parse().expect("valid"),
+                "::1/128".parse().expect("valid"),
+            ],
+            allowed_destinations: Vec::new(),
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_header_bytes: 64 * 1024,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[ca]`: the interception CA.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaConfig {
+    /// Directory holding `ca.pem` and `ca.key`, created on first run.
+    pub dir: PathBuf,
+    /// Imported CA certificate (instead of `dir`); needs `key`.
+    pub cert: Option<PathBuf>,
+    /// Imported CA private key (mode 0600); needs `cert`.
+    pub key: Option<PathBuf>,
+    /// Certificates sent to clients after the leaf (for an imported intermediate).
+    pub chain: Option<PathBuf>,
+    /// Common name of a CA created on first run.
+    pub name: String,
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("certs"),
+            cert: None,
+            key: None,
+            chain: None,
+            name: "Gatehouse Interception CA".into(),
+        }
+    }
+}
+
+/// `[upstream]`: verification of real servers.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// PEM files whose certificates are trusted besides the system roots.
+    pub extra_roots: Vec<PathBuf>,
+    /// Time allowed to connect to an upstream server.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            extra_roots: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[rules]`: DLP rule packs.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesConfig {
+    /// Directory of rule pack TOML files.
+    pub dir: PathBuf,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("dlp-rules"),
+        }
+    }
+}
+
+/// `[events]`: the durable local journal.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Directory of journal segments.
+    pub journal_dir: PathBuf,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            journal_dir: PathBuf::from("var/journal"),
+        }
+    }
+}
+
+/// `[clickhouse]`: where events are shipped.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// HTTP(S) endpoint of the server.
+    pub url: String,
+    /// Database holding Gatehouse's tables.
+    pub database: String,
+    /// User name.
+    pub user: String,
+    /// Password.
+    pub password: String,
+    /// Check row types against the server's schema (off for ClickHouse 18.x).
+    pub validation: bool,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:8123".into(),
+            database: "gatehouse".into(),
+            user: "default".into(),
+            password: String::new(),
+            validation: true,
+        }
+    }
+}
+
+/// `[admin]`: health and operations endpoint.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Listener; loopback by default.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+        }
+    }
+}
+
+/// `[log]`: logging.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `tracing` filter directives; `RUST_LOG` overrides it.
+    pub filter: String,
+    /// Output format; `--log-format` overrides it.
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: LogFormat::Human,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    Human,
+    /// One JSON object per line.
+    Json,
+}

@@ -1,0 +1,296 @@
+//! Checks a parsed configuration for problems serde cannot see: files that
+//! are missing or unsafe, conflicting listeners, unusable URLs.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::Config;
+
+/// How serious a problem is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The gateway cannot run with this.
+    Error,
+    /// Worth knowing; the gateway runs.
+    Warning,
+}
+
+/// One problem in the configuration, naming the key and the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// How serious it is.
+    pub severity: Severity,
+    /// The config file, or `None` for built-in defaults.
+    pub file: Option<PathBuf>,
+    /// Dotted key (`proxy.allowed_clients[0]`); empty for the whole file.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Problem {
+    /// An error about `key` in `file`.
+    pub fn error(file: Option<&Path>, key: &str, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            file: file.map(Path::to_path_buf),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A warning about `key` in `file`.
+    pub fn warning(file: Option<&Path>, key: &str, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(file, key, message)
+        }
+    }
+
+    /// Whether this stops the gateway.
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.as_deref().map_or_else(
+            || "built-in defaults".to_string(),
+            |p| p.display().to_string(),
+        );
+        if self.key.is_empty() {
+            write!(f, "{file}: {}", self.message)
+        } else {
+            write!(f, "{file}: {}: {}", self.key, self.message)
+        }
+    }
+}
+
+/// Every problem found in one configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub(crate) fn into_err<T>(self) -> Result<T, Self> {
+        Err(self)
+    }
+
+    /// The number of errors (not warnings).
+    pub fn error_count(&self) -> usize {
+        self.0.iter().filter(|p| p.is_error()).count()
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for p in &self.0 {
+            let label = if p.is_error() { "error" } else { "warning" };
+            writeln!(f, "{label}: {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problems {}
+
+/// Semantic checks of a parsed configuration.
+pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
+    let mut out = Vec::new();
+    let err =
+        |out: &mut Vec<Problem>, key: &str, msg: String| out.push(Problem::error(file, key, msg));
+    let warn =
+        |out: &mut Vec<Problem>, key: &str, msg: String| out.push(Problem::warning(file, key, msg));
+
+    // Listeners must not collide.
+    let mut listeners = vec![
+        ("proxy.listen", config.proxy.listen),
+        ("admin.listen", config.admin.listen),
+    ];
+    if let Some(t) = config.proxy.transparent_listen {
+        listeners.push(("proxy.transparent_listen", t));
+    }
+    for (i, (ka, a)) in listeners.iter().enumerate() {
+        for (kb, b) in &listeners[i + 1..] {
+            // Port 0 asks the OS for a free port; a wildcard address overlaps every address.
+            let overlap = a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified();
+            if a.port() != 0 && a.port() == b.port() && overlap {
+                err(&mut out, kb, format!("{b} is already used by {ka}"));
+            }
+        }
+    }
+    if !config.admin.listen.ip().is_loopback() {
+        warn(
+            &mut out,
+            "admin.listen",
+            format!(
+                "{} is not loopback; the admin endpoint should stay on the gateway host",
+                config.admin.listen
+            ),
+        );
+    }
+    if config.proxy.allowed_clients.is_empty() {
+        warn(
+            &mut out,
+            "proxy.allowed_clients",
+            "empty: every client will be refused".into(),
+        );
+    }
+    if config.proxy.max_connections == 0 {
+        err(
+            &mut out,
+            "proxy.max_connections",
+            "must be at least 1".into(),
+        );
+    }
+    if config.proxy.max_header_bytes < 1024 {
+        err(
+            &mut out,
+            "proxy.max_header_bytes",
+            "must be at least 1024".into(),
+        );
+    }
+    for (key, d) in [
+        (
+            "proxy.header_read_timeout",
+            config.proxy.header_read_timeout,
+        ),
+        ("proxy.idle_timeout", config.proxy.idle_timeout),
+        ("upstream.connect_timeout", config.upstream.connect_timeout),
+    ] {
+        if d.is_zero() {
+            err(&mut out, key, "must be longer than zero".into());
+        }
+    }
+
+    check_ca(config, &mut out, file);
+
+    for (i, root) in config.upstream.extra_roots.iter().enumerate() {
+        let key = format!("upstream.extra_roots[{i}]");
+        match std::fs::read(root) {
+            Err(e) => err(&mut out, &key, format!("{}: {e}", root.display())),
+            Ok(bytes) => {
+                use rustls_pki_types::pem::PemObject;
+                let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&bytes)
+                    .collect::<Result<Vec<_>, _>>();
+                match certs {
+                    Ok(c) if !c.is_empty() => {}
+                    Ok(_) => err(
+                        &mut out,
+                        &key,
+                        format!("{}: no PEM certificate in file", root.display()),
+                    ),
+                    Err(e) => err(&mut out, &key, format!("{}: bad PEM: {e}", root.display())),
+                }
+            }
+        }
+    }
+
+    if !config.rules.dir.is_dir() {
+        warn(
+            &mut out,
+            "rules.dir",
+            format!(
+                "{}: not a directory; no DLP rules will be loaded",
+                config.rules.dir.display()
+            ),
+        );
+    }
+
+    if let Some(ch) = &config.clickhouse {
+        match ch.url.parse::<http::Uri>() {
+            Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
+            _ => err(
+                &mut out,
+                "clickhouse.url",
+                format!("`{}` is not an http:// or https:// URL", ch.url),
+            ),
+        }
+        if ch.database.is_empty()
+            || !ch
+                .database
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            err(
+                &mut out,
+                "clickhouse.database",
+                format!(
+                    "`{}` must be a plain identifier (letters, digits, _)",
+                    ch.database
+                ),
+            );
+        }
+    }
+
+    if let Err(e) = config.log.filter.parse::<tracing_subscriber::EnvFilter>() {
+        err(&mut out, "log.filter", format!("invalid filter: {e}"));
+    }
+    out
+}
+
+fn check_ca(config: &Config, out: &mut Vec<Problem>, file: Option<&Path>) {
+    let ca = &config.ca;
+    match (&ca.cert, &ca.key) {
+        (Some(_), None) => out.push(Problem::error(
+            file,
+            "ca.key",
+            "missing: an imported `ca.cert` needs its `ca.key`",
+        )),
+        (None, Some(_)) => out.push(Problem::error(
+            file,
+            "ca.cert",
+            "missing: an imported `ca.key` needs its `ca.cert`",
+        )),
+        _ => {}
+    }
+    if ca.chain.is_some() && ca.cert.is_none() {
+        out.push(Problem::error(
+            file,
+            "ca.chain",
+            "only makes sense with an imported `ca.cert`",
+        ));
+    }
+    let (cert, key, cert_key, key_key, must_exist) = match (&ca.cert, &ca.key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone(), "ca.cert", "ca.key", true),
+        (None, None) => (
+            ca.dir.join("ca.pem"),
+            ca.dir.join("ca.key"),
+            "ca.dir",
+            "ca.dir",
+            false,
+        ),
+        _ => return,
+    };
+    let (cert_there, key_there) = (cert.exists(), key.exists());
+    if must_exist || cert_there != key_there {
+        if !cert_there {
+            out.push(Problem::error(
+                file,
+                cert_key,
+                format!("{}: no such file", cert.display()),
+            ));
+        }
+        if !key_there {
+            out.push(Problem::error(
+                file,
+                key_key,
+                format!("{}: no such file", key.display()),
+            ));
+        }
+    }
+    if key_there {
+        if let Err(e) = gatehouse_certs::check_key_mode(&key) {
+            out.push(Problem::error(file, key_key, e.to_string()));
+        }
+    }
+    if let Some(chain) = &ca.chain {
+        if !chain.exists() {
+            out.push(Problem::error(
+                file,
+                "ca.chain",
+                format!("{}: no such file", chain.display()),
+            ));
+        }
+    }
+}

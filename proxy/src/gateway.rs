@@ -1,0 +1,147 @@
+//! The running gateway: listeners, shared state and the graceful lifecycle.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use gatehouse_certs::{Ca, CaFiles, CaInit};
+
+use crate::config::Config;
+use crate::events::EventSink;
+use crate::listener;
+use crate::policy::AccessPolicy;
+use crate::GatewayError;
+
+/// State every connection handler shares; cheap to clone.
+#[derive(Clone)]
+pub struct Shared {
+    /// The configuration the gateway started with.
+    pub config: Arc<Config>,
+    /// Client and destination access rules.
+    pub access: Arc<AccessPolicy>,
+    /// The interception CA.
+    pub ca: Arc<Ca>,
+    /// Where events go.
+    pub events: Arc<dyn EventSink>,
+    /// Connection slots; a connection without one is refused.
+    pub slots: Arc<Semaphore>,
+    /// Cancelled when the gateway stops accepting (graceful phase).
+    pub stopping: CancellationToken,
+    /// Cancelled when the grace period is over (connections are cut).
+    pub abort: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
+/// A gateway with its listeners bound, ready to [`run`](Gateway::run).
+pub struct Gateway {
+    shared: Shared,
+    proxy: TcpListener,
+    admin: TcpListener,
+}
+
+impl Gateway {
+    /// Loads (or on first run creates) the CA and binds every listener.
+    pub async fn bind(config: Config, events: Arc<dyn EventSink>) -> Result<Self, GatewayError> {
+        let ca = load_ca(&config)?;
+        let proxy = bind("proxy.listen", config.proxy.listen).await?;
+        let admin = bind("admin.listen", config.admin.listen).await?;
+        let shared = Shared {
+            access: Arc::new(AccessPolicy::new(&config.proxy)),
+            slots: Arc::new(Semaphore::new(config.proxy.max_connections)),
+            config: Arc::new(config),
+            ca: Arc::new(ca),
+            events,
+            stopping: CancellationToken::new(),
+            abort: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        };
+        Ok(Self {
+            shared,
+            proxy,
+            admin,
+        })
+    }
+
+    /// The bound explicit-proxy address (useful when configured with port 0).
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The interception CA in use.
+    pub fn ca(&self) -> &Ca {
+        &self.shared.ca
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets
+    /// in-flight connections finish within `proxy.shutdown_grace`, cuts the
+    /// rest and flushes events.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
+        let Self {
+            shared,
+            proxy,
+            admin,
+        } = self;
+        let accept = tokio::spawn(listener::explicit::accept_loop(proxy, shared.clone()));
+        let admin = tokio::spawn(listener::admin::accept_loop(admin, shared.clone()));
+
+        shutdown.await;
+        let grace = shared.config.proxy.shutdown_grace;
+        tracing::info!(grace = ?grace, in_flight = shared.tracker.len(), "shutting down: no new connections");
+        shared.stopping.cancel();
+        let _ = accept.await;
+        let _ = admin.await;
+        shared.tracker.close();
+        if tokio::time::timeout(grace, shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                cut = shared.tracker.len(),
+                "grace period over: closing remaining connections"
+            );
+            shared.abort.cancel();
+            shared.tracker.wait().await;
+        }
+        shared.events.flush();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn load_ca(config: &Config) -> Result<Ca, GatewayError> {
+    let ca = match (&config.ca.cert, &config.ca.key) {
+        (Some(cert), Some(key)) => Ca::load(&CaFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        })?,
+        _ => Ca::load_or_create(
+            &CaFiles::in_dir(&config.ca.dir),
+            &CaInit {
+                name: config.ca.name.clone(),
+                ..CaInit::default()
+            },
+        )?,
+    };
+    Ok(ca)
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, GatewayError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Bind { what, addr, source })
+}

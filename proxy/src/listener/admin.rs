@@ -1,0 +1,36 @@
+//! Accept loop of the admin endpoint.
+
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::gateway::Shared;
+
+/// Serves admin connections until the gateway stops accepting.
+pub async fn accept_loop(listener: TcpListener, shared: Shared) {
+    loop {
+        let (stream, _peer) = tokio::select! {
+            _ = shared.stopping.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    continue;
+                }
+            },
+        };
+        let stopping = shared.stopping.clone();
+        shared.tracker.spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service_fn(crate::admin::handle));
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stopping.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,207 @@
+//! The explicit proxy listener: CONNECT and absolute-form HTTP.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::events::{ConnectionEvent, Event};
+use crate::gateway::Shared;
+use crate::listener::splice;
+
+/// Accepts explicit-proxy connections until the gateway stops accepting.
+pub async fn accept_loop(listener: TcpListener, shared: Shared) {
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            _ = shared.stopping.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Typically EMFILE: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if !shared.access.client_allowed(peer.ip()) {
+            tracing::warn!(client = %peer, "refused: client not in proxy.allowed_clients");
+            continue; // dropping the stream closes it
+        }
+        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
+            tracing::warn!(client = %peer, "refused: proxy.max_connections reached");
+            shared.tracker.spawn(async move {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let conn_shared = shared.clone();
+        shared.tracker.spawn(async move {
+            serve(stream, peer, conn_shared).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared) {
+    let svc_shared = shared.clone();
+    let service = service_fn(move |req| handle(req, peer, svc_shared.clone()));
+    let proxy = &shared.config.proxy;
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(proxy.header_read_timeout)
+        .max_buf_size(proxy.max_header_bytes.max(8192))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(client = %peer, error = %e, "client connection ended with error");
+            }
+        }
+        _ = shared.stopping.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                _ = conn => {}
+                _ = shared.abort.cancelled() => {}
+            }
+        }
+    }
+}
+
+type Reply = Response<Full<Bytes>>;
+
+async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    shared: Shared,
+) -> Result<Reply, Infallible> {
+    if req.method() == Method::CONNECT {
+        return Ok(connect(req, peer, shared).await);
+    }
+    Ok(text(
+        StatusCode::NOT_IMPLEMENTED,
+        "Gatehouse: only CONNECT is supported on this listener\n",
+    ))
+}
+
+async fn connect(req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Reply {
+    let Some(authority) = req.uri().authority().cloned() else {
+        return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port\n");
+    };
+    let Some(port) = authority.port_u16() else {
+        return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port\n");
+    };
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let destination = format!("{host}:{port}");
+    let upstream = match dial(&host, port, &shared).await {
+        Ok(s) => s,
+        Err((status, reason)) => {
+            tracing::info!(client = %peer, %destination, %reason, "CONNECT refused");
+            shared.events.emit(Event::Connection(ConnectionEvent {
+                client: peer,
+                destination: Some(destination),
+                decision: "block".into(),
+                reason: reason.clone(),
+                bytes_up: 0,
+                bytes_down: 0,
+            }));
+            return text(status, &format!("Gatehouse: {reason}\n"));
+        }
+    };
+    let tunnel_shared = shared.clone();
+    shared.tracker.spawn(async move {
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(client = %peer, error = %e, "CONNECT upgrade failed");
+                return;
+            }
+        };
+        let idle = tunnel_shared.config.proxy.idle_timeout;
+        let done = splice(TokioIo::new(upgraded), upstream, idle, &tunnel_shared.abort).await;
+        tunnel_shared
+            .events
+            .emit(Event::Connection(ConnectionEvent {
+                client: peer,
+                destination: Some(destination),
+                decision: "passthrough".into(),
+                reason: done.reason.as_str().into(),
+                bytes_up: done.up,
+                bytes_down: done.down,
+            }));
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .body(Full::new(Bytes::new()))
+        .expect("static response")
+}
+
+/// Resolves and connects, refusing destinations the policy forbids.
+async fn dial(host: &str, port: u16, shared: &Shared) -> Result<TcpStream, (StatusCode, String)> {
+    let timeout = shared.config.upstream.connect_timeout;
+    let addrs: Vec<SocketAddr> =
+        match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(a)) => a.collect(),
+            Ok(Err(e)) => {
+                return Err((
+                    StatusCode::BAD_GATEWAY,
+                    format!("cannot resolve {host}: {e}"),
+                ))
+            }
+            Err(_) => {
+                return Err((
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!("resolving {host} timed out"),
+                ))
+            }
+        };
+    let allowed: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| shared.access.destination_allowed(a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!("destination {host}:{port} is in a private, loopback or link-local range"),
+        ));
+    }
+    let mut last = String::new();
+    for addr in allowed {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Ok(Err(e)) => last = format!("cannot connect to {addr}: {e}"),
+            Err(_) => last = format!("connecting to {addr} timed out"),
+        }
+    }
+    Err((StatusCode::BAD_GATEWAY, last))
+}
+
+fn text(status: StatusCode, body: &str) -> Reply {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(http::header::CONNECTION, "close")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("static response")
+}

@@ -1,0 +1,7 @@
+//! Listeners: how connections reach the gateway.
+
+pub mod admin;
+pub mod explicit;
+mod relay;
+
+pub use relay::{splice, CloseReason, Spliced};

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test of Gatehouse on a Debian machine as root: installs what the
+# tests need (ClickHouse, curl, openssl, iproute2, nftables), starts a
+# throw-away ClickHouse on loopback, checks formatting and lints, runs the
+# whole workspace's tests, and stops ClickHouse again (also on failure).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh needs root (it installs packages and makes network namespaces)" >&2
+  exit 1
+fi
+
+packages=(clickhouse-server clickhouse-client curl openssl iproute2 nftables ca-certificates)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+trap 'scripts/clickhouse.sh stop' EXIT
+echo "== starting ClickHouse"
+GATEHOUSE_TEST_CLICKHOUSE="$(scripts/clickhouse.sh start)"
+export GATEHOUSE_TEST_CLICKHOUSE
+echo "ClickHouse at $GATEHOUSE_TEST_CLICKHOUSE"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked

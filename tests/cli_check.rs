@@ -1,0 +1,86 @@
+//! `gatehouse check`: every problem at once, each with its key and file.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn check_reports_unknown_key_bad_cidr_and_missing_ca_file_together() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[proxy]\nallowed_clients = [\"10.0.0.0/33\"]\nlisten_port = 8080\n\n[ca]\ncert = \"missing/ca.pem\"\nkey = \"missing/ca.key\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = common::gatehouse(dir.path(), &["check", "--config", "bad.toml"]);
+    assert_eq!(code, 1, "{out}");
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("error:")).collect();
+    let has = |key: &str, text: &str| {
+        lines
+            .iter()
+            .any(|l| l.contains("bad.toml") && l.contains(key) && l.contains(text))
+    };
+    assert!(has("proxy.listen_port", "unknown field"), "{out}");
+    assert!(has("proxy.allowed_clients[0]", "10.0.0.0/33"), "{out}");
+    assert!(has("ca.cert", "no such file"), "{out}");
+    assert!(has("ca.key", "no such file"), "{out}");
+    assert_eq!(lines.len(), 4, "{out}");
+}
+
+#[test]
+fn check_passes_on_the_example_config() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, out, err) =
+        common::gatehouse(root, &["check", "--config", "gatehouse.example.toml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("ok: gatehouse.example.toml"), "{out}");
+}
+
+#[test]
+fn check_passes_on_built_in_defaults_in_an_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = common::gatehouse(dir.path(), &["check"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok: built-in defaults"), "{out}");
+}
+
+#[test]
+fn check_refuses_a_group_readable_ca_key_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    std::fs::write(certs.join("ca.pem"), "x").unwrap();
+    std::fs::write(certs.join("ca.key"), "x").unwrap();
+    std::fs::set_permissions(certs.join("ca.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(dir.path().join("gatehouse.toml"), "").unwrap();
+    let (code, out, _) = common::gatehouse(dir.path(), &["check"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("ca.dir") && out.contains("readable by group or others"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_missing_config_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, _) = common::gatehouse(dir.path(), &["check", "--config", "nope.toml"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("nope.toml") && out.contains("cannot read config file"),
+        "{out}"
+    );
+}
+
+#[test]
+fn run_refuses_to_start_on_a_bad_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        "[admin]\nlisten = \"nowhere\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = common::gatehouse(dir.path(), &["run"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("admin.listen"), "{err}");
+}
