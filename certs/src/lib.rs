@@ -8,6 +8,8 @@
 
 mod ca;
 mod error;
+mod interim;
 
 pub use ca::{check_key_mode, Ca, CaFiles, CaInit};
 pub use error::CertError;
+pub use interim::InterimLeaf;

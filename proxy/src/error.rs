@@ -40,6 +40,9 @@ pub enum GatewayError {
     /// The interception CA could not be loaded or created.
     #[error("interception CA: {0}")]
     Ca(#[from] gatehouse_certs::CertError),
+    /// The upstream TLS client could not be built (bad extra roots).
+    #[error("{0}")]
+    Upstream(String),
     /// The event journal failed.
     #[error("event journal {path}: {reason}")]
     Events {

@@ -13,8 +13,10 @@ use gatehouse_certs::{Ca, CaFiles, CaInit};
 
 use crate::config::Config;
 use crate::events::EventSink;
+use crate::intercept::hooks::{AllowAll, Interceptor};
+use crate::intercept::upstream::Upstream;
 use crate::listener;
-use crate::policy::AccessPolicy;
+use crate::policy::{AccessPolicy, Identities, Pinning, Policy};
 use crate::GatewayError;
 
 /// State every connection handler shares; cheap to clone.
@@ -36,6 +38,30 @@ pub struct Shared {
     pub abort: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// The verified upstream TLS client.
+    pub upstream: Upstream,
+    /// Intercept / passthrough / block decisions.
+    pub policy: Arc<Policy>,
+    /// Who clients are.
+    pub identities: Arc<Identities>,
+    /// Learned certificate pinning.
+    pub pinning: Arc<Pinning>,
+    /// Inspection hooks of intercepted flows.
+    pub interceptor: Arc<dyn Interceptor>,
+}
+
+impl Shared {
+    /// The rustls signing material of a leaf for `name`, covered by the
+    /// verified upstream certificate `upstream`.
+    pub fn leaf_for(
+        &self,
+        name: &str,
+        upstream: &rustls::pki_types::CertificateDer<'_>,
+    ) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
+        let _ = upstream;
+        let leaf = self.ca.mint_interim(name).map_err(|e| e.to_string())?;
+        crate::intercept::tls::certified_key(leaf.chain, leaf.key).map_err(|e| e.to_string())
+    }
 }
 
 /// A gateway with its listeners bound, ready to [`run`](Gateway::run).
@@ -48,9 +74,25 @@ pub struct Gateway {
 impl Gateway {
     /// Loads (or on first run creates) the CA and binds every listener.
     pub async fn bind(config: Config, events: Arc<dyn EventSink>) -> Result<Self, GatewayError> {
+        Self::bind_with(config, events, Arc::new(AllowAll)).await
+    }
+
+    /// As [`bind`](Self::bind), with the inspection hooks to run on intercepted flows.
+    pub async fn bind_with(
+        config: Config,
+        events: Arc<dyn EventSink>,
+        interceptor: Arc<dyn Interceptor>,
+    ) -> Result<Self, GatewayError> {
         let ca = load_ca(&config)?;
+        let upstream = Upstream::new(&config.upstream).map_err(GatewayError::Upstream)?;
         let proxy = bind("proxy.listen", config.proxy.listen).await?;
         let admin = bind("admin.listen", config.admin.listen).await?;
+        let policy = Arc::new(Policy::new(&config.intercept));
+        let identities = Arc::new(Identities::new(&config.identity));
+        let pinning = Arc::new(Pinning::new(
+            config.intercept.pinning_threshold,
+            config.intercept.pinning_ttl,
+        ));
         let shared = Shared {
             access: Arc::new(AccessPolicy::new(&config.proxy)),
             slots: Arc::new(Semaphore::new(config.proxy.max_connections)),
@@ -60,6 +102,11 @@ impl Gateway {
             stopping: CancellationToken::new(),
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            upstream,
+            policy,
+            identities,
+            pinning,
+            interceptor,
         };
         Ok(Self {
             shared,

@@ -25,6 +25,10 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// The interception CA.
     pub ca: CaConfig,
+    /// What to intercept, pinning, leaves.
+    pub intercept: InterceptConfig,
+    /// Who the clients are.
+    pub identity: IdentityConfig,
     /// How the upstream leg verifies servers.
     pub upstream: UpstreamConfig,
     /// DLP rule packs.
@@ -119,9 +123,12 @@ impl Default for CaConfig {
 pub struct UpstreamConfig {
     /// PEM files whose certificates are trusted besides the system roots.
     pub extra_roots: Vec<PathBuf>,
-    /// Time allowed to connect to an upstream server.
+    /// Time allowed to connect to an upstream server and finish its handshake.
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// The only exception to verification: an exact certificate pinned for
+    /// one host, logged loudly every time it is used.
+    pub verify_exceptions: Vec<VerifyException>,
 }
 
 impl Default for UpstreamConfig {
@@ -129,8 +136,146 @@ impl Default for UpstreamConfig {
         Self {
             extra_roots: Vec::new(),
             connect_timeout: Duration::from_secs(10),
+            verify_exceptions: Vec::new(),
         }
     }
+}
+
+/// `[[upstream.verify_exceptions]]`: accept one failing certificate for one host.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyException {
+    /// The server name (SNI) the exception applies to.
+    pub host: String,
+    /// SHA-256 of the exact end-entity certificate (hex).
+    pub sha256: String,
+    /// Why this exception exists; logged with every use.
+    pub reason: String,
+}
+
+/// `[intercept]`: what to intercept and how.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InterceptConfig {
+    /// Decision when no policy rule matches: `intercept`, `passthrough` or `block`.
+    pub default_action: PolicyAction,
+    /// Policy rules, first match wins.
+    pub rules: Vec<PolicyRule>,
+    /// Pass through (flagged) the built-in list of apps known to pin certificates.
+    pub builtin_pinned_passthrough: bool,
+    /// Handshake aborts after our leaf, per client and name, before the name is
+    /// put on passthrough.
+    pub pinning_threshold: u32,
+    /// How long a learned pinning passthrough lasts.
+    #[serde(with = "humantime_serde")]
+    pub pinning_ttl: Duration,
+    /// Longest leaf lifetime, in days (never beyond the upstream certificate's).
+    pub leaf_max_days: u32,
+    /// Leaves kept in the cache.
+    pub leaf_cache_size: usize,
+    /// Bytes of each request/response body buffered for inspection before
+    /// forwarding; larger bodies stream, inspected chunk by chunk.
+    pub inspect_window: usize,
+}
+
+impl Default for InterceptConfig {
+    fn default() -> Self {
+        Self {
+            default_action: PolicyAction::Intercept,
+            rules: Vec::new(),
+            builtin_pinned_passthrough: true,
+            pinning_threshold: 3,
+            pinning_ttl: Duration::from_secs(3600),
+            leaf_max_days: 3,
+            leaf_cache_size: 10_000,
+            inspect_window: 1024 * 1024,
+        }
+    }
+}
+
+/// What to do with a flow.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PolicyAction {
+    /// Terminate TLS with the enterprise CA and inspect.
+    Intercept,
+    /// Splice bytes unread; metadata only, flagged.
+    Passthrough,
+    /// Refuse the flow.
+    Block,
+}
+
+impl PolicyAction {
+    /// Stable name for events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Intercept => "intercept",
+            Self::Passthrough => "passthrough",
+            Self::Block => "block",
+        }
+    }
+}
+
+/// `[[intercept.rules]]`: one policy rule; every given condition must match.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    /// Host patterns: `example.com` exactly, `*.example.com` for subdomains.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// User names (from identity pools or proxy authentication).
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// What to do.
+    pub action: PolicyAction,
+    /// Why, recorded in events.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// `[identity]`: who is behind a client address or proxy login.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// VPN address pools: address ranges mapped to a user, device and groups.
+    pub pools: Vec<IdentityPool>,
+    /// Proxy-Authorization (Basic) users for the explicit proxy.
+    pub users: Vec<ProxyUser>,
+    /// Refuse explicit-proxy requests without valid credentials.
+    pub require_proxy_auth: bool,
+}
+
+/// `[[identity.pools]]`: clients in `cidr` are this user/device.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityPool {
+    /// Client address range (a WireGuard peer's address is a /32).
+    pub cidr: Cidr,
+    /// User name.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Device name.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Groups for policy.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// `[[identity.users]]`: an explicit-proxy login.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyUser {
+    /// Login name.
+    pub name: String,
+    /// Argon2 PHC hash of the password (`gatehouse` never stores plain passwords).
+    pub password_hash: String,
+    /// Groups for policy.
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 /// `[rules]`: DLP rule packs.

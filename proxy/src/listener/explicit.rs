@@ -12,9 +12,10 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::events::{ConnectionEvent, Event};
+use crate::events::{now_ms, ConnectionEvent, Event};
 use crate::gateway::Shared;
-use crate::listener::splice;
+use crate::intercept::{self, FlowStart};
+use crate::policy::Identity;
 
 /// Accepts explicit-proxy connections until the gateway stops accepting.
 pub async fn accept_loop(listener: TcpListener, shared: Shared) {
@@ -88,8 +89,27 @@ async fn handle(
     peer: SocketAddr,
     shared: Shared,
 ) -> Result<Reply, Infallible> {
+    let auth = req
+        .headers()
+        .get(http::header::PROXY_AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let identity = match shared.identities.authenticate(peer.ip(), auth) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::info!(client = %peer, error = %e, "proxy authentication failed");
+            return Ok(Response::builder()
+                .status(StatusCode::PROXY_AUTHENTICATION_REQUIRED)
+                .header(
+                    http::header::PROXY_AUTHENTICATE,
+                    "Basic realm=\"gatehouse\"",
+                )
+                .header(http::header::CONNECTION, "close")
+                .body(Full::new(Bytes::from(format!("Gatehouse: {e}\n"))))
+                .expect("static response"));
+        }
+    };
     if req.method() == Method::CONNECT {
-        return Ok(connect(req, peer, shared).await);
+        return Ok(connect(req, peer, identity, shared).await);
     }
     Ok(text(
         StatusCode::NOT_IMPLEMENTED,
@@ -97,7 +117,12 @@ async fn handle(
     ))
 }
 
-async fn connect(req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Reply {
+async fn connect(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    identity: Identity,
+    shared: Shared,
+) -> Reply {
     let Some(authority) = req.uri().authority().cloned() else {
         return text(StatusCode::BAD_REQUEST, "CONNECT needs host:port\n");
     };
@@ -115,12 +140,19 @@ async fn connect(req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Re
         Err((status, reason)) => {
             tracing::info!(client = %peer, %destination, %reason, "CONNECT refused");
             shared.events.emit(Event::Connection(ConnectionEvent {
-                client: peer,
+                flow_id: Some(uuid::Uuid::now_v7()),
+                mode: "explicit".into(),
+                client: Some(peer),
+                user: identity.user.clone(),
+                device: identity.device.clone(),
                 destination: Some(destination),
                 decision: "block".into(),
                 reason: reason.clone(),
-                bytes_up: 0,
-                bytes_down: 0,
+                flagged: status == StatusCode::FORBIDDEN,
+                started_ms: now_ms(),
+                ended_ms: now_ms(),
+                close_reason: "refused".into(),
+                ..ConnectionEvent::default()
             }));
             return text(status, &format!("Gatehouse: {reason}\n"));
         }
@@ -134,18 +166,15 @@ async fn connect(req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Re
                 return;
             }
         };
-        let idle = tunnel_shared.config.proxy.idle_timeout;
-        let done = splice(TokioIo::new(upgraded), upstream, idle, &tunnel_shared.abort).await;
-        tunnel_shared
-            .events
-            .emit(Event::Connection(ConnectionEvent {
-                client: peer,
-                destination: Some(destination),
-                decision: "passthrough".into(),
-                reason: done.reason.as_str().into(),
-                bytes_up: done.up,
-                bytes_down: done.down,
-            }));
+        let start = FlowStart {
+            mode: "explicit",
+            client: peer,
+            identity,
+            host,
+            port,
+            upstream,
+        };
+        intercept::serve(TokioIo::new(upgraded), start, tunnel_shared).await;
     });
     Response::builder()
         .status(StatusCode::OK)

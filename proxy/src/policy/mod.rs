@@ -1,5 +1,11 @@
-//! Who may use the gateway, and where they may go.
+//! Who may use the gateway, where they may go, and what happens to a flow.
 
 mod access;
+mod decide;
+mod identity;
+mod pinning;
 
 pub use access::{is_special_destination, AccessPolicy};
+pub use decide::{host_matches, Decision, Policy};
+pub use identity::{AuthError, Identities, Identity};
+pub use pinning::Pinning;

@@ -1,0 +1,110 @@
+//! The interception hooks: how inspection (DLP, message extraction) plugs
+//! into relayed traffic without knowing about sockets.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+/// Who and what a flow is; shared by every hook call on it.
+#[derive(Debug, Clone)]
+pub struct FlowContext {
+    /// Unique id of the flow (UUID v7), carried by all its events.
+    pub id: uuid::Uuid,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// User name, if known (identity pool or proxy login).
+    pub user: Option<String>,
+    /// Device name, if known.
+    pub device: Option<String>,
+    /// The server name (SNI, or the CONNECT host).
+    pub host: String,
+    /// ALPN protocol in use, if any.
+    pub alpn: Option<String>,
+}
+
+/// Which way data flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server (outbound: what leaves the company).
+    Outbound,
+    /// Server to client.
+    Inbound,
+}
+
+/// What a hook decides.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Verdict {
+    /// Let it through unchanged.
+    #[default]
+    Allow,
+    /// Stop it: HTTP 403 page naming `policy`, WebSocket close, or reset.
+    Block {
+        /// Policy name shown to the user (never the matched data).
+        policy: String,
+    },
+    /// Replace the body with this (redaction).
+    Rewrite(Bytes),
+}
+
+/// One HTTP message as hooks see it.
+#[derive(Debug)]
+pub struct HttpMessage<'a> {
+    /// Method and path of the request (also given for responses).
+    pub method: &'a http::Method,
+    /// Request URI.
+    pub uri: &'a http::Uri,
+    /// Headers of this message (request or response).
+    pub headers: &'a http::HeaderMap,
+    /// Response status, for responses.
+    pub status: Option<http::StatusCode>,
+    /// The body bytes inspected: whole if `complete`, else the first window
+    /// or one later chunk.
+    pub body: &'a [u8],
+    /// Whether `body` is the whole body.
+    pub complete: bool,
+}
+
+/// Per-flow hooks, created by [`Interceptor::open`]; state lives here.
+/// Every method has a default body that allows.
+pub trait FlowHooks: Send {
+    /// A request (outbound) head and body window.
+    fn on_request(&mut self, _flow: &FlowContext, _msg: &HttpMessage<'_>) -> Verdict {
+        Verdict::Allow
+    }
+    /// A response (inbound) head and body window.
+    fn on_response(&mut self, _flow: &FlowContext, _msg: &HttpMessage<'_>) -> Verdict {
+        Verdict::Allow
+    }
+    /// A complete WebSocket message (decompressed if permessage-deflate).
+    fn on_ws_message(
+        &mut self,
+        _flow: &FlowContext,
+        _dir: Direction,
+        _text: bool,
+        _payload: &[u8],
+    ) -> Verdict {
+        Verdict::Allow
+    }
+    /// Bytes of a non-HTTP protocol inside TLS.
+    fn on_bytes(&mut self, _flow: &FlowContext, _dir: Direction, _bytes: &[u8]) {}
+    /// The flow ended.
+    fn on_close(&mut self, _flow: &FlowContext) {}
+}
+
+/// Creates the hooks of each intercepted flow.
+pub trait Interceptor: Send + Sync + 'static {
+    /// Hooks for a new flow.
+    fn open(&self, flow: &FlowContext) -> Box<dyn FlowHooks>;
+}
+
+/// Hooks that allow everything.
+#[derive(Debug, Default)]
+pub struct AllowAll;
+
+impl FlowHooks for AllowAll {}
+
+impl Interceptor for AllowAll {
+    fn open(&self, _flow: &FlowContext) -> Box<dyn FlowHooks> {
+        Box::new(AllowAll)
+    }
+}

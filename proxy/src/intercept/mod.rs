@@ -1,0 +1,412 @@
+//! One client flow from its first bytes to its end: peek, decide, verify the
+//! upstream first, mint, relay with inspection, record.
+
+pub mod count;
+pub mod hooks;
+pub mod http;
+pub mod peek;
+pub mod rewind;
+pub mod tls;
+pub mod upstream;
+pub mod websocket;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::PolicyAction;
+use crate::events::{now_ms, ConnectionEvent, Event};
+use crate::gateway::Shared;
+use crate::listener::splice;
+use crate::policy::Identity;
+
+use count::{Counted, Counters};
+use hooks::FlowContext;
+use peek::{peek, Hello, Peeked};
+use rewind::Rewind;
+
+/// How a flow reached the gateway, and where it goes.
+#[derive(Debug)]
+pub struct FlowStart {
+    /// `explicit` or `transparent`.
+    pub mode: &'static str,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// Who the client is.
+    pub identity: Identity,
+    /// The CONNECT host (a name or an address), or the original destination address.
+    pub host: String,
+    /// Destination port.
+    pub port: u16,
+    /// The TCP connection to the real server, already made.
+    pub upstream: TcpStream,
+}
+
+/// Serves one client flow to its end and emits its `connection` event.
+pub async fn serve<S>(mut client: S, start: FlowStart, shared: Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut ev = ConnectionEvent {
+        flow_id: Some(uuid::Uuid::now_v7()),
+        mode: start.mode.into(),
+        client: Some(start.client),
+        user: start.identity.user.clone(),
+        device: start.identity.device.clone(),
+        destination: Some(host_port(&start.host, start.port)),
+        server_addr: start.upstream.peer_addr().ok(),
+        started_ms: now_ms(),
+        ..ConnectionEvent::default()
+    };
+    let timeout = shared.config.proxy.header_read_timeout;
+    let (peeked, first) = peek(&mut client, timeout).await;
+    let client_stream = Rewind::new(first, client);
+    match peeked {
+        Peeked::Nothing => {
+            ev.decision = "none".into();
+            ev.reason = "client sent nothing".into();
+            ev.close_reason = "client_closed".into();
+        }
+        Peeked::Other => {
+            passthrough(
+                client_stream,
+                start.upstream,
+                &shared,
+                &mut ev,
+                "not TLS: relayed unread",
+            )
+            .await;
+        }
+        Peeked::Tls(hello) => {
+            ev.sni = hello.sni.clone();
+            let name = hello
+                .sni
+                .clone()
+                .or_else(|| (start.host.parse::<IpAddr>().is_err()).then(|| start.host.clone()));
+            match name {
+                None => {
+                    passthrough(
+                        client_stream,
+                        start.upstream,
+                        &shared,
+                        &mut ev,
+                        "TLS without a server name",
+                    )
+                    .await;
+                }
+                Some(name) => {
+                    tls_flow(client_stream, start, hello, name, &shared, &mut ev).await;
+                }
+            }
+        }
+    }
+    ev.ended_ms = now_ms();
+    shared.events.emit(Event::Connection(ev));
+}
+
+async fn tls_flow<S>(
+    client: Rewind<S>,
+    start: FlowStart,
+    hello: Hello,
+    name: String,
+    shared: &Shared,
+    ev: &mut ConnectionEvent,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let client_ip = start.client.ip();
+    if shared.pinning.is_pinned(client_ip, &name, Instant::now()) {
+        return passthrough(
+            client,
+            start.upstream,
+            shared,
+            ev,
+            "learned pinning: client refuses our certificate",
+        )
+        .await;
+    }
+    let decision = shared.policy.decide(Some(&name), &start.identity);
+    match decision.action {
+        PolicyAction::Block => {
+            ev.decision = "block".into();
+            ev.reason = decision.reason;
+            ev.close_reason = "blocked".into();
+            refuse(client, shared).await;
+        }
+        PolicyAction::Passthrough => {
+            let reason = decision.reason;
+            passthrough(client, start.upstream, shared, ev, &reason).await;
+            ev.flagged = decision.flagged;
+        }
+        PolicyAction::Intercept => {
+            ev.decision = "intercept".into();
+            ev.reason = decision.reason;
+            intercept(client, start, hello, name, shared, ev).await;
+        }
+    }
+}
+
+async fn intercept<S>(
+    client: Rewind<S>,
+    start: FlowStart,
+    hello: Hello,
+    name: String,
+    shared: &Shared,
+    ev: &mut ConnectionEvent,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Upstream first: only a verified server earns the client a leaf.
+    let verified = match shared
+        .upstream
+        .handshake(start.upstream, &name, &hello.alpn)
+        .await
+    {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(host = %name, reason = e.reason(), error = %e, "upstream refused: client gets a TLS alert");
+            ev.decision = "block".into();
+            ev.verification = Some(e.reason().into());
+            ev.reason = format!("upstream verification failed: {e}");
+            ev.flagged = true;
+            ev.close_reason = "upstream_unverified".into();
+            refuse(client, shared).await;
+            return;
+        }
+    };
+    ev.upstream_cert_sha256 = Some(verified.fingerprint.clone());
+    ev.upstream_tls = Some(format!("{} {}", verified.version, verified.suite));
+    ev.verification = Some(match &verified.exception {
+        Some(failed) => format!("exception: {failed}"),
+        None => "ok".into(),
+    });
+    ev.alpn = verified
+        .alpn
+        .as_ref()
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+
+    let leaf = match shared.leaf_for(&name, &verified.leaf) {
+        Ok(l) => l,
+        Err(e) => {
+            ev.decision = "block".into();
+            ev.reason = format!("no leaf for {name}: {e}");
+            ev.flagged = true;
+            ev.close_reason = "leaf_refused".into();
+            refuse(client, shared).await;
+            return;
+        }
+    };
+    let acceptor = TlsAcceptor::from(tls::server_config(leaf, verified.alpn.as_deref()));
+    let counters = Arc::new(Counters::default());
+    let counted = Counted::new(client, counters.clone());
+    let handshake = tokio::time::timeout(
+        shared.config.proxy.header_read_timeout,
+        acceptor.accept(counted),
+    )
+    .await;
+    let client_tls = match handshake {
+        Ok(Ok(s)) => {
+            shared.pinning.record_success(start.client.ip(), &name);
+            s
+        }
+        Ok(Err(e)) => {
+            let pin_abort = is_pin_abort(&e);
+            ev.close_reason = "client_tls_error".into();
+            ev.reason = format!("client handshake failed: {e}");
+            if pin_abort
+                && shared
+                    .pinning
+                    .record_abort(start.client.ip(), &name, Instant::now())
+            {
+                tracing::warn!(client = %start.client, host = %name, "client pins its certificates: passthrough learned");
+                ev.reason = format!(
+                    "client refused our certificate ({e}); pinning learned: passthrough for {:?}",
+                    shared.config.intercept.pinning_ttl
+                );
+                ev.flagged = true;
+            }
+            fill_bytes(ev, &counters);
+            return;
+        }
+        Err(_) => {
+            ev.close_reason = "client_tls_timeout".into();
+            fill_bytes(ev, &counters);
+            return;
+        }
+    };
+    {
+        let (_, conn) = client_tls.get_ref();
+        ev.client_tls = Some(format!(
+            "{} {}",
+            conn.protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default(),
+            conn.negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+                .unwrap_or_default()
+        ));
+    }
+
+    let flow = Arc::new(FlowContext {
+        id: ev.flow_id.unwrap_or_default(),
+        client: start.client,
+        user: start.identity.user.clone(),
+        device: start.identity.device.clone(),
+        host: name.clone(),
+        alpn: ev.alpn.clone(),
+    });
+    let hooks = Arc::new(Mutex::new(shared.interceptor.open(&flow)));
+    let relay = http::HttpRelay {
+        flow: flow.clone(),
+        hooks: hooks.clone(),
+        window: shared.config.intercept.inspect_window,
+        window_wait: Duration::from_millis(500),
+        header_timeout: shared.config.proxy.header_read_timeout,
+        idle: shared.config.proxy.idle_timeout,
+        abort: shared.abort.clone(),
+    };
+    let upstream = verified.stream;
+    let outcome = match verified.alpn.as_deref() {
+        Some(b"h2") => run_http(client_tls, upstream, true, relay, shared).await,
+        Some(b"http/1.1") => run_http(client_tls, upstream, false, relay, shared).await,
+        None => {
+            // No ALPN: HTTP/1.1 if the client speaks it, else bytes.
+            let mut client_tls = client_tls;
+            let mut first = vec![0u8; 8];
+            let n = tokio::time::timeout(Duration::from_millis(500), client_tls.read(&mut first))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            first.truncate(n);
+            let looks_http = n > 0
+                && first.iter().take_while(|b| b.is_ascii_uppercase()).count() >= 3
+                && first.contains(&b' ');
+            let client = Rewind::new(Bytes::from(first), client_tls);
+            if looks_http {
+                run_http(client, upstream, false, relay, shared).await
+            } else {
+                splice(
+                    client,
+                    upstream,
+                    shared.config.proxy.idle_timeout,
+                    &shared.abort,
+                )
+                .await
+                .reason
+                .as_str()
+                .to_string()
+            }
+        }
+        Some(_) => splice(
+            client_tls,
+            upstream,
+            shared.config.proxy.idle_timeout,
+            &shared.abort,
+        )
+        .await
+        .reason
+        .as_str()
+        .to_string(),
+    };
+    hooks.lock().expect("hooks lock").on_close(&flow);
+    ev.close_reason = outcome;
+    fill_bytes(ev, &counters);
+}
+
+async fn run_http<C, U>(
+    client: C,
+    upstream: U,
+    h2: bool,
+    relay: http::HttpRelay,
+    shared: &Shared,
+) -> String
+where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::select! {
+        r = http::relay(client, upstream, h2, relay) => match r {
+            Ok(()) => "closed".into(),
+            Err(e) => {
+                tracing::debug!(error = %e, "http relay ended");
+                "http_error".into()
+            }
+        },
+        _ = shared.abort.cancelled() => "shutdown".into(),
+    }
+}
+
+fn fill_bytes(ev: &mut ConnectionEvent, c: &Counters) {
+    use std::sync::atomic::Ordering;
+    ev.bytes_up = c.read.load(Ordering::Relaxed);
+    ev.bytes_down = c.written.load(Ordering::Relaxed);
+}
+
+/// Splices the flow unread.
+async fn passthrough<S>(
+    client: Rewind<S>,
+    upstream: TcpStream,
+    shared: &Shared,
+    ev: &mut ConnectionEvent,
+    reason: &str,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    ev.decision = "passthrough".into();
+    ev.reason = reason.into();
+    ev.flagged = true;
+    let done = splice(
+        client,
+        upstream,
+        shared.config.proxy.idle_timeout,
+        &shared.abort,
+    )
+    .await;
+    ev.bytes_up = done.up;
+    ev.bytes_down = done.down;
+    ev.close_reason = done.reason.as_str().into();
+}
+
+/// Fails the client's handshake with an alert, never presenting a certificate.
+async fn refuse<S>(client: Rewind<S>, shared: &Shared)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let acceptor = TlsAcceptor::from(tls::refusing_config());
+    let _ = tokio::time::timeout(
+        shared.config.proxy.header_read_timeout,
+        acceptor.accept(client),
+    )
+    .await;
+}
+
+/// A client that aborts after seeing our leaf: a certificate alert, or a
+/// close before the handshake finished.
+fn is_pin_abort(e: &std::io::Error) -> bool {
+    use rustls::AlertDescription as A;
+    if e.kind() == std::io::ErrorKind::UnexpectedEof
+        || e.kind() == std::io::ErrorKind::ConnectionReset
+    {
+        return true;
+    }
+    matches!(
+        e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+        Some(rustls::Error::AlertReceived(
+            A::BadCertificate | A::UnknownCA | A::CertificateUnknown
+        ))
+    )
+}
+
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}

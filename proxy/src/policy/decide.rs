@@ -1,0 +1,163 @@
+//! Per-flow decision: intercept, passthrough or block.
+
+use crate::config::{InterceptConfig, PolicyAction, PolicyRule};
+
+use super::identity::Identity;
+
+/// What to do with a flow, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// The action.
+    pub action: PolicyAction,
+    /// Why, for events.
+    pub reason: String,
+    /// A passthrough the security team should see (pinned, unreadable).
+    pub flagged: bool,
+}
+
+/// Hosts of apps known to pin their certificates (mobile clients refuse any
+/// leaf not from their own CA); intercepting them only breaks the app.
+const BUILTIN_PINNED: &[(&str, &str)] = &[
+    ("*.whatsapp.net", "whatsapp"),
+    ("chat.signal.org", "signal"),
+    ("*.signal.org", "signal"),
+    ("textsecure-service.whispersystems.org", "signal"),
+    ("*.push.apple.com", "imessage"),
+    ("*.ess.apple.com", "imessage"),
+    ("*.threema.ch", "threema"),
+    ("*.wire.com", "wire"),
+];
+
+/// The compiled policy of `[intercept]`.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    default: PolicyAction,
+    rules: Vec<PolicyRule>,
+    builtin_pinned: bool,
+}
+
+impl Policy {
+    /// Builds the policy from `[intercept]`.
+    pub fn new(config: &InterceptConfig) -> Self {
+        Self {
+            default: config.default_action,
+            rules: config.rules.clone(),
+            builtin_pinned: config.builtin_pinned_passthrough,
+        }
+    }
+
+    /// Decides for a flow to `host` (SNI or CONNECT host) by `who`.
+    pub fn decide(&self, host: Option<&str>, who: &Identity) -> Decision {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule_matches(rule, host, who) {
+                let reason = if rule.reason.is_empty() {
+                    format!("intercept.rules[{i}]")
+                } else {
+                    rule.reason.clone()
+                };
+                return Decision {
+                    action: rule.action,
+                    flagged: rule.action == PolicyAction::Passthrough,
+                    reason,
+                };
+            }
+        }
+        if self.builtin_pinned {
+            if let Some(h) = host {
+                if let Some((_, app)) = BUILTIN_PINNED.iter().find(|(p, _)| host_matches(p, h)) {
+                    return Decision {
+                        action: PolicyAction::Passthrough,
+                        reason: format!("known pinned app: {app}"),
+                        flagged: true,
+                    };
+                }
+            }
+        }
+        Decision {
+            action: self.default,
+            reason: "default".into(),
+            flagged: self.default == PolicyAction::Passthrough,
+        }
+    }
+}
+
+fn rule_matches(rule: &PolicyRule, host: Option<&str>, who: &Identity) -> bool {
+    let host_ok = rule.hosts.is_empty()
+        || host.is_some_and(|h| rule.hosts.iter().any(|p| host_matches(p, h)));
+    let user_ok =
+        rule.users.is_empty() || who.user.as_ref().is_some_and(|u| rule.users.contains(u));
+    let group_ok = rule.groups.is_empty() || who.groups.iter().any(|g| rule.groups.contains(g));
+    host_ok && user_ok && group_ok
+}
+
+/// `example.com` matches exactly; `*.example.com` matches any subdomain
+/// (not the apex). Case-insensitive; a trailing dot is ignored.
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    match pattern.strip_prefix("*.") {
+        Some(suffix) => {
+            host.len() > suffix.len() + 1
+                && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+        }
+        None => pattern.eq_ignore_ascii_case(host),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_patterns() {
+        assert!(host_matches("*.example.com", "a.example.com"));
+        assert!(host_matches("*.example.com", "a.b.EXAMPLE.com."));
+        assert!(!host_matches("*.example.com", "example.com"));
+        assert!(!host_matches("*.example.com", "badexample.com"));
+        assert!(host_matches("example.com", "Example.COM"));
+    }
+
+    #[test]
+    fn rules_first_match_then_pinned_then_default() {
+        let cfg = InterceptConfig {
+            rules: vec![
+                PolicyRule {
+                    hosts: vec!["*.telegram.org".into()],
+                    users: vec![],
+                    groups: vec![],
+                    action: PolicyAction::Block,
+                    reason: "no telegram".into(),
+                },
+                PolicyRule {
+                    hosts: vec![],
+                    users: vec![],
+                    groups: vec!["execs".into()],
+                    action: PolicyAction::Passthrough,
+                    reason: String::new(),
+                },
+            ],
+            ..InterceptConfig::default()
+        };
+        let p = Policy::new(&cfg);
+        let anon = Identity::default();
+        assert_eq!(
+            p.decide(Some("web.telegram.org"), &anon).action,
+            PolicyAction::Block
+        );
+        let d = p.decide(Some("g.whatsapp.net"), &anon);
+        assert_eq!((d.action, d.flagged), (PolicyAction::Passthrough, true));
+        assert_eq!(
+            p.decide(Some("slack.com"), &anon).action,
+            PolicyAction::Intercept
+        );
+        let exec = Identity {
+            groups: vec!["execs".into()],
+            ..Identity::default()
+        };
+        let d = p.decide(Some("slack.com"), &exec);
+        assert_eq!(
+            (d.action, d.reason.as_str()),
+            (PolicyAction::Passthrough, "intercept.rules[1]")
+        );
+    }
+}
