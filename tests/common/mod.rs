@@ -1,6 +1,11 @@
 //! Helpers shared by the end-to-end tests: the real ClickHouse started by
 //! `scripts/test.sh`, and a real `gatehouse` process.
+
 #![allow(dead_code)]
+
+pub mod inproc;
+pub mod pki;
+pub mod upstream;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -227,10 +227,14 @@ impl ServerCertVerifier for PinExceptions {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-        {
+        let verdict = match weak_key(end_entity) {
+            Some(err) => Err(err),
+            None => {
+                self.inner
+                    .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            }
+        };
+        match verdict {
             Ok(v) => Ok(v),
             Err(err) => {
                 let host = server_name.to_str();
@@ -283,6 +287,30 @@ fn name_owned(sni: &str) -> ServerName<'static> {
         .unwrap_or_else(|_| ServerName::try_from("invalid.invalid").expect("static"))
 }
 
+/// RSA keys shorter than this are refused on the upstream leg.
+const MIN_RSA_BITS: usize = 2048;
+
+/// An upstream key too weak to trust.
+#[derive(Debug, thiserror::Error)]
+#[error("weak upstream key: RSA-{0} (at least RSA-{MIN_RSA_BITS} required)")]
+pub struct WeakKey(usize);
+
+/// Refuses end-entity certificates with RSA keys under [`MIN_RSA_BITS`];
+/// said explicitly rather than left to a signature failure later.
+fn weak_key(end_entity: &CertificateDer<'_>) -> Option<rustls::Error> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::public_key::PublicKey;
+    let (_, cert) = X509Certificate::from_der(end_entity.as_ref()).ok()?;
+    match cert.public_key().parsed().ok()? {
+        PublicKey::RSA(rsa) if rsa.key_size() < MIN_RSA_BITS => Some(
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                Arc::new(WeakKey(rsa.key_size())),
+            ))),
+        ),
+        _ => None,
+    }
+}
+
 /// Maps a handshake error to a stable reason.
 fn classify(e: &std::io::Error) -> UpstreamError {
     use rustls::{CertificateError as C, Error as R};
@@ -298,6 +326,10 @@ fn classify(e: &std::io::Error) -> UpstreamError {
             C::InvalidPurpose | C::InvalidPurposeContext { .. } => "invalid_purpose",
             C::BadEncoding => "bad_encoding",
             C::Revoked => "revoked",
+            C::Other(o) if o.0.downcast_ref::<WeakKey>().is_some() => "weak_key",
+            _ if detail.contains("EndEntityUsedAsCa") || detail.contains("CaUsedAsEndEntity") => {
+                "issuer_not_ca"
+            }
             _ => "invalid_certificate",
         },
         Some(R::PeerIncompatible(_)) => "incompatible",
