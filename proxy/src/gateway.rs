@@ -68,6 +68,7 @@ impl Shared {
 pub struct Gateway {
     shared: Shared,
     proxy: TcpListener,
+    transparent: Option<TcpListener>,
     admin: TcpListener,
 }
 
@@ -87,6 +88,10 @@ impl Gateway {
         let upstream = Upstream::new(&config.upstream).map_err(GatewayError::Upstream)?;
         let proxy = bind("proxy.listen", config.proxy.listen).await?;
         let admin = bind("admin.listen", config.admin.listen).await?;
+        let transparent = match config.proxy.transparent_listen {
+            Some(addr) => Some(bind("proxy.transparent_listen", addr).await?),
+            None => None,
+        };
         let policy = Arc::new(Policy::new(&config.intercept));
         let identities = Arc::new(Identities::new(&config.identity));
         let pinning = Arc::new(Pinning::new(
@@ -111,6 +116,7 @@ impl Gateway {
         Ok(Self {
             shared,
             proxy,
+            transparent,
             admin,
         })
     }
@@ -120,6 +126,11 @@ impl Gateway {
         self.proxy
             .local_addr()
             .expect("bound listener has an address")
+    }
+
+    /// The bound transparent listener address, if configured.
+    pub fn transparent_addr(&self) -> Option<SocketAddr> {
+        self.transparent.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     /// The bound admin address.
@@ -141,9 +152,12 @@ impl Gateway {
         let Self {
             shared,
             proxy,
+            transparent,
             admin,
         } = self;
         let accept = tokio::spawn(listener::explicit::accept_loop(proxy, shared.clone()));
+        let transparent = transparent
+            .map(|l| tokio::spawn(listener::transparent::accept_loop(l, shared.clone())));
         let admin = tokio::spawn(listener::admin::accept_loop(admin, shared.clone()));
 
         shutdown.await;
@@ -151,6 +165,9 @@ impl Gateway {
         tracing::info!(grace = ?grace, in_flight = shared.tracker.len(), "shutting down: no new connections");
         shared.stopping.cancel();
         let _ = accept.await;
+        if let Some(t) = transparent {
+            let _ = t.await;
+        }
         let _ = admin.await;
         shared.tracker.close();
         if tokio::time::timeout(grace, shared.tracker.wait())

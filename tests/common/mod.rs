@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod inproc;
+pub mod netns;
 pub mod pki;
 pub mod upstream;
 
@@ -76,9 +77,28 @@ impl Gatehouse {
 
     /// As [`start_in`](Self::start_in), with global flags before `run`.
     pub fn start_with_args(dir: tempfile::TempDir, config: &str, args: &[&str]) -> Self {
+        Self::start_wrapped(dir, config, &[], args)
+    }
+
+    /// Starts the gateway under a wrapper command (e.g. `ip netns exec NS`).
+    pub fn start_wrapped(
+        dir: tempfile::TempDir,
+        config: &str,
+        wrapper: &[String],
+        args: &[&str],
+    ) -> Self {
         std::fs::write(dir.path().join("gatehouse.toml"), config).unwrap();
         let stderr_log = dir.path().join("stderr.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        let bin = env!("CARGO_BIN_EXE_gatehouse");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let mut child = cmd
             .args(args)
             .arg("run")
             .current_dir(dir.path())

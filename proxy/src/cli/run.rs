@@ -47,6 +47,9 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
             gateway.proxy_addr(),
             gateway.admin_addr()
         );
+        if let Some(t) = gateway.transparent_addr() {
+            println!("gatehouse: transparent listener on {t}");
+        }
         println!("gatehouse: interception CA certificate: {}", ca.display());
         let stop = async move {
             tokio::select! {

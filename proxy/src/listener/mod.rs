@@ -3,5 +3,6 @@
 pub mod admin;
 pub mod explicit;
 mod relay;
+pub mod transparent;
 
 pub use relay::{splice, CloseReason, Spliced};
