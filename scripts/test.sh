@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Gatehouse on a Debian machine as root: installs what the
-# tests need (ClickHouse, curl, openssl, iproute2, nftables), starts a
+# tests need (ClickHouse, curl, openssl, iproute2, nftables, python peers),
+# starts a
 # throw-away ClickHouse on loopback, checks formatting and lints, runs the
 # whole workspace's tests, and stops ClickHouse again (also on failure).
 set -euo pipefail
@@ -21,6 +22,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Python peers for the end-to-end tests (real protocol client libraries).
+if ! python3 -c 'import sys; sys.exit(0)' 2>/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null
+fi
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check --break-system-packages -r tests/requirements.txt
 
 trap 'scripts/clickhouse.sh stop' EXIT
 echo "== starting ClickHouse"

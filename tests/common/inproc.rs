@@ -69,6 +69,20 @@ pub struct TestGateway {
 impl TestGateway {
     /// A gateway trusting `roots` (PEM) upstream, allowing loopback destinations.
     pub async fn start(roots: &[&str], tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with(
+            roots,
+            Arc::new(gatehouse::intercept::hooks::AllowAll),
+            tweak,
+        )
+        .await
+    }
+
+    /// As [`start`](Self::start), running `interceptor` on intercepted flows.
+    pub async fn start_with(
+        roots: &[&str],
+        interceptor: Arc<dyn gatehouse::intercept::hooks::Interceptor>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut config = Config::default();
         config.proxy.listen = "127.0.0.1:0".parse().unwrap();
@@ -84,7 +98,7 @@ impl TestGateway {
         }
         tweak(&mut config);
         let events = Arc::new(Collect::default());
-        let gw = Gateway::bind(config, events.clone())
+        let gw = Gateway::bind_with(config, events.clone(), interceptor)
             .await
             .expect("gateway binds");
         let proxy = gw.proxy_addr();

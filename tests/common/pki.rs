@@ -250,3 +250,40 @@ impl TestCa {
         params.signed_by(spki, &self.issuer()).unwrap().pem()
     }
 }
+
+impl ServerCert {
+    /// Writes the chain and key as PEM files in `dir`; returns their paths.
+    pub fn write_pem(
+        &self,
+        dir: &std::path::Path,
+        stem: &str,
+    ) -> (std::path::PathBuf, std::path::PathBuf) {
+        let cert = dir.join(format!("{stem}.pem"));
+        let key = dir.join(format!("{stem}.key"));
+        let chain: String = self
+            .chain
+            .iter()
+            .map(|c| pem_block("CERTIFICATE", c))
+            .collect();
+        std::fs::write(&cert, chain).unwrap();
+        let key_der = match &self.key {
+            PrivateKeyDer::Pkcs8(k) => k.secret_pkcs8_der().to_vec(),
+            _ => unreachable!("test keys are PKCS#8"),
+        };
+        std::fs::write(&key, pem_block("PRIVATE KEY", &key_der)).unwrap();
+        (cert, key)
+    }
+}
+
+/// PEM-encodes DER bytes under `label`.
+pub fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}

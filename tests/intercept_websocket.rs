@@ -1,0 +1,144 @@
+//! WebSocket through the gateway: a real python `websockets` client and
+//! server negotiating permessage-deflate; each message reaches the hooks
+//! decompressed, and a blocked one closes the socket with 1008.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use common::inproc::TestGateway;
+use common::pki::{LeafSpec, TestCa};
+use gatehouse::intercept::hooks::{Direction, FlowContext, FlowHooks, Interceptor, Verdict};
+
+type Seen = Arc<Mutex<Vec<(Direction, bool, String)>>>;
+
+struct Recorder(Seen);
+
+struct RecorderHooks(Seen);
+
+impl Interceptor for Recorder {
+    fn open(&self, _flow: &FlowContext) -> Box<dyn FlowHooks> {
+        Box::new(RecorderHooks(self.0.clone()))
+    }
+}
+
+impl FlowHooks for RecorderHooks {
+    fn on_ws_message(
+        &mut self,
+        _flow: &FlowContext,
+        dir: Direction,
+        text: bool,
+        payload: &[u8],
+    ) -> Verdict {
+        let s = String::from_utf8_lossy(payload).into_owned();
+        let block = s.contains("SECRET");
+        self.0.lock().unwrap().push((dir, text, s));
+        if block {
+            Verdict::Block {
+                policy: "no-secrets".into(),
+            }
+        } else {
+            Verdict::Allow
+        }
+    }
+}
+
+fn py(script: &str) -> Command {
+    let mut c = Command::new("python3");
+    c.arg(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/py")
+            .join(script),
+    );
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_websocket_messages_are_inspected_and_blockable() {
+    let root = TestCa::root("WS Test Root");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = root
+        .leaf(&LeafSpec::new(&["ws.test"]))
+        .write_pem(dir.path(), "ws");
+    let mut server = py("ws_echo_server.py")
+        .args([&cert, &key])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 with websockets (installed by scripts/test.sh)");
+    let mut port = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let port: u16 = port.trim().parse().expect("server port");
+
+    let seen: Seen = Arc::default();
+    let gw =
+        TestGateway::start_with(&[&root.pem()], Arc::new(Recorder(seen.clone())), |_| {}).await;
+    let ca = gw.ca_file();
+    let hello = "hello over a compressed websocket ".repeat(40);
+    let out = tokio::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/ws_client.py"))
+        .args([
+            &format!("http://{}", gw.proxy),
+            &format!("127.0.0.1:{port}"),
+            "ws.test",
+        ])
+        .arg(&ca)
+        .args([
+            hello.as_str(),
+            "second message",
+            "this one has a SECRET in it",
+            "never sent",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let _ = server.kill();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines[0]["echo"], hello.as_str());
+    assert_eq!(
+        lines[0]["compressed"], true,
+        "permessage-deflate was negotiated end to end"
+    );
+    assert_eq!(lines[1]["echo"], "second message");
+    assert_eq!(lines[2]["closed"], 1008, "{stdout}");
+
+    let seen = seen.lock().unwrap().clone();
+    let outbound: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.0 == Direction::Outbound)
+        .map(|s| s.2.as_str())
+        .collect();
+    let inbound: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.0 == Direction::Inbound)
+        .map(|s| s.2.as_str())
+        .collect();
+    assert_eq!(
+        outbound,
+        vec![
+            hello.as_str(),
+            "second message",
+            "this one has a SECRET in it"
+        ]
+    );
+    assert_eq!(
+        inbound,
+        vec![hello.as_str(), "second message"],
+        "the blocked message never reached the server"
+    );
+    assert!(seen.iter().all(|s| s.1), "all text frames");
+    gw.stop().await;
+}
