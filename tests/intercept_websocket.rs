@@ -96,6 +96,7 @@ async fn compressed_websocket_messages_are_inspected_and_blockable() {
         .await
         .unwrap();
     let _ = server.kill();
+    let _ = server.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<serde_json::Value> = stdout
         .lines()
