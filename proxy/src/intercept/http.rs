@@ -103,6 +103,28 @@ where
     result.map_err(|e| format!("client connection: {e}"))
 }
 
+/// Forwards one absolute-form plain-HTTP request over a fresh upstream
+/// connection, with the same inspection as intercepted traffic.
+pub async fn forward_plain(
+    req: Request<Incoming>,
+    upstream: tokio::net::TcpStream,
+    relay: &HttpRelay,
+) -> Response<Body> {
+    let (send, conn) = match hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(upstream))
+        .await
+    {
+        Ok(pair) => pair,
+        Err(e) => return error_page(StatusCode::BAD_GATEWAY, &format!("upstream handshake: {e}")),
+    };
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream plain-http connection ended");
+        }
+    });
+    forward(req, relay, &Sender::H1(tokio::sync::Mutex::new(send))).await
+}
+
 async fn forward(mut req: Request<Incoming>, relay: &HttpRelay, sender: &Sender) -> Response<Body> {
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();

@@ -12,10 +12,16 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::config::PolicyAction;
 use crate::events::{now_ms, ConnectionEvent, Event};
 use crate::gateway::Shared;
+use crate::intercept::hooks::{AllowAll, FlowContext, FlowHooks};
+use crate::intercept::http::{blocked_page, forward_plain, Body, HttpRelay};
 use crate::intercept::{self, FlowStart};
 use crate::policy::Identity;
+use http_body_util::BodyExt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Accepts explicit-proxy connections until the gateway stops accepting.
 pub async fn accept_loop(listener: TcpListener, shared: Shared) {
@@ -82,7 +88,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared) {
     }
 }
 
-type Reply = Response<Full<Bytes>>;
+type Reply = Response<Body>;
 
 async fn handle(
     req: Request<Incoming>,
@@ -104,17 +110,97 @@ async fn handle(
                     "Basic realm=\"gatehouse\"",
                 )
                 .header(http::header::CONNECTION, "close")
-                .body(Full::new(Bytes::from(format!("Gatehouse: {e}\n"))))
+                .body(full(Bytes::from(format!("Gatehouse: {e}\n"))))
                 .expect("static response"));
         }
     };
     if req.method() == Method::CONNECT {
         return Ok(connect(req, peer, identity, shared).await);
     }
-    Ok(text(
-        StatusCode::NOT_IMPLEMENTED,
-        "Gatehouse: only CONNECT is supported on this listener\n",
-    ))
+    Ok(plain_http(req, peer, identity, shared).await)
+}
+
+/// Absolute-form plain HTTP (`GET http://host/path`): readable, so inspected
+/// like intercepted traffic; one upstream connection per request.
+async fn plain_http(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    identity: Identity,
+    shared: Shared,
+) -> Reply {
+    let uri = req.uri().clone();
+    if uri.scheme_str() != Some("http") {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Gatehouse: this is a proxy; send CONNECT, or an absolute http:// URI\n",
+        );
+    }
+    let Some(host) = uri
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string())
+    else {
+        return text(StatusCode::BAD_REQUEST, "absolute URI without a host\n");
+    };
+    let port = uri.port_u16().unwrap_or(80);
+    let mut ev = ConnectionEvent {
+        flow_id: Some(uuid::Uuid::now_v7()),
+        mode: "explicit-http".into(),
+        client: Some(peer),
+        user: identity.user.clone(),
+        device: identity.device.clone(),
+        destination: Some(format!("{host}:{port}")),
+        started_ms: now_ms(),
+        ..ConnectionEvent::default()
+    };
+    let decision = shared.policy.decide(Some(&host), &identity);
+    ev.reason = decision.reason.clone();
+    ev.flagged = decision.flagged;
+    ev.decision = decision.action.as_str().into();
+    let reply = if decision.action == PolicyAction::Block {
+        ev.close_reason = "blocked".into();
+        blocked_page(&decision.reason)
+    } else {
+        match dial(&host, port, &shared).await {
+            Err((status, reason)) => {
+                ev.decision = "block".into();
+                ev.reason = reason.clone();
+                ev.close_reason = "refused".into();
+                text(status, &format!("Gatehouse: {reason}\n"))
+            }
+            Ok(upstream) => {
+                ev.server_addr = upstream.peer_addr().ok();
+                let flow = Arc::new(FlowContext {
+                    id: ev.flow_id.unwrap_or_default(),
+                    client: peer,
+                    user: identity.user.clone(),
+                    device: identity.device.clone(),
+                    host: host.clone(),
+                    alpn: None,
+                });
+                let hooks: Box<dyn FlowHooks> = if decision.action == PolicyAction::Intercept {
+                    shared.interceptor.open(&flow)
+                } else {
+                    Box::new(AllowAll)
+                };
+                let relay = HttpRelay {
+                    flow: flow.clone(),
+                    hooks: Arc::new(Mutex::new(hooks)),
+                    window: shared.config.intercept.inspect_window,
+                    window_wait: Duration::from_millis(500),
+                    header_timeout: shared.config.proxy.header_read_timeout,
+                    idle: shared.config.proxy.idle_timeout,
+                    abort: shared.abort.clone(),
+                };
+                let resp = forward_plain(req, upstream, &relay).await;
+                relay.hooks.lock().expect("hooks lock").on_close(&flow);
+                ev.close_reason = "closed".into();
+                resp
+            }
+        }
+    };
+    ev.ended_ms = now_ms();
+    shared.events.emit(Event::Connection(ev));
+    reply
 }
 
 async fn connect(
@@ -178,7 +264,7 @@ async fn connect(
     });
     Response::builder()
         .status(StatusCode::OK)
-        .body(Full::new(Bytes::new()))
+        .body(full(Bytes::new()))
         .expect("static response")
 }
 
@@ -231,6 +317,10 @@ fn text(status: StatusCode, body: &str) -> Reply {
         .status(status)
         .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
         .header(http::header::CONNECTION, "close")
-        .body(Full::new(Bytes::from(body.to_string())))
+        .body(full(Bytes::from(body.to_string())))
         .expect("static response")
+}
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
 }
