@@ -2,6 +2,19 @@
 //! loading and protecting it; describing and exporting its certificate;
 //! minting leaves for verified upstreams, and caching them.
 //!
+//! Wiring, in the gateway:
+//! 1. `Ca::load_or_create(&CaFiles::in_dir(dir), &CaInit::default())` at
+//!    start (or `Ca::load` to refuse creating one), then
+//!    `Arc::new(ca)`.
+//! 2. One `LeafCache::with_prepare(ca, LeafCacheConfig::default(), f)`,
+//!    where `f` turns a [`Leaf`] into what the TLS acceptor serves, e.g.
+//!    `Arc<rustls::sign::CertifiedKey>` from `leaf.into_parts()`.
+//! 3. Per intercepted flow, after the upstream handshake verified:
+//!    `LeafRequest::new(sni_or_ip, upstream_end_entity)?` and
+//!    `cache.get_or_mint(&req, SystemTime::now())`. A
+//!    [`CertError::Refused`] means the client gets an alert, not a leaf.
+//!    A new CA means a new cache.
+//!
 //! This crate owns every private key of the gateway. Nothing here logs,
 //! exports or serialises the CA key except to its own 0600 file, and no
 //! `Debug` output shows a key.
