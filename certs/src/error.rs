@@ -72,6 +72,8 @@ pub enum Refusal {
     UpstreamUnparsable(String),
     /// The upstream end-entity certificate is itself a CA certificate.
     UpstreamIsCa,
+    /// The upstream certificate's extendedKeyUsage excludes serverAuth.
+    UpstreamNotServerAuth,
     /// No subjectAltName of the upstream certificate covers the name.
     NotCovered,
     /// The name lies outside the interception CA's name constraints.
@@ -85,6 +87,9 @@ impl fmt::Display for Refusal {
         match self {
             Self::UpstreamUnparsable(e) => write!(f, "upstream certificate unparsable: {e}"),
             Self::UpstreamIsCa => f.write_str("upstream end-entity certificate is a CA"),
+            Self::UpstreamNotServerAuth => {
+                f.write_str("upstream certificate is not valid for serverAuth")
+            }
             Self::NotCovered => f.write_str("upstream certificate does not cover this name"),
             Self::OutsideNameConstraints => {
                 f.write_str("name is outside the interception CA's name constraints")

@@ -177,6 +177,14 @@ impl Ca {
         if bc.is_some_and(|bc| bc.value.ca) {
             return Err(refuse(Refusal::UpstreamIsCa));
         }
+        // Verification upstream already demands serverAuth; refusing here
+        // too keeps that invariant should a caller ever skip it.
+        let eku = up
+            .extended_key_usage()
+            .map_err(|e| unparsable(e.to_string()))?;
+        if eku.is_some_and(|e| !(e.value.any || e.value.server_auth)) {
+            return Err(refuse(Refusal::UpstreamNotServerAuth));
+        }
         let san = up
             .subject_alternative_name()
             .map_err(|e| unparsable(e.to_string()))?;
@@ -204,7 +212,12 @@ impl Ca {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, req.name.to_string());
+        let cn = req.name.to_string();
+        // X.520 caps a CN at 64 characters; longer names live in the SAN
+        // alone (which rcgen then marks critical, as RFC 5280 asks).
+        if cn.len() <= 64 {
+            dn.push(DnType::CommonName, cn);
+        }
         params.distinguished_name = dn;
         params.subject_alt_names = vec![match &req.name {
             LeafName::Dns(d) => SanType::DnsName(d.clone().try_into()?),

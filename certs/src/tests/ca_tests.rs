@@ -198,6 +198,23 @@ fn import_refuses_a_non_ca_certificate() {
 }
 
 #[test]
+fn import_refuses_an_expired_ca() {
+    let pki = corporate_pki(InterSpec {
+        not_after: Some(odt(now()) - time::Duration::days(1)),
+        ..InterSpec::default()
+    });
+    let src = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = CaImport {
+        cert: write(src.path(), "c.pem", &pki.inter_pem),
+        key: write(src.path(), "k.pem", &pki.inter_key_pem),
+        chain: None,
+    };
+    let err = Ca::import(&CaFiles::in_dir(dir.path()), &source).unwrap_err();
+    assert!(err.to_string().contains("expired"), "{err}");
+}
+
+#[test]
 fn import_refuses_a_key_that_is_not_the_certificates() {
     let pki = corporate_pki(InterSpec::default());
     let other = corporate_pki(InterSpec::default());

@@ -60,6 +60,38 @@ pub fn upstream_with(
     not_after: OffsetDateTime,
     is_ca: bool,
 ) -> CertificateDer<'static> {
+    upstream_full(
+        sans,
+        not_before,
+        not_after,
+        is_ca,
+        &[ExtendedKeyUsagePurpose::ServerAuth],
+    )
+}
+
+/// An upstream certificate with the given extendedKeyUsage (none: absent).
+pub fn upstream_eku(
+    sans: &[&str],
+    now: SystemTime,
+    eku: &[ExtendedKeyUsagePurpose],
+) -> CertificateDer<'static> {
+    let now = odt(now);
+    upstream_full(
+        sans,
+        now - Duration::days(30),
+        now + Duration::days(60),
+        false,
+        eku,
+    )
+}
+
+fn upstream_full(
+    sans: &[&str],
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+    is_ca: bool,
+    eku: &[ExtendedKeyUsagePurpose],
+) -> CertificateDer<'static> {
     let issuer_key = KeyPair::generate().unwrap();
     let mut issuer_params = CertificateParams::default();
     issuer_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -78,7 +110,7 @@ pub fn upstream_with(
     } else {
         IsCa::ExplicitNoCa
     };
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.extended_key_usages = eku.to_vec();
     params.signed_by(&key, &issuer).unwrap().der().clone()
 }
 
@@ -94,6 +126,7 @@ pub struct InterSpec {
     pub is_ca: bool,
     pub key_cert_sign: bool,
     pub permit_dns: Vec<String>,
+    pub not_after: Option<OffsetDateTime>,
 }
 
 impl Default for InterSpec {
@@ -102,6 +135,7 @@ impl Default for InterSpec {
             is_ca: true,
             key_cert_sign: true,
             permit_dns: Vec::new(),
+            not_after: None,
         }
     }
 }
@@ -143,6 +177,10 @@ pub fn corporate_pki(spec: InterSpec) -> Pki {
                 .collect(),
             excluded_subtrees: Vec::new(),
         });
+    }
+    if let Some(not_after) = spec.not_after {
+        p.not_before = not_after - Duration::days(30);
+        p.not_after = not_after;
     }
     p.use_authority_key_identifier_extension = true;
     let inter = p.signed_by(&inter_key, &root).unwrap();

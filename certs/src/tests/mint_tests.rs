@@ -220,6 +220,53 @@ fn upstream_ca_certificates_and_garbage_are_refused() {
     assert!(matches!(refusal(err), Refusal::UpstreamUnparsable(_)));
 }
 
+#[test]
+fn upstream_eku_must_allow_server_auth() {
+    use rcgen::ExtendedKeyUsagePurpose as Eku;
+    let ca = test_ca();
+    let t = now();
+    let mint = |eku: &[Eku]| {
+        let up = upstream_eku(&["a.example"], t, eku);
+        ca.mint(&LeafRequest::new("a.example", up).unwrap(), t)
+    };
+    let err = mint(&[Eku::ClientAuth]).unwrap_err();
+    assert_eq!(refusal(err), Refusal::UpstreamNotServerAuth);
+    mint(&[Eku::ClientAuth, Eku::ServerAuth]).unwrap();
+    mint(&[Eku::Any]).unwrap();
+    // No EKU at all means any usage (RFC 5280 4.2.1.12).
+    mint(&[]).unwrap();
+}
+
+#[test]
+fn long_names_go_in_the_san_only() {
+    let ca = test_ca();
+    let t = now();
+    let long = format!("{}.{}.example.com", "a".repeat(60), "b".repeat(20));
+    let leaf = ca
+        .mint(
+            &LeafRequest::new(&long, upstream(&[long.as_str()], t)).unwrap(),
+            t,
+        )
+        .unwrap();
+    let cert = parse(leaf.end_entity());
+    assert_eq!(cert.subject().iter_common_name().count(), 0);
+    let san = cert.subject_alternative_name().unwrap().unwrap();
+    assert!(san.critical, "SAN must be critical with an empty subject");
+    webpki_verify(&leaf, ca.cert_der(), &long, t).unwrap();
+    let short = ca
+        .mint(
+            &LeafRequest::new("a.example", upstream(&["a.example"], t)).unwrap(),
+            t,
+        )
+        .unwrap();
+    let cn: Vec<_> = parse(short.end_entity())
+        .subject()
+        .iter_common_name()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cn, vec!["a.example".to_string()]);
+}
+
 fn lifetime(leaf: &crate::Leaf) -> (SystemTime, SystemTime) {
     let v = parse(leaf.end_entity()).validity().clone();
     (
