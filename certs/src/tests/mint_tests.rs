@@ -378,3 +378,71 @@ fn wrong_name_fails_webpki_too() {
     webpki_verify(&leaf, ca.cert_der(), "a.example.com", t).unwrap();
     assert!(webpki_verify(&leaf, ca.cert_der(), "b.example.com", t).is_err());
 }
+
+mod differential {
+    //! Our name coverage against webpki's, the matcher clients use: a leaf
+    //! is minted for a host exactly when webpki accepts the upstream
+    //! certificate for that host.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn label() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["a", "b", "xn--c", "example", "com"])
+    }
+
+    fn presented() -> impl Strategy<Value = String> {
+        (
+            prop::bool::weighted(0.4),
+            prop::collection::vec(label(), 1..4),
+        )
+            .prop_map(|(wild, labels)| {
+                let name = labels.join(".");
+                if wild {
+                    format!("*.{name}")
+                } else {
+                    name
+                }
+            })
+    }
+
+    fn random_host() -> impl Strategy<Value = String> {
+        prop::collection::vec(label(), 1..5).prop_map(|l| l.join("."))
+    }
+
+    /// SANs, and a host that is random or built on the first SAN's base
+    /// with zero to two labels in front (near misses and matches alike).
+    fn case() -> impl Strategy<Value = (Vec<String>, String)> {
+        prop::collection::vec(presented(), 1..4).prop_flat_map(|sans| {
+            let base = sans[0].trim_start_matches("*.").to_string();
+            let near = prop::collection::vec(label(), 0..3).prop_map(move |front| {
+                front
+                    .into_iter()
+                    .chain(std::iter::once(base.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(".")
+            });
+            (Just(sans), prop_oneof![random_host(), near])
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+        #[test]
+        fn mint_agrees_with_webpki((sans, host) in case()) {
+            let ca = test_ca();
+            let t = now();
+            let refs: Vec<&str> = sans.iter().map(String::as_str).collect();
+            let up = upstream(&refs, t);
+            let ee = webpki::EndEntityCert::try_from(&up).unwrap();
+            let name = rustls_pki_types::ServerName::try_from(host.as_str()).unwrap();
+            let webpki_ok = ee.verify_is_valid_for_subject_name(&name).is_ok();
+            let minted = ca.mint(&LeafRequest::new(&host, up.clone()).unwrap(), t);
+            prop_assert_eq!(minted.is_ok(), webpki_ok, "sans {:?} host {}", sans, host);
+            if let Ok(leaf) = minted {
+                prop_assert_eq!(leaf_sans(leaf.end_entity()), vec![host.clone()]);
+            }
+        }
+    }
+}
