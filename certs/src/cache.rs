@@ -173,8 +173,9 @@ impl<T: Clone + Send + Sync + 'static> LeafCache<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
-        // The state stays consistent across a panic in another holder: every
-        // mutation is a single map/deque operation.
+        // Nothing under this lock panics short of allocation failure, and
+        // a key lost from the clock would only escape eviction, so a
+        // poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 

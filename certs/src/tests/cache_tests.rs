@@ -175,6 +175,21 @@ fn concurrent_refusals_all_get_an_error() {
 }
 
 #[test]
+fn cache_and_ca_can_be_shared_across_threads() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<crate::Ca>();
+    shared::<LeafCache>();
+    shared::<
+        LeafCache<
+            Arc<(
+                Vec<rustls_pki_types::CertificateDer<'static>>,
+                rustls_pki_types::PrivateKeyDer<'static>,
+            )>,
+        >,
+    >();
+}
+
+#[test]
 fn clear_empties_the_cache() {
     let c = cache(10);
     let t = now();
