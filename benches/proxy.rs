@@ -52,12 +52,14 @@ fn pki() -> Pki {
 }
 
 async fn upstream(p: &Pki) -> SocketAddr {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(p.chain.clone(), p.key.clone_key())
-        .unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(p.chain.clone(), p.key.clone_key())
+    .unwrap();
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -66,13 +68,21 @@ async fn upstream(p: &Pki) -> SocketAddr {
     let bulk = Bytes::from(vec![b'y'; 8 * 1024 * 1024]);
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = l.accept().await else { return };
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
             let _ = tcp.set_nodelay(true);
             let (acceptor, kib, bulk) = (acceptor.clone(), kib.clone(), bulk.clone());
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let body = if req.uri().path() == "/bulk" { bulk.clone() } else { kib.clone() };
+                    let body = if req.uri().path() == "/bulk" {
+                        bulk.clone()
+                    } else {
+                        kib.clone()
+                    };
                     async move { Ok::<_, Infallible>(http::Response::new(Full::new(body))) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -102,17 +112,23 @@ async fn gateway(p: &Pki, dir: &std::path::Path) -> (SocketAddr, CertificateDer<
 fn client_cfg(root: &CertificateDer<'static>, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root.clone()).unwrap();
-    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     c.alpn_protocols = vec![alpn.to_vec()];
     Arc::new(c)
 }
 
 /// TCP to `server`, through `proxy` if given (CONNECT), then TLS.
-async fn connect(server: SocketAddr, proxy: Option<SocketAddr>, cfg: Arc<rustls::ClientConfig>) -> tokio_rustls::client::TlsStream<TcpStream> {
+async fn connect(
+    server: SocketAddr,
+    proxy: Option<SocketAddr>,
+    cfg: Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut tcp = TcpStream::connect(proxy.unwrap_or(server)).await.unwrap();
     tcp.set_nodelay(true).unwrap();
     if proxy.is_some() {
@@ -137,14 +153,28 @@ enum Send {
     H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
 }
 
-async fn session(server: SocketAddr, proxy: Option<SocketAddr>, root: &CertificateDer<'static>, h2: bool) -> Send {
-    let tls = connect(server, proxy, client_cfg(root, if h2 { b"h2" } else { b"http/1.1" })).await;
+async fn session(
+    server: SocketAddr,
+    proxy: Option<SocketAddr>,
+    root: &CertificateDer<'static>,
+    h2: bool,
+) -> Send {
+    let tls = connect(
+        server,
+        proxy,
+        client_cfg(root, if h2 { b"h2" } else { b"http/1.1" }),
+    )
+    .await;
     if h2 {
-        let (s, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+        let (s, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
         tokio::spawn(c);
         Send::H2(s)
     } else {
-        let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+        let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
         tokio::spawn(c);
         Send::H1(s)
     }
@@ -167,10 +197,15 @@ async fn get(s: &mut Send, path: &str) -> usize {
 
 fn bench(c: &mut Criterion) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let p = pki();
-    let (server, (proxy, gw_ca)) = rt.block_on(async { (upstream(&p).await, gateway(&p, dir.path()).await) });
+    let (server, (proxy, gw_ca)) =
+        rt.block_on(async { (upstream(&p).await, gateway(&p, dir.path()).await) });
 
     let mut g = c.benchmark_group("keepalive_1k");
     for (name, via, h2) in [
@@ -179,7 +214,11 @@ fn bench(c: &mut Criterion) {
         ("direct_h2", None, true),
         ("gateway_h2", Some(proxy), true),
     ] {
-        let root = if via.is_some() { gw_ca.clone() } else { p.root_der.clone() };
+        let root = if via.is_some() {
+            gw_ca.clone()
+        } else {
+            p.root_der.clone()
+        };
         let mut s = rt.block_on(session(server, via, &root, h2));
         g.throughput(Throughput::Elements(1));
         g.bench_function(name, |b| b.iter(|| rt.block_on(get(&mut s, "/1k"))));
@@ -187,8 +226,16 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("new_connection_1k");
-    for (name, via, h2) in [("direct_h1", None, false), ("gateway_h1", Some(proxy), false), ("gateway_h2", Some(proxy), true)] {
-        let root = if via.is_some() { gw_ca.clone() } else { p.root_der.clone() };
+    for (name, via, h2) in [
+        ("direct_h1", None, false),
+        ("gateway_h1", Some(proxy), false),
+        ("gateway_h2", Some(proxy), true),
+    ] {
+        let root = if via.is_some() {
+            gw_ca.clone()
+        } else {
+            p.root_der.clone()
+        };
         g.bench_function(name, |b| {
             b.iter(|| {
                 rt.block_on(async {
@@ -204,7 +251,11 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(8 * 1024 * 1024));
     g.sample_size(20);
     for (name, via) in [("direct", None), ("gateway", Some(proxy))] {
-        let root = if via.is_some() { gw_ca.clone() } else { p.root_der.clone() };
+        let root = if via.is_some() {
+            gw_ca.clone()
+        } else {
+            p.root_der.clone()
+        };
         let mut s = rt.block_on(session(server, via, &root, false));
         g.bench_function(name, |b| b.iter(|| rt.block_on(get(&mut s, "/bulk"))));
     }

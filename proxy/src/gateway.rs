@@ -9,7 +9,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use gatehouse_certs::{Ca, CaFiles, CaInit};
+use gatehouse_certs::{Ca, CaFiles, CaInit, LeafCache, LeafCacheConfig, LeafPolicy, LeafRequest};
 
 use crate::config::Config;
 use crate::events::EventSink;
@@ -48,6 +48,8 @@ pub struct Shared {
     pub pinning: Arc<Pinning>,
     /// Inspection hooks of intercepted flows.
     pub interceptor: Arc<dyn Interceptor>,
+    /// Minted leaves, ready for rustls, by name and upstream certificate.
+    pub leaves: Arc<LeafCache<Arc<rustls::sign::CertifiedKey>>>,
 }
 
 impl Shared {
@@ -58,9 +60,11 @@ impl Shared {
         name: &str,
         upstream: &rustls::pki_types::CertificateDer<'_>,
     ) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
-        let _ = upstream;
-        let leaf = self.ca.mint_interim(name).map_err(|e| e.to_string())?;
-        crate::intercept::tls::certified_key(leaf.chain, leaf.key).map_err(|e| e.to_string())
+        let req =
+            LeafRequest::new(name, upstream.clone().into_owned()).map_err(|e| e.to_string())?;
+        self.leaves
+            .get_or_mint(&req, std::time::SystemTime::now())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -84,7 +88,30 @@ impl Gateway {
         events: Arc<dyn EventSink>,
         interceptor: Arc<dyn Interceptor>,
     ) -> Result<Self, GatewayError> {
-        let ca = load_ca(&config)?;
+        let mut ca = load_ca(&config)?;
+        ca.set_leaf_policy(LeafPolicy {
+            max_lifetime: std::time::Duration::from_secs(
+                86_400 * u64::from(config.intercept.leaf_max_days.max(1)),
+            ),
+            ..LeafPolicy::default()
+        });
+        let ca = Arc::new(ca);
+        let provider = crate::intercept::upstream::provider();
+        let leaves = Arc::new(LeafCache::with_prepare(
+            ca.clone(),
+            LeafCacheConfig {
+                capacity: config.intercept.leaf_cache_size.max(1),
+                ..LeafCacheConfig::default()
+            },
+            move |leaf| {
+                let (chain, key) = leaf.into_parts();
+                let signing = provider
+                    .key_provider
+                    .load_private_key(key)
+                    .expect("a freshly minted P-256 key loads");
+                Arc::new(rustls::sign::CertifiedKey::new(chain, signing))
+            },
+        ));
         let upstream = Upstream::new(&config.upstream).map_err(GatewayError::Upstream)?;
         let proxy = bind("proxy.listen", config.proxy.listen).await?;
         let admin = bind("admin.listen", config.admin.listen).await?;
@@ -102,7 +129,7 @@ impl Gateway {
             access: Arc::new(AccessPolicy::new(&config.proxy)),
             slots: Arc::new(Semaphore::new(config.proxy.max_connections)),
             config: Arc::new(config),
-            ca: Arc::new(ca),
+            ca,
             events,
             stopping: CancellationToken::new(),
             abort: CancellationToken::new(),
@@ -112,6 +139,7 @@ impl Gateway {
             identities,
             pinning,
             interceptor,
+            leaves,
         };
         Ok(Self {
             shared,
@@ -192,6 +220,7 @@ fn load_ca(config: &Config) -> Result<Ca, GatewayError> {
         (Some(cert), Some(key)) => Ca::load(&CaFiles {
             cert: cert.clone(),
             key: key.clone(),
+            chain: config.ca.chain.clone().unwrap_or_default(),
         })?,
         _ => Ca::load_or_create(
             &CaFiles::in_dir(&config.ca.dir),

@@ -34,7 +34,11 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let gateway = Gateway::bind(config, Arc::new(LogSink)).await?;
-        let ca = gateway.ca().files().cert.clone();
+        let ca = gateway
+            .ca()
+            .files()
+            .map(|f| f.cert.clone())
+            .unwrap_or_default();
         tracing::info!(
             config = %source,
             proxy = %gateway.proxy_addr(),

@@ -51,12 +51,3 @@ impl ResolvesServerCert for Refuse {
         None
     }
 }
-
-/// Builds the rustls signing material for a leaf chain and key.
-pub fn certified_key(
-    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
-    key: rustls::pki_types::PrivateKeyDer<'static>,
-) -> Result<Arc<CertifiedKey>, rustls::Error> {
-    let signing = provider().key_provider.load_private_key(key)?;
-    Ok(Arc::new(CertifiedKey::new(chain, signing)))
-}
