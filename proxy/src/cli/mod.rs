@@ -1,5 +1,6 @@
 //! Command-line surface: global flags and the subcommand tree.
 
+mod ca;
 mod check;
 mod logging;
 mod run;
@@ -31,6 +32,9 @@ enum Command {
     Run(RunArgs),
     /// Check the configuration, reporting every problem; exit 1 on any.
     Check,
+    /// The interception CA: init, import, show, export.
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
 }
 
 /// Overrides for `gatehouse run`.
@@ -48,6 +52,12 @@ pub struct RunArgs {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check => Ok(check::main(cli.config.as_deref())),
+        Command::Ca(cmd) => {
+            let Some(loaded) = load_or_report(cli.config.as_deref())? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            ca::main(&loaded.config, cmd)
+        }
         Command::Run(args) => {
             let Some(loaded) = load_or_report(cli.config.as_deref())? else {
                 return Ok(ExitCode::FAILURE);

@@ -282,6 +282,27 @@ fn check_ca(config: &Config, out: &mut Vec<Problem>, file: Option<&Path>) {
     if key_there {
         if let Err(e) = gatehouse_certs::check_key_mode(&key) {
             out.push(Problem::error(file, key_key, e.to_string()));
+        } else if cert_there {
+            // Load it for real: a mismatched key, a non-CA or a bad chain shows here.
+            let files = gatehouse_certs::CaFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                chain: ca.chain.clone().unwrap_or_else(|| ca.dir.join("chain.pem")),
+            };
+            match gatehouse_certs::Ca::load(&files) {
+                Err(e) => out.push(Problem::error(file, cert_key, e.to_string())),
+                Ok(loaded) => {
+                    if let Ok(d) = loaded.describe() {
+                        if d.not_after < std::time::SystemTime::now() {
+                            out.push(Problem::error(
+                                file,
+                                cert_key,
+                                "the CA certificate has expired".to_string(),
+                            ));
+                        }
+                    }
+                }
+            }
         }
     }
     if let Some(chain) = &ca.chain {
