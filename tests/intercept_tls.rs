@@ -413,3 +413,81 @@ async fn a_client_that_pins_is_put_on_passthrough() {
         .any(|e| e.decision == "passthrough" && e.reason.contains("learned pinning") && e.flagged));
     gw.stop().await;
 }
+
+/// Non-HTTP protocols inside TLS (here ALPN `xmpp-client`) relay as bytes,
+/// with both directions shown to the hooks.
+#[tokio::test]
+async fn other_alpn_protocols_relay_bytes_through_a_tap() {
+    use gatehouse::intercept::hooks::{Direction, FlowContext, FlowHooks, Interceptor};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    type Log = Arc<Mutex<Vec<(Direction, Vec<u8>)>>>;
+    struct Tap(Log);
+    struct TapHooks(Log);
+    impl Interceptor for Tap {
+        fn open(&self, _f: &FlowContext) -> Box<dyn FlowHooks> {
+            Box::new(TapHooks(self.0.clone()))
+        }
+    }
+    impl FlowHooks for TapHooks {
+        fn on_bytes(&mut self, _f: &FlowContext, dir: Direction, bytes: &[u8]) {
+            self.0.lock().unwrap().push((dir, bytes.to_vec()));
+        }
+    }
+
+    let root = TestCa::root("Upstream Test Root");
+    let cert = root.leaf(&LeafSpec::new(&["xmpp.test"]));
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(cert.chain, cert.key)
+    .unwrap();
+    cfg.alpn_protocols = vec![b"xmpp-client".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tls.read(&mut buf).await.unwrap();
+        tls.write_all(b"<stream:features/>").await.unwrap();
+        assert_eq!(&buf[..n], b"<stream:stream to='xmpp.test'>");
+        tls.shutdown().await.unwrap();
+    });
+
+    let log: Log = Arc::default();
+    let gw = TestGateway::start_with(&[&root.pem()], Arc::new(Tap(log.clone())), |_| {}).await;
+    let (cfg, _) = client_config(std::slice::from_ref(&gw.ca_der), &[b"xmpp-client"], false);
+    let mut tls = tls_through(gw.proxy, server, "xmpp.test", cfg)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"xmpp-client"[..]));
+    tls.write_all(b"<stream:stream to='xmpp.test'>")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = tls.read_to_end(&mut reply).await;
+    assert_eq!(reply, b"<stream:features/>");
+    drop(tls);
+    let ev = gw.events.wait_connection("xmpp.test").await;
+    assert_eq!(ev.alpn.as_deref(), Some("xmpp-client"));
+    let log = log.lock().unwrap().clone();
+    let out: Vec<u8> = log
+        .iter()
+        .filter(|e| e.0 == Direction::Outbound)
+        .flat_map(|e| e.1.clone())
+        .collect();
+    let inb: Vec<u8> = log
+        .iter()
+        .filter(|e| e.0 == Direction::Inbound)
+        .flat_map(|e| e.1.clone())
+        .collect();
+    assert_eq!(out, b"<stream:stream to='xmpp.test'>");
+    assert_eq!(inb, b"<stream:features/>");
+    gw.stop().await;
+}

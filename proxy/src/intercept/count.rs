@@ -66,3 +66,68 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+/// A stream whose traffic is shown to the flow's hooks: reads are what the
+/// client sent (outbound), writes what it receives (inbound).
+pub struct Tapped<S> {
+    inner: S,
+    flow: Arc<super::hooks::FlowContext>,
+    hooks: Arc<std::sync::Mutex<Box<dyn super::hooks::FlowHooks>>>,
+}
+
+impl<S> Tapped<S> {
+    /// Wraps the client side of a byte relay.
+    pub fn new(
+        inner: S,
+        flow: Arc<super::hooks::FlowContext>,
+        hooks: Arc<std::sync::Mutex<Box<dyn super::hooks::FlowHooks>>>,
+    ) -> Self {
+        Self { inner, flow, hooks }
+    }
+
+    fn tap(&self, dir: super::hooks::Direction, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            if let Ok(mut h) = self.hooks.lock() {
+                h.on_bytes(&self.flow, dir, bytes);
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tapped<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            let new = &buf.filled()[before..];
+            self.tap(super::hooks::Direction::Outbound, new);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tapped<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = r {
+            self.tap(super::hooks::Direction::Inbound, &buf[..n]);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -25,7 +25,7 @@ use crate::gateway::Shared;
 use crate::listener::splice;
 use crate::policy::Identity;
 
-use count::{Counted, Counters};
+use count::{Counted, Counters, Tapped};
 use hooks::FlowContext;
 use peek::{peek, Hello, Peeked};
 use rewind::Rewind;
@@ -291,32 +291,34 @@ async fn intercept<S>(
             if looks_http {
                 run_http(client, upstream, false, relay, shared).await
             } else {
-                splice(
-                    client,
-                    upstream,
-                    shared.config.proxy.idle_timeout,
-                    &shared.abort,
-                )
-                .await
-                .reason
-                .as_str()
-                .to_string()
+                let tapped = Tapped::new(client, flow.clone(), hooks.clone());
+                byte_relay(tapped, upstream, shared).await
             }
         }
-        Some(_) => splice(
-            client_tls,
-            upstream,
-            shared.config.proxy.idle_timeout,
-            &shared.abort,
-        )
-        .await
-        .reason
-        .as_str()
-        .to_string(),
+        Some(_) => {
+            let tapped = Tapped::new(client_tls, flow.clone(), hooks.clone());
+            byte_relay(tapped, upstream, shared).await
+        }
     };
     hooks.lock().expect("hooks lock").on_close(&flow);
     ev.close_reason = outcome;
     fill_bytes(ev, &counters);
+}
+
+/// Non-HTTP protocols inside TLS: bytes both ways, shown to the hooks.
+async fn byte_relay<C, U>(client: C, upstream: U, shared: &Shared) -> String
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let done = splice(
+        client,
+        upstream,
+        shared.config.proxy.idle_timeout,
+        &shared.abort,
+    )
+    .await;
+    done.reason.as_str().to_string()
 }
 
 async fn run_http<C, U>(
