@@ -1,6 +1,6 @@
 //! WebSocket relay, frame by frame, with each message shown to the hooks.
 //!
-//! Frames pass through unchanged (so whatever extensions client and server
+//! Frame headers are read with tungstenite's codec; frames pass through unchanged (so whatever extensions client and server
 //! negotiated keep working); a copy of each message is unmasked and, under
 //! permessage-deflate, inflated for inspection. A message is held until it
 //! is complete (up to the inspection window) so a block can stop it: the
@@ -108,52 +108,27 @@ struct Header {
     payload_len: usize,
 }
 
-/// Parses a frame header (RFC 6455 §5.2); `None` means need more bytes.
+/// Parses a frame header with tungstenite's codec; `None` means need more bytes.
 fn parse_header(buf: &[u8]) -> Result<Option<Header>, &'static str> {
-    if buf.len() < 2 {
-        return Ok(None);
-    }
-    let (b0, b1) = (buf[0], buf[1]);
-    let masked = b1 & 0x80 != 0;
-    let (len, mut at) = match b1 & 0x7f {
-        126 => {
-            if buf.len() < 4 {
-                return Ok(None);
+    let mut cursor = std::io::Cursor::new(buf);
+    match tungstenite::protocol::frame::FrameHeader::parse(&mut cursor) {
+        Ok(None) => Ok(None),
+        Err(_) => Err("malformed frame header"),
+        Ok(Some((h, len))) => {
+            let payload_len = usize::try_from(len).map_err(|_| "frame too large")?;
+            if payload_len > (1 << 40) {
+                return Err("frame too large");
             }
-            (u16::from_be_bytes([buf[2], buf[3]]) as u64, 4)
+            Ok(Some(Header {
+                fin: h.is_final,
+                rsv1: h.rsv1,
+                opcode: u8::from(h.opcode),
+                mask: h.mask,
+                header_len: cursor.position() as usize,
+                payload_len,
+            }))
         }
-        127 => {
-            if buf.len() < 10 {
-                return Ok(None);
-            }
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&buf[2..10]);
-            (u64::from_be_bytes(b), 10)
-        }
-        n => (n as u64, 2),
-    };
-    let mask = if masked {
-        if buf.len() < at + 4 {
-            return Ok(None);
-        }
-        let m = [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]];
-        at += 4;
-        Some(m)
-    } else {
-        None
-    };
-    let payload_len = usize::try_from(len).map_err(|_| "frame too large")?;
-    if payload_len > (1 << 40) {
-        return Err("frame too large");
     }
-    Ok(Some(Header {
-        fin: b0 & 0x80 != 0,
-        rsv1: b0 & 0x40 != 0,
-        opcode: b0 & 0x0f,
-        mask,
-        header_len: at,
-        payload_len,
-    }))
 }
 
 /// A message being assembled.
