@@ -1,7 +1,8 @@
 //! WebSocket relay, frame by frame, with each message shown to the hooks.
 //!
-//! Frame headers are read with tungstenite's codec; frames pass through unchanged (so whatever extensions client and server
-//! negotiated keep working); a copy of each message is unmasked and, under
+//! Frame headers are read with tungstenite's codec; frames pass through
+//! unchanged (so whatever extensions client and server negotiated keep
+//! working); a copy of each message is unmasked and, under
 //! permessage-deflate, inflated for inspection. A message is held until it
 //! is complete (up to the inspection window) so a block can stop it: the
 //! client then gets a close frame 1008 (policy violation).
