@@ -491,3 +491,30 @@ async fn other_alpn_protocols_relay_bytes_through_a_tap() {
     assert_eq!(inb, b"<stream:features/>");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let root = TestCa::root("Upstream Test Root");
+    let server = https_server("idle.test", root.leaf(&LeafSpec::new(&["idle.test"]))).await;
+    let gw = TestGateway::start(&[&root.pem()], |c| {
+        c.proxy.idle_timeout = std::time::Duration::from_millis(800)
+    })
+    .await;
+    let (cfg, _) = client_config(std::slice::from_ref(&gw.ca_der), &[b"http/1.1"], false);
+    let mut tls = tls_through(gw.proxy, server, "idle.test", cfg)
+        .await
+        .unwrap();
+    tls.write_all(b"GET /hello HTTP/1.1\r\nHost: idle.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tls.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Keep-alive, then silence: the gateway closes it.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), tls.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
+    let ev = gw.events.wait_connection("idle.test").await;
+    assert_eq!(ev.close_reason, "idle_timeout");
+    gw.stop().await;
+}

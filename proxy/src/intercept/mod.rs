@@ -272,8 +272,8 @@ async fn intercept<S>(
     };
     let upstream = verified.stream;
     let outcome = match verified.alpn.as_deref() {
-        Some(b"h2") => run_http(client_tls, upstream, true, relay, shared).await,
-        Some(b"http/1.1") => run_http(client_tls, upstream, false, relay, shared).await,
+        Some(b"h2") => run_http(client_tls, upstream, true, relay, shared, &counters).await,
+        Some(b"http/1.1") => run_http(client_tls, upstream, false, relay, shared, &counters).await,
         None => {
             // No ALPN: HTTP/1.1 if the client speaks it, else bytes.
             let mut client_tls = client_tls;
@@ -289,7 +289,7 @@ async fn intercept<S>(
                 && first.contains(&b' ');
             let client = Rewind::new(Bytes::from(first), client_tls);
             if looks_http {
-                run_http(client, upstream, false, relay, shared).await
+                run_http(client, upstream, false, relay, shared, &counters).await
             } else {
                 let tapped = Tapped::new(client, flow.clone(), hooks.clone());
                 byte_relay(tapped, upstream, shared).await
@@ -327,12 +327,14 @@ async fn run_http<C, U>(
     h2: bool,
     relay: http::HttpRelay,
     shared: &Shared,
+    counters: &Counters,
 ) -> String
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     tokio::select! {
+        _ = idle_watch(counters, shared.config.proxy.idle_timeout) => "idle_timeout".into(),
         r = http::relay(client, upstream, h2, relay) => match r {
             Ok(()) => "closed".into(),
             Err(e) => {
@@ -341,6 +343,24 @@ where
             }
         },
         _ = shared.abort.cancelled() => "shutdown".into(),
+    }
+}
+
+/// Resolves once no byte has moved on the client leg for `idle` (keep-alive
+/// connections included; hyper itself has no idle timeout).
+async fn idle_watch(c: &Counters, idle: Duration) {
+    use std::sync::atomic::Ordering;
+    let total = || c.read.load(Ordering::Relaxed) + c.written.load(Ordering::Relaxed);
+    let tick = (idle / 4).max(Duration::from_millis(10));
+    let (mut seen, mut since) = (total(), tokio::time::Instant::now());
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = total();
+        if now != seen {
+            (seen, since) = (now, tokio::time::Instant::now());
+        } else if since.elapsed() >= idle {
+            return;
+        }
     }
 }
 
