@@ -1,0 +1,2 @@
+//! Placeholder until the identification benchmarks land.
+fn main() {}

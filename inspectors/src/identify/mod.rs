@@ -1,0 +1,3 @@
+//! Which protocol a flow speaks, from its first bytes.
+pub(crate) mod reader;
+pub mod tls;
