@@ -1,3 +1,4 @@
 //! Which protocol a flow speaks, from its first bytes.
+pub mod quic;
 pub(crate) mod reader;
 pub mod tls;

@@ -27,10 +27,6 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
-    pub(crate) fn rest(&self) -> &'a [u8] {
-        &self.buf[self.pos..]
-    }
-
     pub(crate) fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let out = self.buf.get(self.pos..end)?;
@@ -44,11 +40,6 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn u16(&mut self) -> Option<u16> {
         self.bytes(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    pub(crate) fn u24(&mut self) -> Option<u32> {
-        self.bytes(3)
-            .map(|b| u32::from_be_bytes([0, b[0], b[1], b[2]]))
     }
 
     pub(crate) fn u32(&mut self) -> Option<u32> {

@@ -261,7 +261,7 @@ fn prefixed_u16_list(data: &[u8]) -> Option<Vec<u16>> {
 }
 
 fn u16_list(bytes: &[u8]) -> Option<Vec<u16>> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return None;
     }
     Some(

@@ -16,6 +16,11 @@ const HANDSHAKE: u8 = 0x16;
 /// A TLS plaintext record carries at most 2^14 bytes (RFC 8446 §5.1).
 const MAX_RECORD: usize = 1 << 14;
 
+/// The most CRYPTO-stream bytes worth buffering for one ClientHello.
+pub(crate) fn hello_limit() -> usize {
+    hello::MAX_HELLO_LEN + 4
+}
+
 /// Whether `buf` starts like a TLS handshake record: `Some(true)` or
 /// `Some(false)` once the first three bytes tell, `None` before.
 pub fn looks_like_tls(buf: &[u8]) -> Option<bool> {
@@ -64,8 +69,11 @@ pub fn parse_client_hello(buf: &[u8]) -> Result<Option<ClientHello>, InspectErro
     Ok(None)
 }
 
+/// A record's fragment and the bytes after the record.
+type Split<'a> = (&'a [u8], &'a [u8]);
+
 /// The next complete handshake record's fragment and what follows it.
-fn record(buf: &[u8]) -> Result<Option<(&[u8], &[u8])>, InspectError> {
+fn record(buf: &[u8]) -> Result<Option<Split<'_>>, InspectError> {
     let malformed = |reason: &str| InspectError::Malformed {
         protocol: "tls",
         reason: reason.to_owned(),
