@@ -175,12 +175,28 @@ pub fn detect_obfuscated(buf: &[u8]) -> Sniff<MtprotoTransport> {
         _ => return Sniff::No,
     };
     let dc = i16::from_le_bytes([plain[60], plain[61]]);
-    Sniff::Yes(MtprotoTransport::Obfuscated2 { inner, dc })
+    // The keystream runs on into the first packet: decrypt what arrived of
+    // it and wait for all of it, as for the plain transports.
+    let mut first = buf[64..buf.len().min(64 + 4 + MAX_FIRST_PACKET)].to_vec();
+    cipher.apply_keystream(&mut first);
+    let packet = match inner {
+        ObfuscatedInner::Abridged => abridged_packet(&first),
+        ObfuscatedInner::Intermediate | ObfuscatedInner::PaddedIntermediate => {
+            length_prefixed(&first)
+        }
+    };
+    packet.map(|()| MtprotoTransport::Obfuscated2 { inner, dc })
 }
 
-/// Builds an obfuscated2 header the way a client does, from 64 random
-/// bytes; used by tests and the fixture generator's cross-check.
-pub fn obfuscated2_header(random: [u8; 64], inner: ObfuscatedInner, dc: i16) -> [u8; 64] {
+/// Builds the opening of an obfuscated2 stream the way a client does: the
+/// 64-byte header made from `random`, then `packet` framed for `inner` and
+/// encrypted with the same keystream. For tests and fixture generators.
+pub fn obfuscated2_stream(
+    random: [u8; 64],
+    inner: ObfuscatedInner,
+    dc: i16,
+    packet: &[u8],
+) -> Vec<u8> {
     let mut init = random;
     init[56..60].copy_from_slice(match inner {
         ObfuscatedInner::Abridged => &[0xef; 4],
@@ -188,13 +204,18 @@ pub fn obfuscated2_header(random: [u8; 64], inner: ObfuscatedInner, dc: i16) -> 
         ObfuscatedInner::PaddedIntermediate => &PADDED,
     });
     init[60..62].copy_from_slice(&dc.to_le_bytes());
-    let mut encrypted = init;
+    let mut stream = init.to_vec();
+    match inner {
+        ObfuscatedInner::Abridged => stream.push((packet.len() / 4) as u8),
+        _ => stream.extend((packet.len() as u32).to_le_bytes()),
+    }
+    stream.extend(packet);
     let mut cipher = Aes256Ctr::new_from_slices(&init[8..40], &init[40..56])
         .expect("32-byte key and 16-byte IV");
-    cipher.apply_keystream(&mut encrypted);
-    let mut out = init;
-    out[56..].copy_from_slice(&encrypted[56..]);
-    out
+    cipher.apply_keystream(&mut stream);
+    // The header goes out in the clear except its last eight bytes.
+    stream[..56].copy_from_slice(&init[..56]);
+    stream
 }
 
 #[cfg(test)]
@@ -261,15 +282,18 @@ mod tests {
         for (i, b) in random.iter_mut().enumerate() {
             *b = (i as u8).wrapping_mul(37).wrapping_add(11);
         }
-        let header = obfuscated2_header(random, ObfuscatedInner::PaddedIntermediate, -2);
-        assert_eq!(
-            detect_obfuscated(&header),
-            Sniff::Yes(MtprotoTransport::Obfuscated2 {
-                inner: ObfuscatedInner::PaddedIntermediate,
-                dc: -2
-            })
-        );
-        all_prefixes_need_more(&header, detect_obfuscated);
+        for inner in [
+            ObfuscatedInner::Abridged,
+            ObfuscatedInner::Intermediate,
+            ObfuscatedInner::PaddedIntermediate,
+        ] {
+            let stream = obfuscated2_stream(random, inner, -2, &req_pq());
+            assert_eq!(
+                detect_obfuscated(&stream),
+                Sniff::Yes(MtprotoTransport::Obfuscated2 { inner, dc: -2 })
+            );
+            all_prefixes_need_more(&stream, detect_obfuscated);
+        }
         assert_eq!(detect_obfuscated(&random), Sniff::No);
         assert_eq!(detect_obfuscated(b"GET / HTTP/1.1"), Sniff::No);
     }

@@ -245,7 +245,8 @@ mod tests {
 
     #[test]
     fn protocol_evidence_decides_opaque_apps() {
-        let header = mtproto::obfuscated2_header([9; 64], mtproto::ObfuscatedInner::Abridged, 2);
+        let header =
+            mtproto::obfuscated2_stream([9; 64], mtproto::ObfuscatedInner::Abridged, 2, &[0; 40]);
         let c = classify(&identify(&header, Transport::Tcp, 443), None, 443);
         assert_eq!(c.app.as_deref(), Some("telegram"));
         assert_eq!((c.class, c.confidence), (Class::Opaque, Confidence::High));
