@@ -263,14 +263,16 @@ fn endpoint(pattern: &str, websocket: bool, app: usize) -> Endpoint {
 }
 
 fn host_matches(pattern: &str, host: &str) -> bool {
-    let host = host.trim_end_matches('.');
+    // Bytes, not str slices: a hostile Host header need not be ASCII.
+    let host = host.trim_end_matches('.').as_bytes();
     match pattern.strip_prefix("*.") {
         Some(parent) => {
+            let parent = parent.as_bytes();
             host.len() > parent.len() + 1
                 && host[host.len() - parent.len()..].eq_ignore_ascii_case(parent)
-                && host.as_bytes()[host.len() - parent.len() - 1] == b'.'
+                && host[host.len() - parent.len() - 1] == b'.'
         }
-        None => host.eq_ignore_ascii_case(pattern),
+        None => host.eq_ignore_ascii_case(pattern.as_bytes()),
     }
 }
 
