@@ -98,12 +98,22 @@ fn parser_state_is_reusable_across_datagrams() {
 /// Seals CRYPTO data into a client Initial with rustls, the way a client
 /// would, so reassembly can be tested on real packet protection.
 fn seal_initial(dcid: &[u8], pn: u32, frames: &[u8]) -> Vec<u8> {
-    use rustls::quic::{Keys, Version};
+    seal_versioned(rustls::quic::Version::V1, 1, dcid, pn, frames)
+}
+
+fn seal_versioned(
+    version: rustls::quic::Version,
+    wire: u32,
+    dcid: &[u8],
+    pn: u32,
+    frames: &[u8],
+) -> Vec<u8> {
+    use rustls::quic::Keys;
     let suite = rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256
         .tls13()
         .unwrap();
     let keys = Keys::initial(
-        Version::V1,
+        version,
         suite,
         suite.quic.unwrap(),
         dcid,
@@ -112,7 +122,9 @@ fn seal_initial(dcid: &[u8], pn: u32, frames: &[u8]) -> Vec<u8> {
     let mut payload = frames.to_vec();
     payload.resize(payload.len().max(40), 0); // PADDING
     let length = 4 + payload.len() + 16;
-    let mut header = vec![0xc3, 0, 0, 0, 1, dcid.len() as u8];
+    let mut header = vec![0xc3];
+    header.extend(wire.to_be_bytes());
+    header.push(dcid.len() as u8);
     header.extend(dcid);
     header.extend([0, 0]); // no SCID, no token
     header.extend((0x4000u16 | length as u16).to_be_bytes());
@@ -169,4 +181,25 @@ fn crypto_frames_reassemble_across_datagrams_and_out_of_order() {
     let mut both = first.clone();
     both.extend(&second);
     assert!(quic::parse_initial(&both).unwrap().is_some());
+}
+
+#[test]
+fn draft_29_initials_use_the_draft_salt() {
+    let dcid = hex("0102030405060708");
+    let packet = seal_versioned(
+        rustls::quic::Version::V1Draft,
+        0xff00_001d,
+        &dcid,
+        0,
+        &crypto_frame(0, &hex(HELLO)),
+    );
+    let got = quic::parse_initial(&packet)
+        .unwrap()
+        .expect("complete hello");
+    assert_eq!(got.version, QuicVersion::Draft(29));
+    assert_eq!(got.hello.sni.as_deref(), Some("example.com"));
+    // The same packet claimed as v1 does not authenticate: the salts differ.
+    let mut as_v1 = packet.clone();
+    as_v1[1..5].copy_from_slice(&1u32.to_be_bytes());
+    assert!(quic::parse_initial(&as_v1).is_err());
 }

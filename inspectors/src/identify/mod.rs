@@ -128,8 +128,10 @@ pub struct Identification {
     pub need_more: bool,
     /// What the first message said.
     pub details: Details,
-    /// Shannon entropy of the bytes seen, in bits per byte.
-    pub entropy: f64,
+    /// Shannon entropy of the bytes seen, in bits per byte: computed only
+    /// when no protocol matched (unknown, Threema's random opening), where it
+    /// tells encrypted bytes from text.
+    pub entropy: Option<f64>,
     /// How many bytes the verdict rests on.
     pub bytes_seen: usize,
     /// The protocol was recognised but its handshake was malformed; the
@@ -143,7 +145,8 @@ impl Identification {
             protocol,
             need_more: false,
             details,
-            entropy: entropy::shannon(bytes),
+            entropy: matches!(protocol, Protocol::Unknown | Protocol::Threema)
+                .then(|| entropy::shannon(bytes)),
             bytes_seen: bytes.len(),
             error: None,
         }
@@ -325,7 +328,7 @@ mod tests {
         let id = identify(b"SSH-2.0-OpenSSH_9.6\r\n", Transport::Tcp, 22);
         assert_eq!(id.protocol, Protocol::Unknown);
         assert!(!id.need_more);
-        assert!(id.entropy > 3.0 && id.entropy < 5.0);
+        assert!(id.entropy.is_some_and(|e| e > 3.0 && e < 5.0));
     }
 
     #[test]
@@ -334,7 +337,7 @@ mod tests {
         assert!(identify(&random[..40], Transport::Tcp, 443).need_more);
         let id = identify(&random, Transport::Tcp, 443);
         assert_eq!((id.protocol, id.need_more), (Protocol::Unknown, false));
-        assert!(id.entropy > 5.9);
+        assert!(id.entropy.is_some_and(|e| e > 5.9));
         let fin = identify_final(&random[..40], Transport::Tcp, 443);
         assert_eq!((fin.protocol, fin.need_more), (Protocol::Unknown, false));
     }

@@ -211,9 +211,10 @@ impl Catalog {
         if let Some(a) = guess {
             evidence.push(format!("port {port} is used by {}", a.id));
         }
-        evidence.push(format!("entropy {:.2} bits/byte", id.entropy));
+        let entropy = id.entropy.unwrap_or(0.0);
+        evidence.push(format!("entropy {entropy:.2} bits/byte"));
         // Below 32 bytes, text and ciphertext cannot be told apart this way.
-        let random = id.bytes_seen >= 32 && id.entropy >= RANDOM_SHARE * max_entropy(id);
+        let random = id.bytes_seen >= 32 && entropy >= RANDOM_SHARE * max_entropy(id);
         Classification {
             app: guess.map(|a| a.id.clone()),
             class: if random {

@@ -6,8 +6,6 @@
 //! then `_` and the signature algorithms in wire order. GREASE is ignored
 //! everywhere.
 
-use std::fmt::Write as _;
-
 use sha2::{Digest, Sha256};
 
 use super::hello::{ext, is_grease, ClientHello, HelloTransport};
@@ -116,13 +114,18 @@ fn alpn_code(first: Option<&[u8]>) -> String {
     }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+// Hand-rolled hex: `write!` per value cost more than the hashing itself.
 fn hex_list(list: &[u16]) -> String {
     let mut s = String::with_capacity(list.len() * 5);
     for (i, v) in list.iter().enumerate() {
         if i > 0 {
             s.push(',');
         }
-        let _ = write!(s, "{v:04x}");
+        for shift in [12, 8, 4, 0] {
+            s.push(char::from(HEX[usize::from((v >> shift) & 0xf)]));
+        }
     }
     s
 }
@@ -134,7 +137,8 @@ fn hash12(s: &str) -> String {
     let digest = Sha256::digest(s.as_bytes());
     let mut out = String::with_capacity(12);
     for b in &digest[..6] {
-        let _ = write!(out, "{b:02x}");
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     out
 }
