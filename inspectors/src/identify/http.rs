@@ -38,6 +38,39 @@ pub struct HttpRequest {
     pub websocket: bool,
 }
 
+impl HttpRequest {
+    /// The path of the target: origin-form as is, absolute-form (explicit
+    /// proxy requests) without scheme and authority.
+    pub fn path(&self) -> &str {
+        match self.absolute() {
+            Some((_, path)) => path,
+            None => &self.target,
+        }
+    }
+
+    /// The host to attribute the request to: the Host header, else the
+    /// authority of an absolute-form target.
+    pub fn effective_host(&self) -> Option<&str> {
+        self.host
+            .as_deref()
+            .or_else(|| self.absolute().map(|(authority, _)| strip_port(authority)))
+    }
+
+    fn absolute(&self) -> Option<(&str, &str)> {
+        let rest = self
+            .target
+            .strip_prefix("http://")
+            .or_else(|| self.target.strip_prefix("https://"))?;
+        let split = rest.find('/').unwrap_or(rest.len());
+        let path = if split == rest.len() {
+            "/"
+        } else {
+            &rest[split..]
+        };
+        Some((&rest[..split], path))
+    }
+}
+
 /// Recognises an HTTP request head at the start of a stream.
 pub fn detect(buf: &[u8]) -> Sniff<HttpRequest> {
     let mut any_prefix = false;
@@ -159,6 +192,15 @@ mod tests {
             panic!()
         };
         assert_eq!(r.version, "HTTP/2.0");
+    }
+
+    #[test]
+    fn absolute_form_targets_give_host_and_path() {
+        let Sniff::Yes(r) = detect(b"GET http://Example.com:8080/a/b?c HTTP/1.1\r\n\r\n") else {
+            panic!()
+        };
+        assert_eq!(r.path(), "/a/b?c");
+        assert_eq!(r.effective_host(), Some("Example.com"));
     }
 
     #[test]

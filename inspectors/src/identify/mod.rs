@@ -5,6 +5,19 @@
 //! will come (the client waits for the server, or the peek limit or a timer
 //! ran out), [`identify_final`] gives the best verdict on what there is.
 //! The app and the inspection class come from [`catalog::classify`].
+//!
+//! ```
+//! use gatehouse_inspectors::identify::{catalog, identify, Protocol, Transport};
+//!
+//! let peeked = b"GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: m.corp.example\r\n\r\n";
+//! let id = identify(&peeked[..10], Transport::Tcp, 80);
+//! assert!(id.need_more); // peek again with more bytes
+//! let id = identify(peeked, Transport::Tcp, 80);
+//! assert_eq!(id.protocol, Protocol::Http);
+//! let verdict = catalog::classify(&id, None, 80);
+//! assert_eq!(verdict.app.as_deref(), Some("matrix"));
+//! assert_eq!(verdict.class, catalog::Class::Inspectable);
+//! ```
 
 pub mod catalog;
 pub mod entropy;
@@ -172,7 +185,7 @@ impl Identification {
     /// stream's `to` domain.
     pub fn server_name(&self) -> Option<&str> {
         match &self.details {
-            Details::Http(r) => r.host.as_deref(),
+            Details::Http(r) => r.effective_host(),
             Details::Xmpp(x) => x.to.as_deref(),
             _ => self.client_hello().and_then(|h| h.sni.as_deref()),
         }

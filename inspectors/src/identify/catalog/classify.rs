@@ -105,7 +105,7 @@ impl Catalog {
         // Catalog evidence: endpoints and hosts.
         let (app, confidence) = match &id.details {
             Details::Http(r) => {
-                let app = self.lookup_http(name, &r.target, r.websocket);
+                let app = self.lookup_http(name, r.path(), r.websocket);
                 if app.is_some() {
                     evidence.push(format!(
                         "{} {}{}",

@@ -9,7 +9,7 @@
 mod classify;
 mod file;
 
-pub use classify::{classify, Classification};
+pub use classify::{classify, Classification, Confidence};
 pub use file::AppEntry;
 
 use std::collections::HashMap;
