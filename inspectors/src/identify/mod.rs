@@ -224,9 +224,27 @@ fn udp(buf: &[u8], last: bool) -> Identification {
             Ok(None) => malformed(Protocol::Quic, "ClientHello incomplete", buf),
             Err(e) => malformed(Protocol::Quic, &e.to_string(), buf),
         },
+        Some(false) => match other_quic_version(buf) {
+            Some(v) => malformed(
+                Protocol::Quic,
+                &format!("long-header packet of QUIC version {v:#010x} we cannot open"),
+                buf,
+            ),
+            None => Identification::new(Protocol::Unknown, Details::None, buf),
+        },
         None if !last => Identification::need_more(Protocol::Unknown, buf),
-        _ => Identification::new(Protocol::Unknown, Details::None, buf),
+        None => Identification::new(Protocol::Unknown, Details::None, buf),
     }
+}
+
+/// A QUIC long header (form and fixed bits set, a version, a sane DCID
+/// length) of a version or packet type we do not open: gQUIC `Q050`,
+/// old drafts, or a client's non-Initial packet.
+fn other_quic_version(buf: &[u8]) -> Option<u32> {
+    let first = *buf.first()?;
+    let version = u32::from_be_bytes(buf.get(1..5)?.try_into().ok()?);
+    let dcid_len = *buf.get(5)?;
+    (first & 0xc0 == 0xc0 && version != 0 && dcid_len <= 20).then_some(version)
 }
 
 fn tcp(buf: &[u8], port: u16, last: bool) -> Identification {
@@ -379,6 +397,15 @@ mod tests {
         assert_eq!(id.protocol, Protocol::Tls);
         assert!(!id.need_more);
         assert!(id.error.unwrap().contains("ClientHello"));
+    }
+
+    #[test]
+    fn quic_of_a_version_we_cannot_open_is_still_quic() {
+        let mut gquic = b"\xc3Q050\x08".to_vec();
+        gquic.extend([0u8; 40]);
+        let id = identify(&gquic, Transport::Udp, 443);
+        assert_eq!(id.protocol, Protocol::Quic);
+        assert!(id.error.unwrap().contains("0x51303530"));
     }
 
     #[test]
