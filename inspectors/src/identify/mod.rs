@@ -38,7 +38,8 @@ pub use sniff::Sniff;
 use std::fmt;
 
 /// The transport a flow runs over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transport {
     /// A TCP stream.
     Tcp,
@@ -56,8 +57,9 @@ impl Transport {
     }
 }
 
-/// The protocols Gatehouse tells apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The protocols Gatehouse tells apart. Serialises as [`Protocol::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Protocol {
     /// TLS over TCP.
@@ -352,6 +354,26 @@ mod tests {
                 assert!(id.need_more, "{want} cut at {cut}: {id:?}");
             }
         }
+    }
+
+    #[test]
+    fn names_serialise_as_in_design() {
+        for p in [
+            Protocol::Tls,
+            Protocol::Quic,
+            Protocol::Http,
+            Protocol::Xmpp,
+            Protocol::Mqtt,
+            Protocol::Mtproto,
+            Protocol::WhatsappNoise,
+            Protocol::Mmtls,
+            Protocol::Threema,
+            Protocol::Unknown,
+        ] {
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.as_str()));
+        }
+        assert_eq!(serde_json::to_string(&Transport::Udp).unwrap(), "\"udp\"");
     }
 
     #[test]

@@ -5,7 +5,8 @@ use super::{App, Catalog, Class, Reason};
 use crate::identify::{mqtt::MqttConnect, Details, Identification, Protocol};
 
 /// How sure the app attribution is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Confidence {
     /// Guessed from a port or the shape of random bytes.
     Low,
@@ -16,7 +17,7 @@ pub enum Confidence {
 }
 
 /// The verdict on a flow: which app, what Gatehouse can read, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[non_exhaustive]
 pub struct Classification {
     /// The app id, when known.
@@ -312,6 +313,21 @@ mod tests {
             25,
         );
         assert_eq!((c.app, c.class), (None, Class::MetadataOnly));
+    }
+
+    #[test]
+    fn classification_serialises_with_design_names() {
+        let c = Classification {
+            app: Some("signal".into()),
+            class: Class::MetadataOnly,
+            reasons: vec![Reason::NonTlsEncryption],
+            confidence: Confidence::Medium,
+            evidence: vec![],
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"app":"signal","class":"metadata-only","reasons":["non-tls-encryption"],"confidence":"medium","evidence":[]}"#
+        );
     }
 
     #[test]

@@ -24,7 +24,7 @@ use crate::InspectError;
 pub const BUILTIN_TOML: &str = include_str!("../../../catalog/apps.toml");
 
 /// How much of an app's traffic Gatehouse can read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
     /// Interception yields readable messages.
@@ -54,7 +54,7 @@ impl fmt::Display for Class {
 }
 
 /// Why an app is not inspectable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Reason {
     /// The client pins its server certificates: interception breaks it.
