@@ -184,3 +184,52 @@ fn a_broken_crc_is_not_the_full_transport() {
     let id = identify(&bytes, Transport::Tcp, 443);
     assert_ne!(id.details, Details::Mtproto(MtprotoTransport::Full));
 }
+
+/// Datagrams of a `.dgrams` fixture: each prefixed by a 2-byte length.
+fn datagrams(mut bytes: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while bytes.len() >= 2 {
+        let n = usize::from(u16::from_be_bytes([bytes[0], bytes[1]]));
+        out.push(&bytes[2..2 + n]);
+        bytes = &bytes[2 + n..];
+    }
+    out
+}
+
+#[test]
+fn aioquic_hello_split_over_two_datagrams_reassembles_in_any_order() {
+    let split = include_bytes!("fixtures/aioquic_initial_split.dgrams");
+    let dgrams = datagrams(split);
+    assert_eq!(dgrams.len(), 2);
+    // The first datagram alone is not enough, whatever the API.
+    assert_eq!(quic::parse_initial(dgrams[0]), Ok(None));
+    assert!(identify(dgrams[0], Transport::Udp, 443).need_more);
+
+    for order in [[0, 1], [1, 0]] {
+        let mut p = quic::InitialParser::new();
+        assert_eq!(p.push_datagram(dgrams[order[0]]), Ok(None), "{order:?}");
+        // Every prefix of the second datagram's packet still needs more
+        // (aioquic pads the datagram with zeros after the packet).
+        let second = dgrams[order[1]];
+        let packet_end = second.iter().rposition(|b| *b != 0).unwrap() + 1;
+        for cut in 0..packet_end {
+            let mut probe = quic::InitialParser::new();
+            probe.push_datagram(dgrams[order[0]]).unwrap();
+            assert_eq!(
+                probe.push_datagram(&second[..cut]),
+                Ok(None),
+                "{order:?} {cut}"
+            );
+        }
+        let q = p
+            .push_datagram(dgrams[order[1]])
+            .unwrap()
+            .expect("hello complete");
+        assert_eq!(q.hello.sni.as_deref(), Some("chat.example.com"));
+        assert_eq!(q.hello.alpn.len(), 81);
+        assert_eq!(q.hello.alpn[80], b"x-gatehouse-079".to_vec());
+        // Same client build as aioquic_initial.bin: ALPN's first entry and
+        // the lists are unchanged, so is the JA4 (checked with ja4plus).
+        assert_eq!(q.hello.ja4, "q13d0307h3_55b375c5d22e_1cecd519fee8");
+    }
+}
