@@ -101,6 +101,11 @@ mod tests {
 
     /// A minimal hello: TLS 1.2, one suite, SNI and ALPN.
     fn handshake() -> Vec<u8> {
+        handshake_with(&[])
+    }
+
+    /// The minimal hello with `extra` appended to its extensions.
+    fn handshake_with(extra: &[u8]) -> Vec<u8> {
         let mut body = vec![0x03, 0x03];
         body.extend([7u8; 32]);
         body.push(0); // session id
@@ -115,10 +120,11 @@ mod tests {
         sni.extend((host.len() as u16).to_be_bytes());
         sni.extend(host);
         let alpn = [0x00, 0x10, 0x00, 0x05, 0x00, 0x03, 0x02, b'h', b'2'];
-        let exts_len = (sni.len() + alpn.len()) as u16;
+        let exts_len = (sni.len() + alpn.len() + extra.len()) as u16;
         body.extend(exts_len.to_be_bytes());
         body.extend(sni);
         body.extend(alpn);
+        body.extend(extra);
         let mut msg = vec![1];
         msg.extend(&(body.len() as u32).to_be_bytes()[1..]);
         msg.extend(body);
@@ -176,6 +182,30 @@ mod tests {
         let mut buf = records(&handshake()[..10], 10);
         buf.extend([0x15, 0x03, 0x03, 0, 2, 2, 40]);
         assert!(parse_client_hello(&buf).is_err());
+    }
+
+    #[test]
+    fn ech_versions_groups_and_signature_algorithms_are_read() {
+        let extra = [
+            0xfe, 0x0d, 0x00, 0x04, 0x00, 0x00, 0x01, 0x00, // encrypted_client_hello (outer)
+            0x00, 0x2b, 0x00, 0x05, 0x04, 0x7a, 0x7a, 0x03, 0x04, // supported_versions
+            0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x1d, // supported_groups
+            0x00, 0x0d, 0x00, 0x06, 0x00, 0x04, 0x04, 0x03, 0x08,
+            0x04, // signature_algorithms
+        ];
+        let h = parse_client_hello(&records(&handshake_with(&extra), 1 << 14))
+            .unwrap()
+            .unwrap();
+        assert!(h.ech);
+        assert_eq!(h.supported_versions, vec![0x7a7a, 0x0304]);
+        assert_eq!(h.max_version(), 0x0304);
+        assert_eq!(h.supported_groups, vec![0x001d]);
+        assert_eq!(h.signature_algorithms, vec![0x0403, 0x0804]);
+        assert_eq!(
+            h.extensions,
+            vec![0x0000, 0x0010, 0xfe0d, 0x002b, 0x000a, 0x000d]
+        );
+        assert!(h.ja4.starts_with("t13d0106h2_"), "{}", h.ja4);
     }
 
     #[test]
