@@ -1,0 +1,340 @@
+//! Combining protocol evidence with the catalog into an app, a class and
+//! the evidence for both.
+
+use super::{App, Catalog, Class, Reason};
+use crate::identify::{mqtt::MqttConnect, Details, Identification, Protocol};
+
+/// How sure the app attribution is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    /// Guessed from a port or the shape of random bytes.
+    Low,
+    /// A catalog host suffix or endpoint matched.
+    Medium,
+    /// The protocol itself proves it, or an exact host matched.
+    High,
+}
+
+/// The verdict on a flow: which app, what Gatehouse can read, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Classification {
+    /// The app id, when known.
+    pub app: Option<String>,
+    /// What Gatehouse can read.
+    pub class: Class,
+    /// Why, when not inspectable.
+    pub reasons: Vec<Reason>,
+    /// How sure the app attribution is.
+    pub confidence: Confidence,
+    /// Human-readable facts behind the verdict, for the connection event.
+    pub evidence: Vec<String>,
+}
+
+/// [`Catalog::classify`] with the shipped catalog.
+pub fn classify(id: &Identification, sni: Option<&str>, port: u16) -> Classification {
+    Catalog::builtin().classify(id, sni, port)
+}
+
+/// Normalised entropy (share of the maximum the sample length allows) past
+/// which unknown bytes count as encrypted.
+const RANDOM_SHARE: f64 = 0.85;
+
+impl Catalog {
+    /// Classifies a flow from its identification, the server name known to
+    /// the proxy (CONNECT host or SNI; falls back to the one in `id`), and
+    /// the destination port.
+    pub fn classify(&self, id: &Identification, sni: Option<&str>, port: u16) -> Classification {
+        let name = sni.or_else(|| id.server_name());
+        let mut evidence = vec![format!("protocol {}", id.protocol)];
+        if let Some(e) = &id.error {
+            evidence.push(format!("malformed handshake: {e}"));
+        }
+        let proven =
+            |app: &str, class, reasons: &[Reason], why: String, mut evidence: Vec<String>| {
+                evidence.push(why);
+                Classification {
+                    app: Some(app.to_owned()),
+                    class,
+                    reasons: reasons.to_vec(),
+                    confidence: Confidence::High,
+                    evidence,
+                }
+            };
+        match &id.details {
+            Details::Mtproto(t) => {
+                return proven(
+                    "telegram",
+                    Class::Opaque,
+                    &[Reason::NonTlsEncryption],
+                    format!("MTProto transport {t:?}"),
+                    evidence,
+                )
+            }
+            Details::WhatsappNoise(w) => {
+                return proven(
+                    "whatsapp",
+                    Class::Opaque,
+                    &[Reason::E2ee],
+                    format!("WhatsApp Noise header WA {}.{}", w.magic, w.dict_version),
+                    evidence,
+                )
+            }
+            Details::Mmtls(m) => {
+                return proven(
+                    "wechat",
+                    Class::Opaque,
+                    &[Reason::NonTlsEncryption],
+                    format!("MMTLS ClientHello, record version {:#06x}", m.version),
+                    evidence,
+                )
+            }
+            _ => {}
+        }
+        if id.protocol == Protocol::Threema {
+            let mut c = self.of_app(self.app("threema"), Confidence::Low, evidence);
+            c.evidence
+                .push("48-byte random opening, then silence".into());
+            if port == crate::identify::threema::PORT {
+                c.confidence = Confidence::Medium;
+                c.evidence.push("Threema chat port 5222".into());
+            }
+            return c;
+        }
+
+        // Catalog evidence: endpoints and hosts.
+        let (app, confidence) = match &id.details {
+            Details::Http(r) => {
+                let app = self.lookup_http(name, r.path(), r.websocket);
+                if app.is_some() {
+                    evidence.push(format!(
+                        "{} {}{}",
+                        r.method,
+                        r.target,
+                        if r.websocket { " (WebSocket)" } else { "" }
+                    ));
+                }
+                (app, Confidence::Medium)
+            }
+            _ => (
+                name.and_then(|n| self.lookup_host(n)),
+                if name.is_some_and(|n| self.exact.contains_key(n)) {
+                    Confidence::High
+                } else {
+                    Confidence::Medium
+                },
+            ),
+        };
+        if let (Some(a), Some(n)) = (app, name) {
+            evidence.push(format!("host {n} is {} in the catalog", a.id));
+        }
+        if let Some(h) = id.client_hello() {
+            if h.ech {
+                evidence.push("encrypted ClientHello: the real server name is hidden".into());
+            }
+            evidence.push(format!("JA4 {}", h.ja4));
+        }
+        if let Details::Mqtt(m) = &id.details {
+            return self.mqtt(m, app, evidence);
+        }
+        if let Some(a) = app {
+            return self.of_app(Some(a), confidence, evidence);
+        }
+        if id.protocol == Protocol::Xmpp {
+            return self.of_app(self.app("xmpp"), Confidence::High, evidence);
+        }
+        if matches!(id.protocol, Protocol::Tls | Protocol::Quic | Protocol::Http) {
+            return Classification {
+                app: None,
+                class: Class::Inspectable,
+                reasons: Vec::new(),
+                confidence: Confidence::Low,
+                evidence,
+            };
+        }
+        self.unknown(id, port, evidence)
+    }
+
+    fn of_app(
+        &self,
+        app: Option<&App>,
+        confidence: Confidence,
+        evidence: Vec<String>,
+    ) -> Classification {
+        match app {
+            Some(a) => Classification {
+                app: Some(a.id.clone()),
+                class: a.class,
+                reasons: a.reasons.clone(),
+                confidence,
+                evidence,
+            },
+            None => Classification {
+                app: None,
+                class: Class::Opaque,
+                reasons: vec![Reason::NonTlsEncryption],
+                confidence: Confidence::Low,
+                evidence,
+            },
+        }
+    }
+
+    fn mqtt(
+        &self,
+        m: &MqttConnect,
+        app: Option<&App>,
+        mut evidence: Vec<String>,
+    ) -> Classification {
+        evidence.push(format!(
+            "MQTT CONNECT {} level {}",
+            m.protocol_name, m.level
+        ));
+        if m.protocol_name == "MQTToT" {
+            // Facebook's MQTT dialect: Messenger unless the host says Instagram.
+            let a = app.or_else(|| self.app("messenger"));
+            return self.of_app(a, Confidence::High, evidence);
+        }
+        match app {
+            Some(a) => self.of_app(Some(a), Confidence::Medium, evidence),
+            None => Classification {
+                app: None,
+                class: Class::Inspectable,
+                reasons: Vec::new(),
+                confidence: Confidence::Low,
+                evidence,
+            },
+        }
+    }
+
+    fn unknown(&self, id: &Identification, port: u16, mut evidence: Vec<String>) -> Classification {
+        let guess = self.lookup_port(port).next();
+        if let Some(a) = guess {
+            evidence.push(format!("port {port} is used by {}", a.id));
+        }
+        let entropy = id.entropy.unwrap_or(0.0);
+        evidence.push(format!("entropy {entropy:.2} bits/byte"));
+        // Below 32 bytes, text and ciphertext cannot be told apart this way.
+        let random = id.bytes_seen >= 32 && entropy >= RANDOM_SHARE * max_entropy(id);
+        Classification {
+            app: guess.map(|a| a.id.clone()),
+            class: if random {
+                Class::Opaque
+            } else {
+                Class::MetadataOnly
+            },
+            reasons: if random {
+                vec![Reason::NonTlsEncryption]
+            } else {
+                Vec::new()
+            },
+            confidence: Confidence::Low,
+            evidence,
+        }
+    }
+}
+
+/// The entropy a sample of this many bytes can reach at most: log2(n),
+/// capped at 8 bits.
+fn max_entropy(id: &Identification) -> f64 {
+    (id.bytes_seen.clamp(1, 256) as f64).log2()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identify::{identify, identify_final, mtproto, Transport};
+
+    #[test]
+    fn protocol_evidence_decides_opaque_apps() {
+        let header =
+            mtproto::obfuscated2_stream([9; 64], mtproto::ObfuscatedInner::Abridged, 2, &[0; 40]);
+        let c = classify(&identify(&header, Transport::Tcp, 443), None, 443);
+        assert_eq!(c.app.as_deref(), Some("telegram"));
+        assert_eq!((c.class, c.confidence), (Class::Opaque, Confidence::High));
+        assert_eq!(c.reasons, vec![Reason::NonTlsEncryption]);
+
+        let wa = crate::identify::whatsapp::sample(false);
+        let c = classify(&identify(&wa, Transport::Tcp, 5222), None, 5222);
+        assert_eq!(
+            (c.app.as_deref(), c.reasons.as_slice()),
+            (Some("whatsapp"), &[Reason::E2ee][..])
+        );
+    }
+
+    #[test]
+    fn http_endpoints_and_hosts_pick_the_app() {
+        let req = b"GET /_matrix/client/v3/sync HTTP/1.1\r\nHost: m.corp.example\r\n\r\n";
+        let c = classify(&identify(req, Transport::Tcp, 80), None, 80);
+        assert_eq!(c.app.as_deref(), Some("matrix"));
+        assert_eq!(c.class, Class::Inspectable);
+        assert!(c
+            .evidence
+            .iter()
+            .any(|e| e.contains("/_matrix/client/v3/sync")));
+
+        let id = identify(
+            b"GET / HTTP/1.1\r\nHost: example.org\r\n\r\n",
+            Transport::Tcp,
+            80,
+        );
+        let c = classify(&id, Some("signal.org"), 443);
+        assert_eq!(c.app.as_deref(), Some("signal"));
+        assert_eq!(c.reasons, vec![Reason::E2ee, Reason::Pinned]);
+    }
+
+    #[test]
+    fn facebook_mqtt_is_messenger_and_xmpp_defaults_to_xmpp() {
+        let mut body = b"\x00\x06MQTToT\x03\xc2\x00\x3c".to_vec();
+        body.extend([0x18, 0x10]);
+        let mut pkt = vec![0x10, body.len() as u8];
+        pkt.extend(body);
+        let c = classify(&identify(&pkt, Transport::Tcp, 443), None, 443);
+        assert_eq!(c.app.as_deref(), Some("messenger"));
+
+        let x = b"<stream:stream to='jabber.example' xmlns='jabber:client'>";
+        let c = classify(&identify(x, Transport::Tcp, 5222), None, 5222);
+        assert_eq!(
+            (c.app.as_deref(), c.class),
+            (Some("xmpp"), Class::Inspectable)
+        );
+    }
+
+    #[test]
+    fn unknown_random_bytes_are_opaque_and_text_is_metadata_only() {
+        let random: Vec<u8> = (0..200u32).map(|i| (i * 97 + 13) as u8).collect();
+        let c = classify(&identify(&random, Transport::Tcp, 4244), None, 4244);
+        assert_eq!((c.app.as_deref(), c.class), (Some("viber"), Class::Opaque));
+        assert_eq!(c.confidence, Confidence::Low);
+
+        let c = classify(
+            &identify_final(b"HELO there\r\n", Transport::Tcp, 25),
+            None,
+            25,
+        );
+        assert_eq!((c.app, c.class), (None, Class::MetadataOnly));
+    }
+
+    #[test]
+    fn classification_serialises_with_design_names() {
+        let c = Classification {
+            app: Some("signal".into()),
+            class: Class::MetadataOnly,
+            reasons: vec![Reason::NonTlsEncryption],
+            confidence: Confidence::Medium,
+            evidence: vec![],
+        };
+        assert_eq!(
+            serde_json::to_string(&c).unwrap(),
+            r#"{"app":"signal","class":"metadata-only","reasons":["non-tls-encryption"],"confidence":"medium","evidence":[]}"#
+        );
+    }
+
+    #[test]
+    fn threema_shape_on_its_port_is_a_medium_guess() {
+        let hello: Vec<u8> = (0..48u32).map(|i| (i * 97 + 13) as u8).collect();
+        let c = classify(&identify(&hello, Transport::Tcp, 5222), None, 5222);
+        assert_eq!(c.app.as_deref(), Some("threema"));
+        assert_eq!((c.class, c.confidence), (Class::Opaque, Confidence::Medium));
+    }
+}
