@@ -35,6 +35,20 @@ pub struct ConnectionEvent {
     pub server_addr: Option<SocketAddr>,
     /// TLS server name the client asked for.
     pub sni: Option<String>,
+    /// Protocol identified from the first bytes (tls, http, xmpp, mtproto, …).
+    pub protocol: Option<String>,
+    /// App id from the catalog (slack, whatsapp, …), if recognised.
+    pub app: Option<String>,
+    /// inspectable, metadata-only or opaque.
+    pub class: Option<String>,
+    /// Why not inspectable: pinned, e2ee, non-tls-encryption.
+    pub class_reasons: Vec<String>,
+    /// How the app and class were concluded.
+    pub evidence: Vec<String>,
+    /// JA4 fingerprint of the ClientHello.
+    pub ja4: Option<String>,
+    /// The client offered Encrypted Client Hello.
+    pub ech: bool,
     /// ALPN protocol in use.
     pub alpn: Option<String>,
     /// Client leg TLS version and suite.

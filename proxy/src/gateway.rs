@@ -18,6 +18,7 @@ use crate::intercept::upstream::Upstream;
 use crate::listener;
 use crate::policy::{AccessPolicy, Identities, Pinning, Policy};
 use crate::GatewayError;
+use gatehouse_inspectors::identify::catalog::Catalog;
 
 /// State every connection handler shares; cheap to clone.
 #[derive(Clone)]
@@ -48,6 +49,8 @@ pub struct Shared {
     pub pinning: Arc<Pinning>,
     /// Inspection hooks of intercepted flows.
     pub interceptor: Arc<dyn Interceptor>,
+    /// The app catalog (shipped, plus `intercept.app_catalog`).
+    pub catalog: Arc<Catalog>,
     /// Minted leaves, ready for rustls, by name and upstream certificate.
     pub leaves: Arc<LeafCache<Arc<rustls::sign::CertifiedKey>>>,
 }
@@ -113,6 +116,7 @@ impl Gateway {
             },
         ));
         let upstream = Upstream::new(&config.upstream).map_err(GatewayError::Upstream)?;
+        let catalog = Arc::new(load_catalog(&config).map_err(GatewayError::Upstream)?);
         let proxy = bind("proxy.listen", config.proxy.listen).await?;
         let admin = bind("admin.listen", config.admin.listen).await?;
         let transparent = match config.proxy.transparent_listen {
@@ -139,6 +143,7 @@ impl Gateway {
             identities,
             pinning,
             interceptor,
+            catalog,
             leaves,
         };
         Ok(Self {
@@ -212,6 +217,19 @@ impl Gateway {
         shared.events.flush();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The shipped app catalog, extended by `intercept.app_catalog` if set.
+pub fn load_catalog(config: &Config) -> Result<Catalog, String> {
+    match &config.intercept.app_catalog {
+        None => Ok(Catalog::builtin().clone()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("intercept.app_catalog: {}: {e}", path.display()))?;
+            Catalog::with_overrides(&text, &path.display().to_string())
+                .map_err(|e| format!("intercept.app_catalog: {e}"))
+        }
     }
 }
 

@@ -173,6 +173,9 @@ pub struct InterceptConfig {
     pub leaf_max_days: u32,
     /// Leaves kept in the cache.
     pub leaf_cache_size: usize,
+    /// An app catalog file (TOML) extending or overriding the shipped one,
+    /// e.g. for a company's own Mattermost or Matrix host.
+    pub app_catalog: Option<PathBuf>,
     /// Bytes of each request/response body buffered for inspection before
     /// forwarding; larger bodies stream, inspected chunk by chunk.
     pub inspect_window: usize,
@@ -188,6 +191,7 @@ impl Default for InterceptConfig {
             pinning_ttl: Duration::from_secs(3600),
             leaf_max_days: 3,
             leaf_cache_size: 10_000,
+            app_catalog: None,
             inspect_window: 1024 * 1024,
         }
     }
@@ -223,6 +227,9 @@ pub struct PolicyRule {
     /// Host patterns: `example.com` exactly, `*.example.com` for subdomains.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// App ids from the catalog (`slack`, `telegram`, `whatsapp`, …).
+    #[serde(default)]
+    pub apps: Vec<String>,
     /// User names (from identity pools or proxy authentication).
     #[serde(default)]
     pub users: Vec<String>,

@@ -186,6 +186,13 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
         }
     }
 
+    if config.intercept.app_catalog.is_some() {
+        if let Err(e) = crate::gateway::load_catalog(config) {
+            let e = e.trim_start_matches("intercept.app_catalog: ").to_string();
+            err(&mut out, "intercept.app_catalog", e);
+        }
+    }
+
     if !config.rules.dir.is_dir() {
         warn(
             &mut out,

@@ -24,6 +24,8 @@ use crate::events::{now_ms, ConnectionEvent, Event};
 use crate::gateway::Shared;
 use crate::listener::splice;
 use crate::policy::Identity;
+use gatehouse_inspectors::identify::catalog::{Classification, Reason};
+use gatehouse_inspectors::identify::Identification;
 
 use count::{Counted, Counters, Tapped};
 use hooks::FlowContext;
@@ -64,7 +66,7 @@ where
         ..ConnectionEvent::default()
     };
     let timeout = shared.config.proxy.header_read_timeout;
-    let (peeked, first) = peek(&mut client, timeout).await;
+    let (peeked, first) = peek(&mut client, start.port, timeout).await;
     let client_stream = Rewind::new(first, client);
     match peeked {
         Peeked::Nothing => {
@@ -72,18 +74,32 @@ where
             ev.reason = "client sent nothing".into();
             ev.close_reason = "client_closed".into();
         }
-        Peeked::Other => {
-            passthrough(
-                client_stream,
-                start.upstream,
-                &shared,
-                &mut ev,
-                "not TLS: relayed unread",
-            )
-            .await;
+        Peeked::Other(id) => {
+            let cls = shared.catalog.classify(&id, None, start.port);
+            record_identity(&mut ev, &id, &cls);
+            let host = id.server_name().map(str::to_string);
+            let decision =
+                shared
+                    .policy
+                    .decide(host.as_deref(), cls.app.as_deref(), false, &start.identity);
+            if decision.action == PolicyAction::Block {
+                ev.decision = "block".into();
+                ev.reason = decision.reason;
+                ev.close_reason = "blocked".into();
+            } else {
+                let why = format!("{} is not TLS: relayed unread", id.protocol);
+                passthrough(client_stream, start.upstream, &shared, &mut ev, &why).await;
+            }
         }
-        Peeked::Tls(hello) => {
+        Peeked::Tls(hello, id) => {
             ev.sni = hello.sni.clone();
+            ev.ja4 = Some(hello.ja4.clone());
+            ev.ech = hello.ech;
+            let cls = shared
+                .catalog
+                .classify(&id, hello.sni.as_deref(), start.port);
+            record_identity(&mut ev, &id, &cls);
+            let pinned = cls.reasons.contains(&Reason::Pinned);
             let name = hello
                 .sni
                 .clone()
@@ -100,7 +116,17 @@ where
                     .await;
                 }
                 Some(name) => {
-                    tls_flow(client_stream, start, hello, name, &shared, &mut ev).await;
+                    let app = cls.app.clone();
+                    tls_flow(
+                        client_stream,
+                        start,
+                        hello,
+                        name,
+                        (app, pinned),
+                        &shared,
+                        &mut ev,
+                    )
+                    .await;
                 }
             }
         }
@@ -114,6 +140,7 @@ async fn tls_flow<S>(
     start: FlowStart,
     hello: Hello,
     name: String,
+    (app, pinned): (Option<String>, bool),
     shared: &Shared,
     ev: &mut ConnectionEvent,
 ) where
@@ -130,7 +157,9 @@ async fn tls_flow<S>(
         )
         .await;
     }
-    let decision = shared.policy.decide(Some(&name), &start.identity);
+    let decision = shared
+        .policy
+        .decide(Some(&name), app.as_deref(), pinned, &start.identity);
     match decision.action {
         PolicyAction::Block => {
             ev.decision = "block".into();
@@ -368,6 +397,22 @@ fn fill_bytes(ev: &mut ConnectionEvent, c: &Counters) {
     use std::sync::atomic::Ordering;
     ev.bytes_up = c.read.load(Ordering::Relaxed);
     ev.bytes_down = c.written.load(Ordering::Relaxed);
+}
+
+/// Copies what the identifier and the catalog said into the event.
+fn record_identity(ev: &mut ConnectionEvent, id: &Identification, cls: &Classification) {
+    let name = |v: serde_json::Result<serde_json::Value>| {
+        v.ok().and_then(|v| v.as_str().map(str::to_string))
+    };
+    ev.protocol = Some(id.protocol.to_string());
+    ev.app = cls.app.clone();
+    ev.class = name(serde_json::to_value(cls.class));
+    ev.class_reasons = cls
+        .reasons
+        .iter()
+        .filter_map(|r| name(serde_json::to_value(r)))
+        .collect();
+    ev.evidence = cls.evidence.clone();
 }
 
 /// Splices the flow unread.

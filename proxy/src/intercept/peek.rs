@@ -1,17 +1,21 @@
 //! Reading the first bytes of a flow to decide what it is, keeping them.
+//! The decision itself lives in `gatehouse-inspectors`.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use gatehouse_inspectors::identify::{
+    identify, identify_final, Identification, Protocol, Transport,
+};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// What the first bytes of a flow are.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Peeked {
     /// A TLS ClientHello.
-    Tls(Hello),
-    /// Something else (or a ClientHello too malformed to use).
-    Other,
+    Tls(Hello, Box<Identification>),
+    /// Something else, as identified (plain HTTP, XMPP, MTProto, unknown …).
+    Other(Box<Identification>),
     /// The client closed, or sent nothing in time.
     Nothing,
 }
@@ -23,67 +27,77 @@ pub struct Hello {
     pub sni: Option<String>,
     /// ALPN protocols offered, in the client's order.
     pub alpn: Vec<Vec<u8>>,
+    /// JA4 fingerprint.
+    pub ja4: String,
+    /// Encrypted Client Hello offered.
+    pub ech: bool,
 }
 
-/// Largest ClientHello we wait for (several records of post-quantum key shares fit).
+/// Largest prefix we wait for (several records of post-quantum key shares fit).
 const MAX_PEEK: usize = 32 * 1024;
 
-/// Reads until the bytes are a complete ClientHello or clearly not one.
-/// Returns the verdict and every byte read, to be replayed.
-pub async fn peek<S: AsyncRead + Unpin>(stream: &mut S, timeout: Duration) -> (Peeked, Bytes) {
+/// Reads until the identifier is sure, the peek limit is reached or the
+/// client pauses for `timeout`. Returns the verdict and every byte read.
+pub async fn peek<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    port: u16,
+    timeout: Duration,
+) -> (Peeked, Bytes) {
     let mut buf = BytesMut::with_capacity(4096);
-    let read = async {
-        loop {
-            match classify(&buf) {
-                Some(verdict) => return verdict,
-                None if buf.len() >= MAX_PEEK => return Peeked::Other,
-                None => {}
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if !buf.is_empty() {
+            let id = identify(&buf, Transport::Tcp, port);
+            if !id.need_more {
+                return (verdict(id), buf.freeze());
             }
-            match stream.read_buf(&mut buf).await {
-                Ok(0) | Err(_) if buf.is_empty() => return Peeked::Nothing,
-                Ok(0) | Err(_) => return Peeked::Other,
-                Ok(_) => {}
+            if buf.len() >= MAX_PEEK {
+                break;
             }
         }
-    };
-    let verdict = tokio::time::timeout(timeout, read)
-        .await
-        .unwrap_or(if buf.is_empty() {
-            Peeked::Nothing
-        } else {
-            Peeked::Other
-        });
-    (verdict, buf.freeze())
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
+    }
+    if buf.is_empty() {
+        return (Peeked::Nothing, buf.freeze());
+    }
+    let id = identify_final(&buf, Transport::Tcp, port);
+    (verdict(id), buf.freeze())
 }
 
-/// `None` means "need more bytes".
-fn classify(buf: &[u8]) -> Option<Peeked> {
-    if buf.is_empty() {
-        return None;
-    }
-    if buf[0] != 0x16 {
-        return Some(Peeked::Other);
-    }
-    // Interim: rustls's own ClientHello reader over a copy of the bytes.
-    let mut acceptor = rustls::server::Acceptor::default();
-    let mut rd: &[u8] = buf;
-    while !rd.is_empty() {
-        if acceptor.read_tls(&mut rd).is_err() {
-            return Some(Peeked::Other);
+fn verdict(id: Identification) -> Peeked {
+    if id.protocol == Protocol::Tls && id.error.is_none() {
+        if let Some(h) = id.client_hello() {
+            let hello = Hello {
+                sni: h.sni.clone(),
+                alpn: h.alpn.clone(),
+                ja4: h.ja4.clone(),
+                ech: h.ech,
+            };
+            return Peeked::Tls(hello, Box::new(id));
         }
     }
-    match acceptor.accept() {
-        Ok(None) => None,
-        Ok(Some(accepted)) => {
-            let ch = accepted.client_hello();
-            Some(Peeked::Tls(Hello {
-                sni: ch.server_name().map(str::to_string),
-                alpn: ch
-                    .alpn()
-                    .map(|a| a.map(<[u8]>::to_vec).collect())
-                    .unwrap_or_default(),
-            }))
-        }
-        Err(_) => Some(Peeked::Other),
+    Peeked::Other(Box::new(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn http_is_identified_and_kept() {
+        let mut input: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let (p, bytes) = peek(&mut input, 80, Duration::from_secs(1)).await;
+        assert!(matches!(p, Peeked::Other(id) if id.protocol == Protocol::Http));
+        assert_eq!(&bytes[..], b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    }
+
+    #[tokio::test]
+    async fn nothing_from_a_silent_client() {
+        let mut input: &[u8] = b"";
+        let (p, _) = peek(&mut input, 443, Duration::from_millis(50)).await;
+        assert!(matches!(p, Peeked::Nothing));
     }
 }

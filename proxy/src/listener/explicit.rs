@@ -152,7 +152,10 @@ async fn plain_http(
         started_ms: now_ms(),
         ..ConnectionEvent::default()
     };
-    let decision = shared.policy.decide(Some(&host), &identity);
+    let app = shared.catalog.lookup_host(&host).map(|a| a.id.clone());
+    let decision = shared
+        .policy
+        .decide(Some(&host), app.as_deref(), false, &identity);
     ev.reason = decision.reason.clone();
     ev.flagged = decision.flagged;
     ev.decision = decision.action.as_str().into();

@@ -15,19 +15,6 @@ pub struct Decision {
     pub flagged: bool,
 }
 
-/// Hosts of apps known to pin their certificates (mobile clients refuse any
-/// leaf not from their own CA); intercepting them only breaks the app.
-const BUILTIN_PINNED: &[(&str, &str)] = &[
-    ("*.whatsapp.net", "whatsapp"),
-    ("chat.signal.org", "signal"),
-    ("*.signal.org", "signal"),
-    ("textsecure-service.whispersystems.org", "signal"),
-    ("*.push.apple.com", "imessage"),
-    ("*.ess.apple.com", "imessage"),
-    ("*.threema.ch", "threema"),
-    ("*.wire.com", "wire"),
-];
-
 /// The compiled policy of `[intercept]`.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -46,10 +33,17 @@ impl Policy {
         }
     }
 
-    /// Decides for a flow to `host` (SNI or CONNECT host) by `who`.
-    pub fn decide(&self, host: Option<&str>, who: &Identity) -> Decision {
+    /// Decides for a flow to `host` (SNI or CONNECT host) of `app` (from
+    /// the catalog; `pinned` when the catalog says its clients pin) by `who`.
+    pub fn decide(
+        &self,
+        host: Option<&str>,
+        app: Option<&str>,
+        pinned: bool,
+        who: &Identity,
+    ) -> Decision {
         for (i, rule) in self.rules.iter().enumerate() {
-            if rule_matches(rule, host, who) {
+            if rule_matches(rule, host, app, who) {
                 let reason = if rule.reason.is_empty() {
                     format!("intercept.rules[{i}]")
                 } else {
@@ -62,16 +56,12 @@ impl Policy {
                 };
             }
         }
-        if self.builtin_pinned {
-            if let Some(h) = host {
-                if let Some((_, app)) = BUILTIN_PINNED.iter().find(|(p, _)| host_matches(p, h)) {
-                    return Decision {
-                        action: PolicyAction::Passthrough,
-                        reason: format!("known pinned app: {app}"),
-                        flagged: true,
-                    };
-                }
-            }
+        if self.builtin_pinned && pinned {
+            return Decision {
+                action: PolicyAction::Passthrough,
+                reason: format!("known pinned app: {}", app.unwrap_or("unknown")),
+                flagged: true,
+            };
         }
         Decision {
             action: self.default,
@@ -81,13 +71,14 @@ impl Policy {
     }
 }
 
-fn rule_matches(rule: &PolicyRule, host: Option<&str>, who: &Identity) -> bool {
+fn rule_matches(rule: &PolicyRule, host: Option<&str>, app: Option<&str>, who: &Identity) -> bool {
+    let app_ok = rule.apps.is_empty() || app.is_some_and(|a| rule.apps.iter().any(|r| r == a));
     let host_ok = rule.hosts.is_empty()
         || host.is_some_and(|h| rule.hosts.iter().any(|p| host_matches(p, h)));
     let user_ok =
         rule.users.is_empty() || who.user.as_ref().is_some_and(|u| rule.users.contains(u));
     let group_ok = rule.groups.is_empty() || who.groups.iter().any(|g| rule.groups.contains(g));
-    host_ok && user_ok && group_ok
+    app_ok && host_ok && user_ok && group_ok
 }
 
 /// `example.com` matches exactly; `*.example.com` matches any subdomain
@@ -118,11 +109,38 @@ mod tests {
     }
 
     #[test]
+    fn rules_can_name_apps() {
+        let cfg = InterceptConfig {
+            rules: vec![PolicyRule {
+                hosts: vec![],
+                apps: vec!["telegram".into()],
+                users: vec![],
+                groups: vec![],
+                action: PolicyAction::Block,
+                reason: "Telegram is not approved".into(),
+            }],
+            ..InterceptConfig::default()
+        };
+        let p = Policy::new(&cfg);
+        let anon = Identity::default();
+        let d = p.decide(None, Some("telegram"), false, &anon);
+        assert_eq!(
+            (d.action, d.reason.as_str()),
+            (PolicyAction::Block, "Telegram is not approved")
+        );
+        assert_eq!(
+            p.decide(None, Some("slack"), false, &anon).action,
+            PolicyAction::Intercept
+        );
+    }
+
+    #[test]
     fn rules_first_match_then_pinned_then_default() {
         let cfg = InterceptConfig {
             rules: vec![
                 PolicyRule {
                     hosts: vec!["*.telegram.org".into()],
+                    apps: vec![],
                     users: vec![],
                     groups: vec![],
                     action: PolicyAction::Block,
@@ -130,6 +148,7 @@ mod tests {
                 },
                 PolicyRule {
                     hosts: vec![],
+                    apps: vec![],
                     users: vec![],
                     groups: vec!["execs".into()],
                     action: PolicyAction::Passthrough,
@@ -141,20 +160,20 @@ mod tests {
         let p = Policy::new(&cfg);
         let anon = Identity::default();
         assert_eq!(
-            p.decide(Some("web.telegram.org"), &anon).action,
+            p.decide(Some("web.telegram.org"), None, false, &anon).action,
             PolicyAction::Block
         );
-        let d = p.decide(Some("g.whatsapp.net"), &anon);
+        let d = p.decide(Some("g.whatsapp.net"), Some("whatsapp"), true, &anon);
         assert_eq!((d.action, d.flagged), (PolicyAction::Passthrough, true));
         assert_eq!(
-            p.decide(Some("slack.com"), &anon).action,
+            p.decide(Some("slack.com"), Some("slack"), false, &anon).action,
             PolicyAction::Intercept
         );
         let exec = Identity {
             groups: vec!["execs".into()],
             ..Identity::default()
         };
-        let d = p.decide(Some("slack.com"), &exec);
+        let d = p.decide(Some("slack.com"), Some("slack"), false, &exec);
         assert_eq!(
             (d.action, d.reason.as_str()),
             (PolicyAction::Passthrough, "intercept.rules[1]")
