@@ -160,13 +160,15 @@ mod tests {
         let p = Policy::new(&cfg);
         let anon = Identity::default();
         assert_eq!(
-            p.decide(Some("web.telegram.org"), None, false, &anon).action,
+            p.decide(Some("web.telegram.org"), None, false, &anon)
+                .action,
             PolicyAction::Block
         );
         let d = p.decide(Some("g.whatsapp.net"), Some("whatsapp"), true, &anon);
         assert_eq!((d.action, d.flagged), (PolicyAction::Passthrough, true));
         assert_eq!(
-            p.decide(Some("slack.com"), Some("slack"), false, &anon).action,
+            p.decide(Some("slack.com"), Some("slack"), false, &anon)
+                .action,
             PolicyAction::Intercept
         );
         let exec = Identity {
