@@ -9,6 +9,7 @@ pub mod rewind;
 pub mod tls;
 pub mod upstream;
 pub mod websocket;
+pub mod xmpp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,7 @@ use crate::gateway::Shared;
 use crate::listener::splice;
 use crate::policy::Identity;
 use gatehouse_inspectors::identify::catalog::{Classification, Reason};
-use gatehouse_inspectors::identify::Identification;
+use gatehouse_inspectors::identify::{Identification, Protocol};
 
 use count::{Counted, Counters, Tapped};
 use hooks::FlowContext;
@@ -86,6 +87,17 @@ where
                 ev.decision = "block".into();
                 ev.reason = decision.reason;
                 ev.close_reason = "blocked".into();
+            } else if id.protocol == Protocol::Xmpp && decision.action == PolicyAction::Intercept {
+                let domain = host.unwrap_or_else(|| start.host.clone());
+                xmpp_flow(
+                    client_stream,
+                    start,
+                    domain,
+                    cls.app.clone(),
+                    &shared,
+                    &mut ev,
+                )
+                .await;
             } else {
                 let why = format!("{} is not TLS: relayed unread", id.protocol);
                 passthrough(client_stream, start.upstream, &shared, &mut ev, &why).await;
@@ -133,6 +145,54 @@ where
     }
     ev.ended_ms = now_ms();
     shared.events.emit(Event::Connection(ev));
+}
+
+/// XMPP: relay the plaintext negotiation, then intercept the TLS that
+/// STARTTLS begins, upstream first as always.
+async fn xmpp_flow<S>(
+    mut client: Rewind<S>,
+    mut start: FlowStart,
+    domain: String,
+    app: Option<String>,
+    shared: &Shared,
+    ev: &mut ConnectionEvent,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let idle = shared.config.proxy.idle_timeout;
+    match xmpp::negotiate(&mut client, &mut start.upstream, idle).await {
+        xmpp::Negotiation::Ended { up, down, reason } => {
+            ev.decision = "passthrough".into();
+            ev.reason = "xmpp stream without STARTTLS".into();
+            ev.flagged = true;
+            (ev.bytes_up, ev.bytes_down) = (up, down);
+            ev.close_reason = reason.into();
+        }
+        xmpp::Negotiation::StartTls { .. } => {
+            let timeout = shared.config.proxy.header_read_timeout;
+            let (peeked, first) = peek(&mut client, start.port, timeout).await;
+            let client = Rewind::new(first, client);
+            match peeked {
+                Peeked::Tls(hello, _) => {
+                    ev.sni = hello.sni.clone();
+                    ev.ja4 = Some(hello.ja4.clone());
+                    let name = hello.sni.clone().unwrap_or(domain);
+                    tls_flow(client, start, hello, name, (app, false), shared, ev).await;
+                    ev.reason = format!("xmpp STARTTLS: {}", ev.reason);
+                }
+                _ => {
+                    passthrough(
+                        client,
+                        start.upstream,
+                        shared,
+                        ev,
+                        "xmpp: no TLS after <proceed/>",
+                    )
+                    .await;
+                }
+            }
+        }
+    }
 }
 
 async fn tls_flow<S>(

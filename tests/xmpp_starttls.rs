@@ -1,0 +1,131 @@
+//! XMPP on 5222: the gateway relays the plaintext negotiation, follows
+//! STARTTLS, and intercepts the TLS that starts mid-stream (upstream first),
+//! so the `<message><body>` inside becomes visible to inspection.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use common::inproc::{client_config, tunnel, TestGateway};
+use common::pki::{LeafSpec, TestCa};
+use gatehouse::intercept::hooks::{Direction, FlowContext, FlowHooks, Interceptor};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+
+type Log = Arc<Mutex<Vec<(Direction, Vec<u8>)>>>;
+struct Tap(Log);
+struct TapHooks(Log);
+impl Interceptor for Tap {
+    fn open(&self, _f: &FlowContext) -> Box<dyn FlowHooks> {
+        Box::new(TapHooks(self.0.clone()))
+    }
+}
+impl FlowHooks for TapHooks {
+    fn on_bytes(&mut self, _f: &FlowContext, dir: Direction, bytes: &[u8]) {
+        self.0.lock().unwrap().push((dir, bytes.to_vec()));
+    }
+}
+
+async fn read_until<S: AsyncRead + Unpin>(s: &mut S, marker: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&got).contains(marker) {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "closed before {marker}: {}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8(got).unwrap()
+}
+
+/// A minimal XMPP server: offers STARTTLS, proceeds, then answers one message.
+async fn xmpp_server(cert: common::pki::ServerCert) -> std::net::SocketAddr {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(cert.chain, cert.key)
+    .unwrap();
+    cfg.alpn_protocols = vec![];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = l.accept().await.unwrap();
+        read_until(&mut tcp, "<stream:stream").await;
+        tcp.write_all(
+            format!(
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='chat.test' version='1.0'>\
+                 <stream:features><starttls xmlns='{TLS_NS}'><required/></starttls></stream:features>"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        read_until(&mut tcp, "<starttls").await;
+        tcp.write_all(format!("<proceed xmlns='{TLS_NS}'/>").as_bytes())
+            .await
+            .unwrap();
+        let mut tls = acceptor.accept(tcp).await.unwrap();
+        read_until(&mut tls, "</message>").await;
+        tls.write_all(b"<message from='bob@chat.test'><body>pong</body></message>")
+            .await
+            .unwrap();
+        tls.shutdown().await.unwrap();
+    });
+    addr
+}
+
+#[tokio::test]
+async fn starttls_is_followed_and_intercepted() {
+    let root = TestCa::root("XMPP Test Root");
+    let server = xmpp_server(root.leaf(&LeafSpec::new(&["chat.test"]))).await;
+    let log: Log = Arc::default();
+    let gw = TestGateway::start_with(&[&root.pem()], Arc::new(Tap(log.clone())), |_| {}).await;
+
+    let (mut tcp, status) = tunnel(gw.proxy, server).await;
+    assert!(status.contains(" 200"), "{status}");
+    tcp.write_all(b"<?xml version='1.0'?><stream:stream to='chat.test' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
+        .await
+        .unwrap();
+    let features = read_until(&mut tcp, "</stream:features>").await;
+    assert!(features.contains("<starttls"), "{features}");
+    tcp.write_all(format!("<starttls xmlns='{TLS_NS}'/>").as_bytes())
+        .await
+        .unwrap();
+    read_until(&mut tcp, "<proceed").await;
+
+    let (cfg, seen) = client_config(std::slice::from_ref(&gw.ca_der), &[], false);
+    let mut tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(ServerName::try_from("chat.test").unwrap(), tcp)
+        .await
+        .expect("TLS after STARTTLS, with a leaf from the gateway CA");
+    assert_eq!(seen.chains().len(), 1);
+    tls.write_all(b"<stream:stream to='chat.test' version='1.0'><message to='bob@chat.test'><body>hello from alice</body></message>")
+        .await
+        .unwrap();
+    let reply = read_until(&mut tls, "</message>").await;
+    assert!(reply.contains("<body>pong</body>"), "{reply}");
+    drop(tls);
+
+    let ev = gw.events.wait_connection("chat.test").await;
+    assert_eq!(ev.protocol.as_deref(), Some("xmpp"));
+    assert_eq!(ev.decision, "intercept");
+    assert!(ev.reason.starts_with("xmpp STARTTLS"), "{}", ev.reason);
+    assert_eq!(ev.verification.as_deref(), Some("ok"));
+    let log = log.lock().unwrap();
+    let out: Vec<u8> = log
+        .iter()
+        .filter(|e| e.0 == Direction::Outbound)
+        .flat_map(|e| e.1.clone())
+        .collect();
+    assert!(String::from_utf8_lossy(&out).contains("<body>hello from alice</body>"));
+    gw.stop().await;
+}
