@@ -120,7 +120,7 @@ async fn starttls_is_followed_and_intercepted() {
     assert_eq!(ev.decision, "intercept");
     assert!(ev.reason.starts_with("xmpp STARTTLS"), "{}", ev.reason);
     assert_eq!(ev.verification.as_deref(), Some("ok"));
-    let log = log.lock().unwrap();
+    let log = log.lock().unwrap().clone();
     let out: Vec<u8> = log
         .iter()
         .filter(|e| e.0 == Direction::Outbound)
