@@ -1,0 +1,277 @@
+//! Load harness (not criterion): the real `gatehouse` binary pinned to one
+//! core (`taskset -c 0`), intercepting HTTPS to an in-process upstream; the
+//! load generator and upstream run on the other core. Reports requests/s
+//! and latency for 32 concurrent keep-alive clients fetching 1 KiB, POSTs/s
+//! of 64 KiB bodies, the same direct for comparison, and the gateway's
+//! resident memory per idle intercepted connection.
+//!
+//! `cargo bench --bench load` (bounded: a few seconds per scenario).
+//! Environment: `LOAD_SECONDS` (default 5), `LOAD_CLIENTS` (default 32),
+//! `LOAD_IDLE` (idle connections, default 1000).
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Pki {
+    root_pem: String,
+    root_der: CertificateDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+fn pki() -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["load.test".to_string()])
+        .unwrap()
+        .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
+        .unwrap();
+    Pki {
+        root_pem: ca_cert.pem(),
+        root_der: ca_cert.der().clone().into_owned(),
+        chain: vec![leaf.der().clone().into_owned()],
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    }
+}
+
+async fn upstream(p: &Pki) -> SocketAddr {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(p.chain.clone(), p.key.clone_key())
+        .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let kib = Bytes::from(vec![b'x'; 1024]);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = l.accept().await else { return };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, kib) = (acceptor.clone(), kib.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let kib = kib.clone();
+                    async move {
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, Infallible>(http::Response::new(Full::new(kib)))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct Gatehouse {
+    child: Child,
+    proxy: SocketAddr,
+    ca: CertificateDer<'static>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gatehouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn gatehouse(p: &Pki) -> Gatehouse {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.pem"), &p.root_pem).unwrap();
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\nmax_connections = 100000\n\
+         [upstream]\nextra_roots = [\"root.pem\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\nfilter = \"warn\"\n",
+    )
+    .unwrap();
+    let mut child = Command::new("taskset")
+        .args(["-c", "0", env!("CARGO_BIN_EXE_gatehouse"), "run"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("taskset + gatehouse");
+    let mut proxy = None;
+    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
+        if let Some(rest) = line.strip_prefix("gatehouse: explicit proxy on ") {
+            proxy = Some(rest.split(',').next().unwrap().parse().unwrap());
+        }
+        if line.starts_with("gatehouse: interception CA certificate") {
+            break;
+        }
+    }
+    let pem = std::fs::read(dir.path().join("certs/ca.pem")).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    let ca = CertificateDer::from_pem_slice(&pem).unwrap();
+    Gatehouse {
+        child,
+        proxy: proxy.expect("gateway address"),
+        ca,
+        _dir: dir,
+    }
+}
+
+fn client_cfg(root: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(root.clone()).unwrap();
+    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn session(server: SocketAddr, proxy: Option<SocketAddr>, cfg: Arc<rustls::ClientConfig>) -> Sender {
+    let mut tcp = TcpStream::connect(proxy.unwrap_or(server)).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    if proxy.is_some() {
+        tcp.write_all(format!("CONNECT {server} HTTP/1.1\r\nHost: {server}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+    }
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(ServerName::try_from("load.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(c);
+    s
+}
+
+/// Runs `clients` keep-alive sessions for `secs`; returns (requests/s, p50, p99).
+async fn run(server: SocketAddr, proxy: Option<SocketAddr>, cfg: Arc<rustls::ClientConfig>, clients: u64, secs: u64, body: Bytes) -> (f64, Duration, Duration) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (cfg, body) = (cfg.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut s = session(server, proxy, cfg).await;
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let method = if body.is_empty() { "GET" } else { "POST" };
+                let req = http::Request::builder()
+                    .method(method)
+                    .uri("/r")
+                    .header("host", "load.test")
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                let t = Instant::now();
+                s.ready().await.unwrap();
+                let resp = s.send_request(req).await.unwrap();
+                let _ = resp.into_body().collect().await.unwrap();
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let start = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    (all.len() as f64 / elapsed, pct(0.5), pct(0.99))
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` passes nothing useful: skip then.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // The load generator and upstream stay on core 1; the gateway gets core 0.
+    let mut set = nix::sched::CpuSet::new();
+    set.set(1).unwrap();
+    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let secs = env_or("LOAD_SECONDS", 5);
+    let clients = env_or("LOAD_CLIENTS", 32);
+    let p = pki();
+    let server = rt.block_on(upstream(&p));
+    let gw = gatehouse(&p);
+    let via_cfg = client_cfg(&gw.ca);
+    let direct_cfg = client_cfg(&p.root_der);
+    let post = Bytes::from(vec![b'p'; 64 * 1024]);
+    println!("scenario                          req/s      p50        p99");
+    for (name, proxy, cfg, body) in [
+        ("direct   GET 1 KiB keep-alive", None, direct_cfg.clone(), Bytes::new()),
+        ("gateway  GET 1 KiB keep-alive", Some(gw.proxy), via_cfg.clone(), Bytes::new()),
+        ("direct   POST 64 KiB keep-alive", None, direct_cfg.clone(), post.clone()),
+        ("gateway  POST 64 KiB keep-alive", Some(gw.proxy), via_cfg.clone(), post.clone()),
+    ] {
+        let (rps, p50, p99) = rt.block_on(run(server, proxy, cfg, clients, secs, body));
+        println!("{name:32} {rps:9.0}  {p50:>9.2?}  {p99:>9.2?}");
+    }
+    // Memory per idle intercepted connection.
+    let idle = env_or("LOAD_IDLE", 1000);
+    let before = rss_kib(gw.child.id());
+    let held = rt.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..idle {
+            let mut s = session(server, Some(gw.proxy), via_cfg.clone()).await;
+            s.ready().await.unwrap();
+            let req = http::Request::get("/r").header("host", "load.test").body(Full::new(Bytes::new())).unwrap();
+            let _ = s.send_request(req).await.unwrap().into_body().collect().await;
+            held.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        held
+    });
+    let after = rss_kib(gw.child.id());
+    println!(
+        "idle intercepted connections: {idle}, gateway RSS {before} KiB -> {after} KiB, {:.1} KiB per connection",
+        (after.saturating_sub(before)) as f64 / idle as f64
+    );
+    drop(held);
+}
