@@ -69,7 +69,9 @@ pub struct Ca {
 impl std::fmt::Debug for Ca {
     // The key is deliberately absent.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ca").field("files", &self.files).finish_non_exhaustive()
+        f.debug_struct("Ca")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
     }
 }
 
@@ -133,10 +135,11 @@ impl Ca {
             reason: format!("not a usable private key: {e}"),
         })?;
         let cert_pem = read(&files.cert)?;
-        let cert_der = first_pem_der(&cert_pem, "CERTIFICATE").ok_or_else(|| CertError::Invalid {
-            path: files.cert.clone(),
-            reason: "no PEM CERTIFICATE block".into(),
-        })?;
+        let cert_der =
+            first_pem_der(&cert_pem, "CERTIFICATE").ok_or_else(|| CertError::Invalid {
+                path: files.cert.clone(),
+                reason: "no PEM CERTIFICATE block".into(),
+            })?;
         Ok(Self {
             cert_pem,
             cert_der,
@@ -249,7 +252,10 @@ mod tests {
         Ca::create(&files, &CaInit::default()).unwrap();
         fs::set_permissions(&files.key, fs::Permissions::from_mode(0o640)).unwrap();
         let err = Ca::load(&files).unwrap_err();
-        assert!(matches!(err, CertError::KeyPermissions { mode: 0o640, .. }), "{err}");
+        assert!(
+            matches!(err, CertError::KeyPermissions { mode: 0o640, .. }),
+            "{err}"
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ pub enum CertError {
         source: std::io::Error,
     },
     /// The CA key file can be read by group or others.
-    #[error("{path}: CA key is readable by group or others (mode {mode:03o}); run `chmod 600 {path}`")]
+    #[error(
+        "{path}: CA key is readable by group or others (mode {mode:03o}); run `chmod 600 {path}`"
+    )]
     KeyPermissions {
         /// The key file.
         path: PathBuf,

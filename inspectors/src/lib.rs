@@ -9,3 +9,4 @@
 pub mod error;
 
 pub use error::InspectError;
+pub mod dlp;

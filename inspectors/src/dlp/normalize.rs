@@ -1,0 +1,337 @@
+//! Text normalisation before matching, with a map back to the original.
+//!
+//! Matching runs on a canonical view: Unicode NFKC, lowercase, invisible
+//! characters removed, whitespace runs collapsed to one space. Findings must
+//! point at the original bytes (for excerpts and redaction), so the view
+//! carries an offset map. Plain ASCII without odd whitespace — most chat —
+//! is used as is: no copy, no map (matchers are ASCII case-insensitive, so
+//! skipping the lowercase step there changes nothing).
+
+use std::borrow::Cow;
+use unicode_normalization::char::canonical_combining_class;
+use unicode_normalization::UnicodeNormalization;
+
+/// A linear or atomic piece of the offset map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seg {
+    norm: usize,
+    orig: usize,
+    norm_len: usize,
+    orig_len: usize,
+}
+
+impl Seg {
+    /// Same bytes on both sides: offsets inside map one to one.
+    fn linear(&self) -> bool {
+        self.norm_len == self.orig_len
+    }
+}
+
+/// Maps byte offsets of the normalised view back to the original text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffsetMap {
+    /// Empty means identity.
+    segs: Vec<Seg>,
+    orig_len: usize,
+    identity: bool,
+}
+
+impl OffsetMap {
+    fn identity(len: usize) -> Self {
+        OffsetMap {
+            segs: Vec::new(),
+            orig_len: len,
+            identity: true,
+        }
+    }
+
+    /// Whether the view is the original text itself.
+    pub fn is_identity(&self) -> bool {
+        self.identity
+    }
+
+    fn push(&mut self, norm: usize, orig: usize, norm_len: usize, orig_len: usize) {
+        let seg = Seg {
+            norm,
+            orig,
+            norm_len,
+            orig_len,
+        };
+        if let Some(last) = self.segs.last_mut() {
+            if last.linear()
+                && seg.linear()
+                && last.norm + last.norm_len == norm
+                && last.orig + last.orig_len == orig
+            {
+                last.norm_len += norm_len;
+                last.orig_len += orig_len;
+                return;
+            }
+        }
+        self.segs.push(seg);
+    }
+
+    fn seg_containing(&self, n: usize) -> Option<&Seg> {
+        let i = self.segs.partition_point(|s| s.norm + s.norm_len <= n);
+        self.segs.get(i).filter(|s| s.norm <= n)
+    }
+
+    /// Original offset where a span starting at view offset `n` starts.
+    pub fn start(&self, n: usize) -> usize {
+        if self.identity {
+            return n.min(self.orig_len);
+        }
+        match self.seg_containing(n) {
+            Some(s) if s.linear() => s.orig + (n - s.norm),
+            Some(s) => s.orig,
+            None => self.orig_len,
+        }
+    }
+
+    /// Original offset where a span ending (exclusive) at view offset `n` ends.
+    pub fn end(&self, n: usize) -> usize {
+        if self.identity {
+            return n.min(self.orig_len);
+        }
+        if n == 0 {
+            return self.segs.first().map_or(0, |s| s.orig);
+        }
+        match self.seg_containing(n - 1) {
+            Some(s) if s.linear() => s.orig + (n - s.norm),
+            Some(s) => s.orig + s.orig_len,
+            None => self.orig_len,
+        }
+    }
+}
+
+/// The normalised view of a text.
+#[derive(Debug, Clone)]
+pub struct Normalized<'a> {
+    /// The view matchers run on.
+    pub text: Cow<'a, str>,
+    /// Back to the original.
+    pub map: OffsetMap,
+}
+
+/// Characters that render as nothing and are used to split words past filters.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+fn ascii_is_plain(b: &[u8]) -> bool {
+    memchr::memchr3(b'\n', b'\r', b'\t', b).is_none()
+        && memchr::memchr2(0x0b, 0x0c, b).is_none()
+        && memchr::memmem::find(b, b"  ").is_none()
+}
+
+/// Normalise `text` for matching.
+pub fn normalize(text: &str) -> Normalized<'_> {
+    let bytes = text.as_bytes();
+    if bytes.is_ascii() {
+        if ascii_is_plain(bytes) {
+            return Normalized {
+                text: Cow::Borrowed(text),
+                map: OffsetMap::identity(text.len()),
+            };
+        }
+        return normalize_ascii(text);
+    }
+    normalize_unicode(text)
+}
+
+fn normalize_ascii(text: &str) -> Normalized<'_> {
+    let mut out = String::with_capacity(text.len());
+    let mut map = OffsetMap {
+        orig_len: text.len(),
+        ..OffsetMap::default()
+    };
+    let mut prev_ws = false;
+    for (i, &b) in text.as_bytes().iter().enumerate() {
+        let ws = b.is_ascii_whitespace() || b == 0x0b;
+        if ws && prev_ws {
+            continue;
+        }
+        prev_ws = ws;
+        let c = if ws { b' ' } else { b.to_ascii_lowercase() };
+        map.push(out.len(), i, 1, 1);
+        out.push(c as char);
+    }
+    Normalized {
+        text: Cow::Owned(out),
+        map,
+    }
+}
+
+fn normalize_unicode(text: &str) -> Normalized<'_> {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut map = OffsetMap {
+        orig_len: text.len(),
+        ..OffsetMap::default()
+    };
+    let mut prev_ws = false;
+    let mut scratch = String::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        let next_combines = chars
+            .peek()
+            .is_some_and(|&(_, n)| !n.is_ascii() && canonical_combining_class(n) != 0);
+        if c.is_ascii() && !next_combines {
+            let ws = c.is_ascii_whitespace() || c == '\u{0b}';
+            if ws && prev_ws {
+                continue;
+            }
+            prev_ws = ws;
+            map.push(out.len(), start, 1, 1);
+            out.push(if ws { ' ' } else { c.to_ascii_lowercase() });
+            continue;
+        }
+        // A cluster: this character and the combining marks after it, so
+        // that NFKC composition stays inside one atomic piece of the map.
+        let mut end = start + c.len_utf8();
+        while let Some(&(i, m)) = chars.peek() {
+            if canonical_combining_class(m) == 0 {
+                break;
+            }
+            end = i + m.len_utf8();
+            chars.next();
+        }
+        let cluster = &text[start..end];
+        scratch.clear();
+        for n in cluster.nfkc() {
+            if is_invisible(n) {
+                continue;
+            }
+            if n.is_whitespace() {
+                if !(prev_ws || scratch.ends_with(' ')) {
+                    scratch.push(' ');
+                }
+                continue;
+            }
+            scratch.extend(n.to_lowercase());
+        }
+        if scratch.is_empty() {
+            continue;
+        }
+        if prev_ws && scratch.starts_with(' ') {
+            scratch.remove(0);
+            if scratch.is_empty() {
+                continue;
+            }
+        }
+        prev_ws = scratch.ends_with(' ');
+        if scratch == cluster {
+            map.push(out.len(), start, cluster.len(), cluster.len());
+        } else {
+            map.push(out.len(), start, scratch.len(), cluster.len());
+        }
+        out.push_str(&scratch);
+    }
+    Normalized {
+        text: Cow::Owned(out),
+        map,
+    }
+}
+
+/// Normalise a short string (keywords, examples) without keeping a map.
+pub fn normalize_str(s: &str) -> String {
+    let n = normalize(s);
+    match n.text {
+        Cow::Borrowed(b) => b.to_ascii_lowercase(),
+        Cow::Owned(o) => o,
+    }
+}
+
+/// Fold common leetspeak substitutions to letters, byte for byte, so the
+/// folded view keeps the offsets of the normalised one. Both the text and
+/// the keywords of leet rules are folded, so ambiguous digits ("1" as i or
+/// l) are resolved by folding those letters together too.
+pub fn leet_fold(s: &str) -> String {
+    let mut out = s.as_bytes().to_vec();
+    for b in &mut out {
+        *b = match b.to_ascii_lowercase() {
+            b'0' => b'o',
+            b'1' | b'!' | b'|' | b'l' => b'i',
+            b'3' => b'e',
+            b'4' | b'@' => b'a',
+            b'5' | b'$' => b's',
+            b'7' => b't',
+            b'8' => b'b',
+            b'9' => b'g',
+            other => other,
+        };
+    }
+    // Only ASCII bytes were replaced by ASCII bytes.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn back<'a>(orig: &'a str, n: &Normalized<'_>, s: usize, e: usize) -> &'a str {
+        &orig[n.map.start(s)..n.map.end(e)]
+    }
+
+    #[test]
+    fn plain_ascii_is_borrowed_and_identity() {
+        let n = normalize("Hello World, card 4111");
+        assert!(matches!(n.text, Cow::Borrowed(_)));
+        assert!(n.map.is_identity());
+    }
+
+    #[test]
+    fn whitespace_collapses_and_maps_back() {
+        let orig = "Internal\n\t  Only please";
+        let n = normalize(orig);
+        assert_eq!(n.text, "internal only please");
+        let s = n.text.find("only").unwrap();
+        assert_eq!(back(orig, &n, s, s + 4), "Only");
+        assert_eq!(back(orig, &n, 0, 13), "Internal\n\t  Only");
+    }
+
+    #[test]
+    fn zero_width_stripped_and_span_covers_original() {
+        let orig = "con\u{200B}fid\u{200D}ential!";
+        let n = normalize(orig);
+        assert_eq!(n.text, "confidential!");
+        assert_eq!(back(orig, &n, 0, 12), "con\u{200B}fid\u{200D}ential");
+    }
+
+    #[test]
+    fn nfkc_and_case_fold_fullwidth_and_ligatures() {
+        let orig = "ＣＯＮＦＩＤＥＮＴＩＡＬ ﬁle É";
+        let n = normalize(orig);
+        assert_eq!(n.text, "confidential file é");
+        let s = n.text.find("file").unwrap();
+        assert_eq!(back(orig, &n, s, s + 4), "ﬁle");
+        assert_eq!(back(orig, &n, 0, 12), "ＣＯＮＦＩＤＥＮＴＩＡＬ");
+    }
+
+    #[test]
+    fn combining_marks_compose_within_cluster() {
+        let orig = "Cafe\u{0301} x";
+        let n = normalize(orig);
+        assert_eq!(n.text, "café x");
+        assert_eq!(back(orig, &n, 0, "café".len()), "Cafe\u{0301}");
+    }
+
+    #[test]
+    fn unicode_whitespace_collapses() {
+        let orig = "a\u{00A0}\u{2003} b";
+        let n = normalize(orig);
+        assert_eq!(n.text, "a b");
+        assert_eq!(back(orig, &n, 2, 3), "b");
+    }
+
+    #[test]
+    fn leet_fold_keeps_length() {
+        assert_eq!(leet_fold("c0nf1d3nt14l"), "confidentiai");
+        assert_eq!(leet_fold("confidential"), "confidentiai");
+        assert_eq!(leet_fold("p@$$").len(), 4);
+    }
+}

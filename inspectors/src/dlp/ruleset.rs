@@ -1,0 +1,462 @@
+//! The compiled, immutable rule set: every literal of every rule in one
+//! Aho-Corasick automaton, plus the few regexes that need to run.
+
+use super::error::RuleError;
+use super::format::{EvidenceMode, RuleSpec};
+use super::load::{self, Parsed, Sourced};
+use super::normalize::{leet_fold, normalize_str};
+use super::pattern::{self, ByteSet, Mode};
+use super::rule::{compact, Bands, Context, Evidence, Examples, Exclude, Rule, Scope, Term};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What an automaton pattern means for one rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// A keyword of the rule (on the plain view).
+    Keyword,
+    /// A keyword of a leet rule (on the leet-folded view).
+    LeetKeyword,
+    /// A literal prefix of the rule's pattern.
+    Anchor,
+    /// A context word of term group `n`.
+    Term(u16),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Use {
+    pub rule: u32,
+    pub role: Role,
+}
+
+/// A compiled rule set. Immutable; share it behind `Arc` and swap the `Arc`
+/// on reload (in-flight scans keep their snapshot).
+#[derive(Debug)]
+pub struct RuleSet {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) ac: Option<AhoCorasick>,
+    pub(crate) uses: Vec<Vec<Use>>,
+    pub(crate) has_leet: bool,
+    /// Rules in window mode, with their trigger table.
+    pub(crate) window_rules: Vec<(u32, [bool; 256])>,
+    pub(crate) window_table: [bool; 256],
+    pub(crate) full_rules: Vec<u32>,
+    /// Longest match any rule can produce (capped), for streaming overlap.
+    pub(crate) max_match_len: usize,
+    /// Widest context window, for streaming overlap.
+    pub(crate) max_context: usize,
+}
+
+/// A rule's identity and metadata, for listings.
+#[derive(Debug, Clone, Copy)]
+pub struct RuleInfo<'a> {
+    /// Rule id.
+    pub id: &'a str,
+    /// Human name.
+    pub name: &'a str,
+    /// Description.
+    pub description: &'a str,
+    /// Severity.
+    pub severity: super::format::Severity,
+    /// Action.
+    pub action: super::format::Action,
+    /// Where it is defined.
+    pub location: &'a crate::dlp::error::Location,
+}
+
+/// Cap for rules whose matches are unbounded (keywords never are).
+pub(crate) const UNBOUNDED_MATCH_CAP: usize = 4096;
+
+fn err_invalid(p: &Parsed<'_>, s: &Sourced<RuleSpec>, msg: impl Into<String>) -> RuleError {
+    RuleError::Invalid {
+        loc: p.loc_of(s.file, &s.spec.id),
+        rule: s.spec.id.get_ref().clone(),
+        message: msg.into(),
+    }
+}
+
+/// Resolve words plus referenced dictionaries.
+fn gather_words(
+    p: &Parsed<'_>,
+    s: &Sourced<RuleSpec>,
+    words: &[String],
+    dicts: &[toml::Spanned<String>],
+    errors: &mut Vec<RuleError>,
+) -> Vec<String> {
+    let mut out = words.to_vec();
+    for d in dicts {
+        match p.dictionaries.get(d.get_ref()) {
+            Some((_, w)) => out.extend(w.iter().cloned()),
+            None => errors.push(RuleError::UnknownDictionary {
+                loc: p.loc_of(s.file, d),
+                rule: s.spec.id.get_ref().clone(),
+                dictionary: d.get_ref().clone(),
+            }),
+        }
+    }
+    out
+}
+
+struct Builder {
+    patterns: Vec<String>,
+    index: HashMap<String, usize>,
+    uses: Vec<Vec<Use>>,
+}
+
+impl Builder {
+    fn add(&mut self, lit: String, u: Use) {
+        if lit.is_empty() {
+            return;
+        }
+        let id = *self.index.entry(lit.clone()).or_insert_with(|| {
+            self.patterns.push(lit);
+            self.uses.push(Vec::new());
+            self.patterns.len() - 1
+        });
+        let list = &mut self.uses[id];
+        if !list.iter().any(|x| x.rule == u.rule && x.role == u.role) {
+            list.push(u);
+        }
+    }
+}
+
+impl RuleSet {
+    /// Compile rule files given as `(name, contents)` pairs. All errors of all
+    /// files are returned together.
+    pub fn from_sources<N: AsRef<str>, T: AsRef<str>>(
+        sources: &[(N, T)],
+    ) -> Result<RuleSet, Vec<RuleError>> {
+        let sources: Vec<(&str, &str)> = sources
+            .iter()
+            .map(|(n, t)| (n.as_ref(), t.as_ref()))
+            .collect();
+        let (parsed, mut errors) = load::parse(sources);
+        let mut b = Builder {
+            patterns: Vec::new(),
+            index: HashMap::new(),
+            uses: Vec::new(),
+        };
+        let mut rules = Vec::new();
+        let mut seen: HashMap<String, crate::dlp::error::Location> = HashMap::new();
+        for s in &parsed.rules {
+            let id = s.spec.id.get_ref().clone();
+            let loc = parsed.loc_of(s.file, &s.spec.id);
+            if let Some(first) = seen.get(&id) {
+                errors.push(RuleError::DuplicateId {
+                    loc,
+                    id,
+                    first: first.clone(),
+                });
+                continue;
+            }
+            seen.insert(id, loc);
+            let idx = rules.len() as u32;
+            if let Some(rule) = compile_rule(&parsed, s, idx, &mut b, &mut errors) {
+                rules.push(rule);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Self::assemble(rules, b).map_err(|e| vec![e])
+    }
+
+    fn assemble(rules: Vec<Rule>, b: Builder) -> Result<RuleSet, RuleError> {
+        let ac = if b.patterns.is_empty() {
+            None
+        } else {
+            // Auto kind: a DFA for small sets, contiguous NFA for large
+            // ones (10k-word dictionaries stay quick to build).
+            let ac = AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .ascii_case_insensitive(true)
+                .kind(None::<AhoCorasickKind>)
+                .build(&b.patterns)
+                .map_err(|e| RuleError::Invalid {
+                    loc: Default::default(),
+                    rule: String::new(),
+                    message: format!("literal automaton: {e}"),
+                })?;
+            Some(ac)
+        };
+        let mut window_rules = Vec::new();
+        let mut union = ByteSet::default();
+        let mut full_rules = Vec::new();
+        let mut max_match_len = 0usize;
+        let mut max_context = 0usize;
+        for (i, r) in rules.iter().enumerate() {
+            for k in &r.keywords {
+                max_match_len = max_match_len.max(k.len() * 4);
+            }
+            if let Some(p) = &r.pattern {
+                max_match_len = max_match_len.max(p.max_len.unwrap_or(UNBOUNDED_MATCH_CAP));
+                match &p.mode {
+                    Mode::Window(set) => {
+                        union.union(set);
+                        window_rules.push((i as u32, set.to_table()));
+                    }
+                    Mode::Full => full_rules.push(i as u32),
+                    Mode::Prefix(_) => {}
+                }
+            }
+            if let Some(c) = &r.context {
+                max_context = max_context.max(c.before.max(c.after) * 4);
+            }
+        }
+        Ok(RuleSet {
+            has_leet: rules.iter().any(|r| r.leet),
+            rules,
+            ac,
+            uses: b.uses,
+            window_rules,
+            window_table: union.to_table(),
+            full_rules,
+            max_match_len: max_match_len.min(UNBOUNDED_MATCH_CAP),
+            max_context: max_context.min(UNBOUNDED_MATCH_CAP),
+        })
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether the set has no rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Rule ids in load order.
+    pub fn rule_ids(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().map(|r| &*r.id)
+    }
+
+    /// What the CLI lists about each rule.
+    pub fn rules(&self) -> impl Iterator<Item = RuleInfo<'_>> {
+        self.rules.iter().map(|r| RuleInfo {
+            id: &r.id,
+            name: &r.name,
+            description: &r.description,
+            severity: r.severity,
+            action: r.action,
+            location: &r.loc,
+        })
+    }
+
+    /// Number of distinct literals in the shared automaton.
+    pub fn literal_count(&self) -> usize {
+        self.uses.len()
+    }
+}
+
+fn compile_rule(
+    p: &Parsed<'_>,
+    s: &Sourced<RuleSpec>,
+    idx: u32,
+    b: &mut Builder,
+    errors: &mut Vec<RuleError>,
+) -> Option<Rule> {
+    let spec = &s.spec;
+    let before = errors.len();
+    let rule_id = spec.id.get_ref().clone();
+    if rule_id.is_empty() || rule_id == super::DECODE_LIMIT_RULE {
+        errors.push(err_invalid(p, s, "id must be non-empty and not reserved"));
+    }
+
+    let (keywords, case_sensitive, whole_word) = match &spec.keywords {
+        Some(k) => (
+            gather_words(p, s, &k.words, &k.dictionaries, errors),
+            k.case_sensitive,
+            k.whole_word,
+        ),
+        None => (Vec::new(), false, true),
+    };
+    let pattern = match &spec.pattern {
+        Some(src) => match pattern::analyse(src.get_ref()) {
+            Ok(pat) => Some(pat),
+            Err(message) => {
+                errors.push(RuleError::Regex {
+                    loc: p.loc_of(s.file, src),
+                    rule: rule_id.clone(),
+                    message,
+                });
+                None
+            }
+        },
+        None => None,
+    };
+    if keywords.is_empty() && spec.pattern.is_none() {
+        errors.push(err_invalid(
+            p,
+            s,
+            "needs `keywords` (words or dictionaries) or a `pattern`",
+        ));
+    }
+
+    let mut context = None;
+    let mut bands = Bands {
+        medium: 0.6,
+        high: 0.85,
+    };
+    let mut term_words = Vec::new();
+    if let Some(c) = &spec.context {
+        if let Some(bs) = c.bands {
+            if bs.medium.partial_cmp(&bs.high) == Some(std::cmp::Ordering::Greater)
+                || bs.medium.is_nan()
+                || bs.high.is_nan()
+            {
+                errors.push(err_invalid(p, s, "context.bands: medium must be <= high"));
+            }
+            bands = Bands {
+                medium: bs.medium,
+                high: bs.high,
+            };
+        }
+        if !(c.base.is_finite() && c.threshold.is_finite()) {
+            errors.push(err_invalid(p, s, "context base/threshold must be numbers"));
+        }
+        if c.terms.len() > usize::from(u16::MAX) {
+            errors.push(err_invalid(p, s, "too many context term groups"));
+        }
+        let mut terms = Vec::new();
+        for t in &c.terms {
+            let words = gather_words(p, s, &t.words, &t.dictionaries, errors);
+            if words.is_empty() {
+                errors.push(err_invalid(p, s, "a context term group has no words"));
+            }
+            terms.push(Term { weight: t.weight });
+            term_words.push(words);
+        }
+        context = Some(Context {
+            before: c.before,
+            after: c.after,
+            base: c.base,
+            threshold: c.threshold,
+            terms,
+        });
+    }
+
+    let mut exclude = Exclude {
+        literals: spec
+            .exclude
+            .literals
+            .iter()
+            .map(|l| compact(&normalize_str(l)))
+            .collect(),
+        patterns: Vec::new(),
+    };
+    for src in &spec.exclude.patterns {
+        match pattern::compile_regex(src.get_ref()) {
+            Ok(re) => exclude.patterns.push(re),
+            Err(message) => errors.push(RuleError::Regex {
+                loc: p.loc_of(s.file, src),
+                rule: rule_id.clone(),
+                message,
+            }),
+        }
+    }
+    let conversation = spec
+        .count
+        .conversation
+        .as_ref()
+        .map(|c| (c.min, c.window_secs));
+    if let Some((min, window)) = conversation {
+        if min == 0 || window == 0 {
+            errors.push(err_invalid(
+                p,
+                s,
+                "count.conversation needs min >= 1 and window_secs >= 1",
+            ));
+        }
+    }
+    if spec.count.min == Some(0) {
+        errors.push(err_invalid(p, s, "count.min must be >= 1"));
+    }
+    if errors.len() > before {
+        return None;
+    }
+
+    // Only now touch the shared automaton: a failed rule adds nothing.
+    for w in &keywords {
+        let n = normalize_str(w);
+        if spec.leet {
+            b.add(
+                leet_fold(&n),
+                Use {
+                    rule: idx,
+                    role: Role::LeetKeyword,
+                },
+            );
+        } else {
+            b.add(
+                n,
+                Use {
+                    rule: idx,
+                    role: Role::Keyword,
+                },
+            );
+        }
+    }
+    if let Some(Mode::Prefix(lits)) = pattern.as_ref().map(|p| &p.mode) {
+        for l in lits {
+            b.add(
+                l.clone(),
+                Use {
+                    rule: idx,
+                    role: Role::Anchor,
+                },
+            );
+        }
+    }
+    for (t, words) in term_words.iter().enumerate() {
+        for w in words {
+            b.add(
+                normalize_str(w),
+                Use {
+                    rule: idx,
+                    role: Role::Term(t as u16),
+                },
+            );
+        }
+    }
+
+    Some(Rule {
+        id: Arc::from(rule_id.as_str()),
+        name: spec.name.clone(),
+        description: spec.description.clone(),
+        severity: spec.severity,
+        action: spec.action,
+        leet: spec.leet,
+        case_sensitive,
+        whole_word,
+        keywords,
+        pattern,
+        validators: spec.validators.clone(),
+        context,
+        bands,
+        count_min: spec.count.min.unwrap_or(1),
+        conversation,
+        exclude,
+        scope: Scope {
+            apps: spec
+                .scope
+                .apps
+                .iter()
+                .map(|a| a.to_ascii_lowercase())
+                .collect(),
+            direction: spec.scope.direction,
+            fields: spec.scope.fields.clone(),
+        },
+        evidence: Evidence {
+            masked: spec.evidence.mode == EvidenceMode::Masked,
+            context_chars: spec.evidence.context_chars,
+            keep_last: spec.evidence.keep_last,
+        },
+        examples: Examples {
+            must_match: spec.examples.must_match.clone(),
+            must_not_match: spec.examples.must_not_match.clone(),
+        },
+        loc: p.loc_of(s.file, &spec.id),
+    })
+}
