@@ -25,13 +25,24 @@ impl ByteSet {
     pub(crate) fn contains(&self, b: u8) -> bool {
         self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
     }
-    pub(crate) fn len(&self) -> usize {
-        self.0.iter().map(|w| w.count_ones() as usize).sum()
-    }
     /// How many ASCII bytes are in the set: non-ASCII lead bytes (from
     /// Unicode classes such as `\d`) are rare in chat and not counted.
     pub(crate) fn ascii_len(&self) -> usize {
         self.0[..2].iter().map(|w| w.count_ones() as usize).sum()
+    }
+    /// How often the set's bytes occur in ordinary text, roughly: letters
+    /// and spaces are everywhere, digits and punctuation are not.
+    pub(crate) fn cost(&self) -> usize {
+        (0..=255u8)
+            .filter(|&b| self.contains(b))
+            .map(|b| {
+                if b.is_ascii_alphabetic() || b.is_ascii_whitespace() {
+                    50
+                } else {
+                    1
+                }
+            })
+            .sum()
     }
     pub(crate) fn union(&mut self, o: &ByteSet) {
         for (a, b) in self.0.iter_mut().zip(o.0) {
@@ -185,7 +196,7 @@ fn required_bytes(hir: &Hir) -> Option<ByteSet> {
         HirKind::Concat(subs) => subs
             .iter()
             .filter_map(required_bytes)
-            .min_by_key(|s| (s.ascii_len(), s.len())),
+            .min_by_key(ByteSet::cost),
         HirKind::Alternation(subs) => {
             let mut acc = ByteSet::default();
             for s in subs {
@@ -257,6 +268,9 @@ mod tests {
         // A required literal byte is the smallest trigger.
         let p = analyse(r"\b\d{3}-\d{2}-\d{4}\b").unwrap();
         assert!(matches!(p.mode, Mode::Window(set) if set.describe() == "-"));
+        // Spaces are everywhere: digits are the better trigger.
+        let p = analyse(r"\b\d{3}[- ]\d{2}[- ]\d{4}\b").unwrap();
+        assert!(matches!(p.mode, Mode::Window(set) if set.contains(b'7') && !set.contains(b' ')));
     }
 
     #[test]

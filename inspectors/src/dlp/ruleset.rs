@@ -380,6 +380,9 @@ fn compile_rule(
     // Only now touch the shared automaton: a failed rule adds nothing.
     for w in &keywords {
         let n = normalize_str(w);
+        // Leet rules get both spellings: the plain one is found by the main
+        // pass, the folded one by the extra pass that only runs when the
+        // text has leet characters at all.
         if spec.leet {
             b.add(
                 leet_fold(&n),
@@ -388,15 +391,14 @@ fn compile_rule(
                     role: Role::LeetKeyword,
                 },
             );
-        } else {
-            b.add(
-                n,
-                Use {
-                    rule: idx,
-                    role: Role::Keyword,
-                },
-            );
         }
+        b.add(
+            n,
+            Use {
+                rule: idx,
+                role: Role::Keyword,
+            },
+        );
     }
     if let Some(Mode::Prefix(lits)) = pattern.as_ref().map(|p| &p.mode) {
         for l in lits {

@@ -159,6 +159,11 @@ struct RuleHits {
     terms: Vec<(usize, usize, u16)>,
 }
 
+/// Characters whose presence makes the leet-folded pass worth running.
+fn is_leet_char(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'@' | b'$' | b'!' | b'|')
+}
+
 fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
@@ -408,7 +413,7 @@ impl RuleSet {
                     }
                 }
             }
-            if self.has_leet {
+            if self.has_leet && view.bytes().any(is_leet_char) {
                 let leet = leet_fold(view);
                 for m in ac.find_overlapping_iter(&leet) {
                     for u in &self.uses[m.pattern().as_usize()] {
