@@ -116,7 +116,11 @@ pub(crate) fn compile_regex(src: &str) -> Result<Regex, String> {
                 .hybrid_cache_capacity(2 << 20),
         )
         .build(src)
-        .map_err(|e| e.to_string())
+        .map_err(|e| match e.syntax_error() {
+            // The syntax error says where in the pattern and what.
+            Some(se) => se.to_string().replace('\n', " "),
+            None => e.to_string(),
+        })
 }
 
 /// Compile and analyse a rule pattern.

@@ -286,7 +286,11 @@ fn compile_rule(
         },
         None => None,
     };
-    if keywords.is_empty() && spec.pattern.is_none() {
+    let no_keywords = spec
+        .keywords
+        .as_ref()
+        .is_none_or(|k| k.words.is_empty() && k.dictionaries.is_empty());
+    if no_keywords && spec.pattern.is_none() {
         errors.push(err_invalid(
             p,
             s,
