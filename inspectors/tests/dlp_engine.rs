@@ -10,7 +10,13 @@ use std::time::Duration;
 
 fn set(src: &str) -> RuleSet {
     RuleSet::from_sources(&[("t.toml", src)]).unwrap_or_else(|e| {
-        panic!("{}", e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))
+        panic!(
+            "{}",
+            e.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
     })
 }
 
@@ -45,7 +51,10 @@ fn keyword_table() {
         ("", &[]),
     ];
     for (text, want) in cases {
-        let got: Vec<(usize, usize)> = fired(&s, text).into_iter().map(|(_, a, b)| (a, b)).collect();
+        let got: Vec<(usize, usize)> = fired(&s, text)
+            .into_iter()
+            .map(|(_, a, b)| (a, b))
+            .collect();
         assert_eq!(&got, want, "{text:?}");
     }
 }
@@ -97,10 +106,18 @@ fn context_raises_and_lowers_score() {
     assert_eq!(f.contributions.len(), 2);
     assert_eq!(f.contributions[1].source, "context:routing");
     assert_eq!(f.confidence, gatehouse_inspectors::dlp::Confidence::Medium);
-    assert!(s.scan_text("021000021").findings.is_empty(), "below threshold");
-    assert!(s.scan_text("routing order 021000021").findings.is_empty(), "lowered");
     assert!(
-        s.scan_text("routing is far far far far far away 021000021").findings.is_empty(),
+        s.scan_text("021000021").findings.is_empty(),
+        "below threshold"
+    );
+    assert!(
+        s.scan_text("routing order 021000021").findings.is_empty(),
+        "lowered"
+    );
+    assert!(
+        s.scan_text("routing is far far far far far away 021000021")
+            .findings
+            .is_empty(),
         "outside window"
     );
     let ex = s.explain("021000021");
@@ -127,11 +144,25 @@ conversation = { min = 3, window_secs = 60 }
         ..MessageInput::text(text)
     };
     let at = Duration::from_secs;
-    assert!(s.scan_in_conversation(&msg("1234-5678"), &mut t, at(0)).findings.is_empty());
-    assert!(s.scan_in_conversation(&msg("2234-5678"), &mut t, at(10)).findings.is_empty());
-    assert_eq!(s.scan_in_conversation(&msg("3234-5678"), &mut t, at(20)).findings.len(), 1);
+    assert!(s
+        .scan_in_conversation(&msg("1234-5678"), &mut t, at(0))
+        .findings
+        .is_empty());
+    assert!(s
+        .scan_in_conversation(&msg("2234-5678"), &mut t, at(10))
+        .findings
+        .is_empty());
+    assert_eq!(
+        s.scan_in_conversation(&msg("3234-5678"), &mut t, at(20))
+            .findings
+            .len(),
+        1
+    );
     // Long after: the window has emptied.
-    assert!(s.scan_in_conversation(&msg("4234-5678"), &mut t, at(500)).findings.is_empty());
+    assert!(s
+        .scan_in_conversation(&msg("4234-5678"), &mut t, at(500))
+        .findings
+        .is_empty());
 }
 
 #[test]
@@ -171,14 +202,39 @@ fields = ["text"]
         app,
         direction,
         conversation: None,
-        fields: vec![Field { name: field, text: "bluebird" }],
+        fields: vec![Field {
+            name: field,
+            text: "bluebird",
+        }],
     };
-    assert_eq!(s.scan(&msg(Some("slack"), Direction::Outbound, "text")).findings.len(), 1);
-    assert!(s.scan(&msg(Some("teams"), Direction::Outbound, "text")).findings.is_empty());
-    assert!(s.scan(&msg(None, Direction::Outbound, "text")).findings.is_empty());
-    assert!(s.scan(&msg(Some("slack"), Direction::Inbound, "text")).findings.is_empty());
-    assert!(s.scan(&msg(Some("slack"), Direction::Outbound, "filename")).findings.is_empty());
-    assert_eq!(s.scan(&msg(Some("Slack"), Direction::Outbound, "text#json")).findings.len(), 1);
+    assert_eq!(
+        s.scan(&msg(Some("slack"), Direction::Outbound, "text"))
+            .findings
+            .len(),
+        1
+    );
+    assert!(s
+        .scan(&msg(Some("teams"), Direction::Outbound, "text"))
+        .findings
+        .is_empty());
+    assert!(s
+        .scan(&msg(None, Direction::Outbound, "text"))
+        .findings
+        .is_empty());
+    assert!(s
+        .scan(&msg(Some("slack"), Direction::Inbound, "text"))
+        .findings
+        .is_empty());
+    assert!(s
+        .scan(&msg(Some("slack"), Direction::Outbound, "filename"))
+        .findings
+        .is_empty());
+    assert_eq!(
+        s.scan(&msg(Some("Slack"), Direction::Outbound, "text#json"))
+            .findings
+            .len(),
+        1
+    );
 }
 
 const ACTIONS: &str = r#"
@@ -235,7 +291,12 @@ leet = true
 [rule.keywords]
 words = ["confidential"]
 "#);
-    for t in ["c0nf1dent!al", "CONF1D3NT14L", "confidential", "c0nfid3ntial."] {
+    for t in [
+        "c0nf1dent!al",
+        "CONF1D3NT14L",
+        "confidential",
+        "c0nfid3ntial.",
+    ] {
         assert_eq!(fired(&s, t).len(), 1, "{t}");
     }
     assert!(fired(&s, "c0nf1dent1ality").is_empty());
@@ -271,7 +332,10 @@ words = ["w"]
     let errs = RuleSet::from_sources(&[("a.toml", a), ("b.toml", b)]).unwrap_err();
     let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
     assert_eq!(errs.len(), 4, "{shown:#?}");
-    assert!(matches!(&errs[0], RuleError::Regex { loc, .. } if loc.line == 5), "{shown:#?}");
+    assert!(
+        matches!(&errs[0], RuleError::Regex { loc, .. } if loc.line == 5),
+        "{shown:#?}"
+    );
     assert!(matches!(&errs[1], RuleError::UnknownDictionary { loc, .. } if loc.line == 12));
     assert!(matches!(&errs[2], RuleError::Invalid { loc, .. } if loc.line == 15));
     assert!(matches!(&errs[3], RuleError::DuplicateId { loc, first, .. }
@@ -329,10 +393,21 @@ fn streaming_finds_matches_across_chunk_boundaries_once() {
             max_buf = max_buf.max(sc.buffered());
         }
         let result = sc.finish();
-        let spans: Vec<_> = result.findings.iter().map(|f| (f.rule.clone(), f.start, f.end)).collect();
-        let want: Vec<_> = whole.findings.iter().map(|f| (f.rule.clone(), f.start, f.end)).collect();
+        let spans: Vec<_> = result
+            .findings
+            .iter()
+            .map(|f| (f.rule.clone(), f.start, f.end))
+            .collect();
+        let want: Vec<_> = whole
+            .findings
+            .iter()
+            .map(|f| (f.rule.clone(), f.start, f.end))
+            .collect();
         assert_eq!(spans, want, "chunk {chunk}");
-        assert!(max_buf < 2 * 4096 + 2 * chunk + 256, "chunk {chunk}: buffered {max_buf}");
+        assert!(
+            max_buf < 2 * 4096 + 2 * chunk + 256,
+            "chunk {chunk}: buffered {max_buf}"
+        );
     }
 }
 
@@ -352,14 +427,21 @@ fn streaming_handles_utf8_split_across_chunks() {
 fn body_scan_decodes_gzip_json_and_reports_bombs() {
     let s = set(ACTIONS);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(br#"{"message":"my ssn \u0035\u0033\u0036-22-1234"}"#).unwrap();
+    gz.write_all(br#"{"message":"my ssn \u0035\u0033\u0036-22-1234"}"#)
+        .unwrap();
     let data = gz.finish().unwrap();
     let body = BodyInput {
         content_type: Some("application/json; charset=utf-8"),
         content_encoding: Some("gzip"),
         body: &data,
     };
-    let r = s.scan_body(&body, None, Direction::Outbound, "body", &DecodeLimits::default());
+    let r = s.scan_body(
+        &body,
+        None,
+        Direction::Outbound,
+        "body",
+        &DecodeLimits::default(),
+    );
     assert_eq!(r.findings.len(), 1, "{r:?}");
     assert_eq!(r.findings[0].field, "body#json");
 
@@ -371,7 +453,13 @@ fn body_scan_decodes_gzip_json_and_reports_bombs() {
         content_encoding: Some("gzip"),
         body: &bomb,
     };
-    let r = s.scan_body(&body, None, Direction::Outbound, "body", &DecodeLimits::default());
+    let r = s.scan_body(
+        &body,
+        None,
+        Direction::Outbound,
+        "body",
+        &DecodeLimits::default(),
+    );
     assert_eq!(r.findings.len(), 1);
     assert_eq!(&*r.findings[0].rule, DECODE_LIMIT_RULE);
     assert_eq!(r.verdict(), Some(Action::Alert));

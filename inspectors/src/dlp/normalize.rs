@@ -18,12 +18,14 @@ struct Seg {
     orig: usize,
     norm_len: usize,
     orig_len: usize,
+    /// Same bytes on both sides: offsets inside map one to one. Otherwise
+    /// the piece maps as a whole (even if the lengths happen to agree).
+    linear: bool,
 }
 
 impl Seg {
-    /// Same bytes on both sides: offsets inside map one to one.
     fn linear(&self) -> bool {
-        self.norm_len == self.orig_len
+        self.linear
     }
 }
 
@@ -50,12 +52,13 @@ impl OffsetMap {
         self.identity
     }
 
-    fn push(&mut self, norm: usize, orig: usize, norm_len: usize, orig_len: usize) {
+    fn push(&mut self, norm: usize, orig: usize, norm_len: usize, orig_len: usize, linear: bool) {
         let seg = Seg {
             norm,
             orig,
             norm_len,
             orig_len,
+            linear,
         };
         if let Some(last) = self.segs.last_mut() {
             if last.linear()
@@ -158,7 +161,7 @@ fn normalize_ascii(text: &str) -> Normalized<'_> {
         }
         prev_ws = ws;
         let c = if ws { b' ' } else { b.to_ascii_lowercase() };
-        map.push(out.len(), i, 1, 1);
+        map.push(out.len(), i, 1, 1, true);
         out.push(c as char);
     }
     Normalized {
@@ -186,7 +189,7 @@ fn normalize_unicode(text: &str) -> Normalized<'_> {
                 continue;
             }
             prev_ws = ws;
-            map.push(out.len(), start, 1, 1);
+            map.push(out.len(), start, 1, 1, true);
             out.push(if ws { ' ' } else { c.to_ascii_lowercase() });
             continue;
         }
@@ -225,9 +228,9 @@ fn normalize_unicode(text: &str) -> Normalized<'_> {
         }
         prev_ws = scratch.ends_with(' ');
         if scratch == cluster {
-            map.push(out.len(), start, cluster.len(), cluster.len());
+            map.push(out.len(), start, cluster.len(), cluster.len(), true);
         } else {
-            map.push(out.len(), start, scratch.len(), cluster.len());
+            map.push(out.len(), start, scratch.len(), cluster.len(), false);
         }
         out.push_str(&scratch);
     }
