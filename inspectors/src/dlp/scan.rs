@@ -406,6 +406,10 @@ impl RuleSet {
                             }
                         }
                         Role::Term(t) => {
+                            // Context words are words: "ach" is not in "attached".
+                            if !whole_word(view, s, e) {
+                                continue;
+                            }
                             touch(&mut hits, u.rule);
                             hits[u.rule as usize].terms.push((s, e, t));
                         }
@@ -537,10 +541,18 @@ impl RuleSet {
                 reject("excluded".into(), result);
                 continue;
             }
-            if let Some(v) = rule.validators.iter().find(|v| !v.check(original)) {
-                reject(format!("validator {} failed", v.name()), result);
-                continue;
-            }
+            let (s, e, os, oe) =
+                if let Some(v) = rule.validators.iter().find(|v| !v.check(original)) {
+                    match shrink(rule, view, s, e, field.text, norm) {
+                        Some(found) => found,
+                        None => {
+                            reject(format!("validator {} failed", v.name()), result);
+                            continue;
+                        }
+                    }
+                } else {
+                    (s, e, os, oe)
+                };
             let (score, contributions) = match &rule.context {
                 None => (
                     1.0,
@@ -589,6 +601,41 @@ impl RuleSet {
         }
         out
     }
+}
+
+/// A greedy pattern can swallow a following word ("ES91 2100 … 1332 ping"
+/// as one more IBAN group) and then fail its checksum. Retry the pattern on
+/// shorter spans ending at a space inside the match, longest first.
+fn shrink(
+    rule: &Rule,
+    view: &str,
+    s: usize,
+    e: usize,
+    text: &str,
+    norm: &Normalized<'_>,
+) -> Option<(usize, usize, usize, usize)> {
+    let p = rule.pattern.as_ref().filter(|p| p.value_group.is_none())?;
+    let cuts = view.as_bytes()[s..e]
+        .iter()
+        .enumerate()
+        .rev()
+        .filter(|&(_, &b)| b == b' ')
+        .map(|(i, _)| s + i)
+        .take(8);
+    for q in cuts {
+        let input = Input::new(view).range(s..q).anchored(Anchored::Yes);
+        let Some(m) = p.re.search(&input) else {
+            continue;
+        };
+        if m.end() != q || m.start() == m.end() {
+            continue;
+        }
+        let (os, oe) = (norm.map.start(s), norm.map.end(q));
+        if !rule.excluded(&view[s..q]) && rule.validators.iter().all(|v| v.check(&text[os..oe])) {
+            return Some((s, q, os, oe));
+        }
+    }
+    None
 }
 
 fn floor(s: &str, mut i: usize) -> usize {
