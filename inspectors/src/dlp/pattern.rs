@@ -92,6 +92,9 @@ pub(crate) struct Pattern {
     pub mode: Mode,
     /// Longest possible match in bytes, if bounded.
     pub max_len: Option<usize>,
+    /// In window mode: how many trigger bytes every match has at least
+    /// (a card number has 13 digits; "3pm" does not start a search).
+    pub min_triggers: usize,
 }
 
 /// The longest literal set we hand to Aho-Corasick for one pattern.
@@ -151,11 +154,16 @@ pub(crate) fn analyse(src: &str) -> Result<Pattern, String> {
             _ => Mode::Full,
         }
     };
+    let min_triggers = match &mode {
+        Mode::Window(set) => min_count(&folded_hir, set).max(1),
+        _ => 0,
+    };
     Ok(Pattern {
         re,
         value_group,
         mode,
         max_len,
+        min_triggers,
     })
 }
 
@@ -208,6 +216,31 @@ fn required_bytes(hir: &Hir) -> Option<ByteSet> {
             }
             Some(acc)
         }
+    }
+}
+
+/// The fewest bytes from `set` any match of `hir` contains.
+fn min_count(hir: &Hir, set: &ByteSet) -> usize {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 0,
+        HirKind::Literal(lit) => lit.0.iter().filter(|&&b| set.contains(b)).count(),
+        HirKind::Class(class) => usize::from(class_within(class, set)),
+        HirKind::Repetition(rep) => {
+            (rep.min as usize).saturating_mul(min_count(&rep.sub, set))
+        }
+        HirKind::Capture(cap) => min_count(&cap.sub, set),
+        HirKind::Concat(subs) => subs.iter().map(|h| min_count(h, set)).sum(),
+        HirKind::Alternation(subs) => subs.iter().map(|h| min_count(h, set)).min().unwrap_or(0),
+    }
+}
+
+/// Whether every character of `class` is a single byte in `set`.
+fn class_within(class: &Class, set: &ByteSet) -> bool {
+    match class {
+        Class::Bytes(c) => c.ranges().iter().all(|r| (r.start()..=r.end()).all(|b| set.contains(b))),
+        Class::Unicode(c) => c.ranges().iter().all(|r| {
+            (r.end() as u32) < 0x80 && (r.start() as u8..=r.end() as u8).all(|b| set.contains(b))
+        }),
     }
 }
 
@@ -269,6 +302,9 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(p.max_len, Some(38), "Unicode digits are up to 4 bytes");
+        assert_eq!(p.min_triggers, 1, "Unicode \\d is not within ASCII digits");
+        let p = analyse(r"\b[0-9]{3}[- ]?[0-9]{2}[- ]?[0-9]{4}\b").unwrap();
+        assert_eq!((p.max_len, p.min_triggers), (Some(11), 9));
         // A required literal byte is the smallest trigger.
         let p = analyse(r"\b\d{3}-\d{2}-\d{4}\b").unwrap();
         assert!(matches!(p.mode, Mode::Window(set) if set.describe() == "-"));

@@ -35,8 +35,19 @@ pub(crate) struct Use {
 #[derive(Debug)]
 pub struct RuleSet {
     pub(crate) rules: Vec<Rule>,
+    /// Keywords and regex prefixes of every rule: scanned over all text.
     pub(crate) ac: Option<AhoCorasick>,
     pub(crate) uses: Vec<Vec<Use>>,
+    /// Context words of every rule: scanned only around candidates, so the
+    /// common words they tend to be ("card", "order") cost nothing on text
+    /// without candidates.
+    pub(crate) ctx_ac: Option<AhoCorasick>,
+    /// SIMD search for the first bytes of every literal of `ac`, when there
+    /// are few enough distinct ones (Teddy takes up to 64).
+    pub(crate) prefilter: Option<aho_corasick::packed::Searcher>,
+    /// Longest literal of `ac`, in bytes.
+    pub(crate) max_keyword_len: usize,
+    pub(crate) ctx_uses: Vec<Vec<Use>>,
     pub(crate) has_leet: bool,
     /// Rules in window mode, with their trigger table.
     pub(crate) window_rules: Vec<(u32, [bool; 256])>,
@@ -98,6 +109,7 @@ fn gather_words(
     out
 }
 
+#[derive(Default)]
 struct Builder {
     patterns: Vec<String>,
     index: HashMap<String, usize>,
@@ -132,11 +144,8 @@ impl RuleSet {
             .map(|(n, t)| (n.as_ref(), t.as_ref()))
             .collect();
         let (parsed, mut errors) = load::parse(sources);
-        let mut b = Builder {
-            patterns: Vec::new(),
-            index: HashMap::new(),
-            uses: Vec::new(),
-        };
+        let mut b = Builder::default();
+        let mut ctx = Builder::default();
         let mut rules = Vec::new();
         let mut seen: HashMap<String, crate::dlp::error::Location> = HashMap::new();
         for s in &parsed.rules {
@@ -152,34 +161,21 @@ impl RuleSet {
             }
             seen.insert(id, loc);
             let idx = rules.len() as u32;
-            if let Some(rule) = compile_rule(&parsed, s, idx, &mut b, &mut errors) {
+            if let Some(rule) = compile_rule(&parsed, s, idx, &mut b, &mut ctx, &mut errors) {
                 rules.push(rule);
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        Self::assemble(rules, b).map_err(|e| vec![e])
+        Self::assemble(rules, b, ctx).map_err(|e| vec![e])
     }
 
-    fn assemble(rules: Vec<Rule>, b: Builder) -> Result<RuleSet, RuleError> {
-        let ac = if b.patterns.is_empty() {
-            None
-        } else {
-            // Auto kind: a DFA for small sets, contiguous NFA for large
-            // ones (10k-word dictionaries stay quick to build).
-            let ac = AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
-                .ascii_case_insensitive(true)
-                .kind(None::<AhoCorasickKind>)
-                .build(&b.patterns)
-                .map_err(|e| RuleError::Invalid {
-                    loc: Default::default(),
-                    rule: String::new(),
-                    message: format!("literal automaton: {e}"),
-                })?;
-            Some(ac)
-        };
+    fn assemble(rules: Vec<Rule>, b: Builder, ctx: Builder) -> Result<RuleSet, RuleError> {
+        let ac = automaton(&b.patterns)?;
+        let ctx_ac = automaton(&ctx.patterns)?;
+        let prefilter = prefilter(&b.patterns);
+        let max_keyword_len = b.patterns.iter().map(String::len).max().unwrap_or(0);
         let mut window_rules = Vec::new();
         let mut union = ByteSet::default();
         let mut full_rules = Vec::new();
@@ -209,6 +205,10 @@ impl RuleSet {
             rules,
             ac,
             uses: b.uses,
+            ctx_ac,
+            ctx_uses: ctx.uses,
+            prefilter,
+            max_keyword_len,
             window_rules,
             window_table: union.to_table(),
             full_rules,
@@ -246,8 +246,55 @@ impl RuleSet {
 
     /// Number of distinct literals in the shared automaton.
     pub fn literal_count(&self) -> usize {
-        self.uses.len()
+        self.uses.len() + self.ctx_uses.len()
     }
+}
+
+/// Distinct literal prefixes for a Teddy prefilter: 4 bytes if that gives
+/// at most 64 of them, else 3; otherwise no prefilter (big dictionaries run
+/// the automaton over all text).
+fn prefilter(patterns: &[String]) -> Option<aho_corasick::packed::Searcher> {
+    if patterns.is_empty() {
+        return None;
+    }
+    for len in [4usize, 3] {
+        let mut prefixes: Vec<&[u8]> = patterns
+            .iter()
+            .map(|p| &p.as_bytes()[..p.len().min(len)])
+            .collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        if prefixes.len() <= 64 {
+            let mut b = aho_corasick::packed::Config::new()
+                .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+                .builder();
+            b.extend(prefixes);
+            return b.build();
+        }
+    }
+    None
+}
+
+/// Patterns up to this many get a full DFA: the fastest search, and still
+/// quick to build. Larger sets (big dictionaries) let the crate choose.
+const DFA_MAX_PATTERNS: usize = 2000;
+
+fn automaton(patterns: &[String]) -> Result<Option<AhoCorasick>, RuleError> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let kind = (patterns.len() <= DFA_MAX_PATTERNS).then_some(AhoCorasickKind::DFA);
+    AhoCorasick::builder()
+        .match_kind(MatchKind::Standard)
+        .ascii_case_insensitive(true)
+        .kind(kind)
+        .build(patterns)
+        .map(Some)
+        .map_err(|e| RuleError::Invalid {
+            loc: Default::default(),
+            rule: String::new(),
+            message: format!("literal automaton: {e}"),
+        })
 }
 
 fn compile_rule(
@@ -255,6 +302,7 @@ fn compile_rule(
     s: &Sourced<RuleSpec>,
     idx: u32,
     b: &mut Builder,
+    ctx: &mut Builder,
     errors: &mut Vec<RuleError>,
 ) -> Option<Rule> {
     let spec = &s.spec;
@@ -417,7 +465,7 @@ fn compile_rule(
     }
     for (t, words) in term_words.iter().enumerate() {
         for w in words {
-            b.add(
+            ctx.add(
                 normalize_str(w),
                 Use {
                     rule: idx,

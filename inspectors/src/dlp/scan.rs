@@ -371,13 +371,12 @@ impl RuleSet {
         };
 
         if let Some(ac) = &self.ac {
-            for m in ac.find_overlapping_iter(view) {
-                for u in &self.uses[m.pattern().as_usize()] {
+            for (pid, s, e) in self.literal_matches(ac, view) {
+                for u in &self.uses[pid] {
                     let rule = &self.rules[u.rule as usize];
                     if u.role == Role::LeetKeyword || !admits(rule, u.rule) {
                         continue;
                     }
-                    let (s, e) = (m.start(), m.end());
                     match u.role {
                         Role::Keyword => {
                             if rule.whole_word && !whole_word(view, s, e) {
@@ -405,43 +404,53 @@ impl RuleSet {
                                 hits[u.rule as usize].spans.push(span);
                             }
                         }
-                        Role::Term(t) => {
-                            // Context words are words: "ach" is not in "attached".
-                            if !whole_word(view, s, e) {
-                                continue;
-                            }
-                            touch(&mut hits, u.rule);
-                            hits[u.rule as usize].terms.push((s, e, t));
-                        }
-                        Role::LeetKeyword => {}
+                        Role::Term(_) | Role::LeetKeyword => {}
                     }
                 }
             }
-            if self.has_leet && view.bytes().any(is_leet_char) {
+            // A leet spelling that the plain pass missed contains a leet
+            // character; look only around those.
+            let leet_at: Vec<usize> = if self.has_leet {
+                view.bytes()
+                    .enumerate()
+                    .filter(|&(_, b)| is_leet_char(b))
+                    .map(|(i, _)| i)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            if !leet_at.is_empty() {
                 let leet = leet_fold(view);
-                for m in ac.find_overlapping_iter(&leet) {
-                    for u in &self.uses[m.pattern().as_usize()] {
-                        let rule = &self.rules[u.rule as usize];
-                        if u.role != Role::LeetKeyword || !admits(rule, u.rule) {
-                            continue;
+                let r = self.max_keyword_len;
+                for (lo, hi) in merge_windows(&leet_at, r, leet.len()) {
+                    let input = aho_corasick::Input::new(&leet).range(floor(&leet, lo)..ceil(&leet, hi));
+                    for m in ac.find_overlapping_iter(input) {
+                        for u in &self.uses[m.pattern().as_usize()] {
+                            let rule = &self.rules[u.rule as usize];
+                            if u.role != Role::LeetKeyword || !admits(rule, u.rule) {
+                                continue;
+                            }
+                            if rule.whole_word && !whole_word(&leet, m.start(), m.end()) {
+                                continue;
+                            }
+                            touch(&mut hits, u.rule);
+                            hits[u.rule as usize].spans.push((m.start(), m.end()));
                         }
-                        if rule.whole_word && !whole_word(&leet, m.start(), m.end()) {
-                            continue;
-                        }
-                        touch(&mut hits, u.rule);
-                        hits[u.rule as usize].spans.push((m.start(), m.end()));
                     }
                 }
             }
         }
 
-        // Window rules: only if a trigger byte occurs at all.
+        // Window rules: only where a trigger byte occurs.
         if !self.window_rules.is_empty() {
             let bytes = view.as_bytes();
-            if let Some(first) = bytes
+            let triggers: Vec<usize> = bytes
                 .iter()
-                .position(|&b| self.window_table[usize::from(b)])
-            {
+                .enumerate()
+                .filter(|&(_, &b)| self.window_table[usize::from(b)])
+                .map(|(i, _)| i)
+                .collect();
+            if !triggers.is_empty() {
                 for (r, table) in &self.window_rules {
                     let rule = &self.rules[*r as usize];
                     if !admits(rule, *r) {
@@ -451,8 +460,16 @@ impl RuleSet {
                     let radius = p.max_len.unwrap_or(view.len());
                     let mut spans = Vec::new();
                     let mut win: Option<(usize, usize)> = None;
-                    for (i, &b) in bytes.iter().enumerate().skip(first) {
-                        if !table[usize::from(b)] {
+                    let mine: Vec<usize> = triggers
+                        .iter()
+                        .copied()
+                        .filter(|&i| table[usize::from(bytes[i])])
+                        .collect();
+                    let need = p.min_triggers.max(1);
+                    for (k, &i) in mine.iter().enumerate() {
+                        // A match starting at the first of its trigger bytes
+                        // has `need` of them within `radius`.
+                        if mine.get(k + need - 1).is_none_or(|&j| j >= i + radius) {
                             continue;
                         }
                         let (lo, hi) =
@@ -499,11 +516,91 @@ impl RuleSet {
             h.spans.sort_unstable();
             h.spans.dedup();
             let rule = &self.rules[r as usize];
+            if let (Some(c), Some(ctx_ac)) = (&rule.context, &self.ctx_ac) {
+                self.context_hits(ctx_ac, view, r, c.before, c.after, h);
+            }
             let cands = self.evaluate(rule, field, &norm, h, result, opts);
             if !cands.is_empty() {
                 per_rule.push((r, fi, cands));
             }
         }
+    }
+
+    /// Every literal match (pattern, start, end) in the view. With a
+    /// prefilter, a SIMD search for the literals' first bytes finds the few
+    /// candidate positions and the automaton only runs there; benign text
+    /// costs one prefilter pass.
+    fn literal_matches(&self, ac: &aho_corasick::AhoCorasick, view: &str) -> Vec<(usize, usize, usize)> {
+        let mut out = Vec::new();
+        let Some(pf) = &self.prefilter else {
+            for m in ac.find_overlapping_iter(view) {
+                out.push((m.pattern().as_usize(), m.start(), m.end()));
+            }
+            return out;
+        };
+        // The prefilter is case-sensitive over lowercased prefixes.
+        let lowered;
+        let hay: &[u8] = if view.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = view.as_bytes().to_ascii_lowercase();
+            &lowered
+        } else {
+            view.as_bytes()
+        };
+        let mut at = 0;
+        while at < hay.len() {
+            let Some(m) = pf.find_in(hay, aho_corasick::Span::from(at..hay.len())) else {
+                break;
+            };
+            let p = m.start();
+            if view.is_char_boundary(p) {
+                let hi = ceil(view, (p + self.max_keyword_len).min(view.len()));
+                let input = aho_corasick::Input::new(view).range(p..hi);
+                for m in ac.find_overlapping_iter(input) {
+                    if m.start() == p {
+                        out.push((m.pattern().as_usize(), m.start(), m.end()));
+                    }
+                }
+            }
+            at = p + 1;
+        }
+        out
+    }
+
+    /// Context words of rule `r` around its match spans.
+    fn context_hits(
+        &self,
+        ctx_ac: &aho_corasick::AhoCorasick,
+        view: &str,
+        r: u32,
+        before: usize,
+        after: usize,
+        h: &mut RuleHits,
+    ) {
+        let mut windows: Vec<(usize, usize)> = Vec::new();
+        for &(s, e) in &h.spans {
+            let (lo, hi) = (back_chars(view, s, before), fwd_chars(view, e, after));
+            match windows.last_mut() {
+                Some(w) if lo <= w.1 => w.1 = w.1.max(hi),
+                _ => windows.push((lo, hi)),
+            }
+        }
+        for (lo, hi) in windows {
+            let input = aho_corasick::Input::new(view).range(lo..hi);
+            for m in ctx_ac.find_overlapping_iter(input) {
+                let (s, e) = (m.start(), m.end());
+                // Context words are words: "ach" is not in "attached".
+                if !whole_word(view, s, e) {
+                    continue;
+                }
+                for u in &self.ctx_uses[m.pattern().as_usize()] {
+                    if let (true, Role::Term(t)) = (u.rule == r, u.role) {
+                        h.terms.push((s, e, t));
+                    }
+                }
+            }
+        }
+        h.terms.sort_unstable();
+        h.terms.dedup();
     }
 
     fn evaluate(
@@ -636,6 +733,19 @@ fn shrink(
         }
     }
     None
+}
+
+/// Merge windows of `radius` around each position (sorted) into ranges.
+fn merge_windows(positions: &[usize], radius: usize, len: usize) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for &p in positions {
+        let (lo, hi) = (p.saturating_sub(radius), (p + 1 + radius).min(len));
+        match out.last_mut() {
+            Some(w) if lo <= w.1 => w.1 = w.1.max(hi),
+            _ => out.push((lo, hi)),
+        }
+    }
+    out
 }
 
 fn floor(s: &str, mut i: usize) -> usize {
