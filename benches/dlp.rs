@@ -11,11 +11,11 @@ use std::hint::black_box;
 const WORDS: &[&str] = &[
     "the", "meeting", "is", "moved", "to", "tomorrow", "can", "you", "send", "me", "slides",
     "thanks", "sounds", "good", "lunch", "today", "who", "else", "coming", "please", "review",
-    "draft", "before", "friday", "ok", "great", "work", "team", "customer", "call", "went",
-    "well", "i", "think", "we", "should", "ship", "it", "next", "week", "let", "me", "know",
-    "what", "about", "budget", "looks", "fine", "on", "my", "side", "sorry", "late", "traffic",
-    "was", "terrible", "this", "morning", "did", "anyone", "see", "new", "design", "love",
-    "colours", "ping", "when", "free", "coffee", "later", "yes", "no", "maybe", "sure",
+    "draft", "before", "friday", "ok", "great", "work", "team", "customer", "call", "went", "well",
+    "i", "think", "we", "should", "ship", "it", "next", "week", "let", "me", "know", "what",
+    "about", "budget", "looks", "fine", "on", "my", "side", "sorry", "late", "traffic", "was",
+    "terrible", "this", "morning", "did", "anyone", "see", "new", "design", "love", "colours",
+    "ping", "when", "free", "coffee", "later", "yes", "no", "maybe", "sure",
 ];
 
 /// Deterministic benign chat: lines of common words with the odd time or
@@ -60,12 +60,17 @@ fn scan_benign(c: &mut Criterion) {
     let set = shipped();
     let msgs = benign_chat(1 << 20);
     let blob = msgs.join(" ");
-    assert!(set.scan_text(&blob).findings.is_empty(), "benign text has findings");
+    assert!(
+        set.scan_text(&blob).findings.is_empty(),
+        "benign text has findings"
+    );
     let mut g = c.benchmark_group("dlp_scan_benign");
     g.throughput(Throughput::Bytes(blob.len() as u64));
     g.bench_function("1MiB_text", |b| b.iter(|| set.scan_text(black_box(&blob))));
     let lines = msgs.join("\n");
-    g.bench_function("1MiB_text_with_newlines", |b| b.iter(|| set.scan_text(black_box(&lines))));
+    g.bench_function("1MiB_text_with_newlines", |b| {
+        b.iter(|| set.scan_text(black_box(&lines)))
+    });
     let total: usize = msgs.iter().map(String::len).sum();
     g.throughput(Throughput::Bytes(total as u64));
     g.bench_function("per_message", |b| {

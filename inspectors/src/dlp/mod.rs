@@ -10,6 +10,7 @@
 //! The engine never reads files or clocks; [`load_dir`] is a thin helper for
 //! the CLI and the gateway, and conversation time is passed in.
 
+mod bytefind;
 mod count;
 pub mod decode;
 mod error;

@@ -225,9 +225,7 @@ fn min_count(hir: &Hir, set: &ByteSet) -> usize {
         HirKind::Empty | HirKind::Look(_) => 0,
         HirKind::Literal(lit) => lit.0.iter().filter(|&&b| set.contains(b)).count(),
         HirKind::Class(class) => usize::from(class_within(class, set)),
-        HirKind::Repetition(rep) => {
-            (rep.min as usize).saturating_mul(min_count(&rep.sub, set))
-        }
+        HirKind::Repetition(rep) => (rep.min as usize).saturating_mul(min_count(&rep.sub, set)),
         HirKind::Capture(cap) => min_count(&cap.sub, set),
         HirKind::Concat(subs) => subs.iter().map(|h| min_count(h, set)).sum(),
         HirKind::Alternation(subs) => subs.iter().map(|h| min_count(h, set)).min().unwrap_or(0),
@@ -237,7 +235,10 @@ fn min_count(hir: &Hir, set: &ByteSet) -> usize {
 /// Whether every character of `class` is a single byte in `set`.
 fn class_within(class: &Class, set: &ByteSet) -> bool {
     match class {
-        Class::Bytes(c) => c.ranges().iter().all(|r| (r.start()..=r.end()).all(|b| set.contains(b))),
+        Class::Bytes(c) => c
+            .ranges()
+            .iter()
+            .all(|r| (r.start()..=r.end()).all(|b| set.contains(b))),
         Class::Unicode(c) => c.ranges().iter().all(|r| {
             (r.end() as u32) < 0x80 && (r.start() as u8..=r.end() as u8).all(|b| set.contains(b))
         }),

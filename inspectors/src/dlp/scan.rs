@@ -159,11 +159,6 @@ struct RuleHits {
     terms: Vec<(usize, usize, u16)>,
 }
 
-/// Characters whose presence makes the leet-folded pass worth running.
-fn is_leet_char(b: u8) -> bool {
-    matches!(b, b'0'..=b'9' | b'@' | b'$' | b'!' | b'|')
-}
-
 fn is_word(c: char) -> bool {
     c.is_alphanumeric() || c == '_'
 }
@@ -410,32 +405,33 @@ impl RuleSet {
             }
             // A leet spelling that the plain pass missed contains a leet
             // character; look only around those.
-            let leet_at: Vec<usize> = if self.has_leet {
-                view.bytes()
-                    .enumerate()
-                    .filter(|&(_, b)| is_leet_char(b))
-                    .map(|(i, _)| i)
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            if !leet_at.is_empty() {
-                let leet = leet_fold(view);
-                let r = self.max_keyword_len;
-                for (lo, hi) in merge_windows(&leet_at, r, leet.len()) {
-                    let input = aho_corasick::Input::new(&leet).range(floor(&leet, lo)..ceil(&leet, hi));
-                    for m in ac.find_overlapping_iter(input) {
-                        for u in &self.uses[m.pattern().as_usize()] {
-                            let rule = &self.rules[u.rule as usize];
-                            if u.role != Role::LeetKeyword || !admits(rule, u.rule) {
-                                continue;
-                            }
-                            if rule.whole_word && !whole_word(&leet, m.start(), m.end()) {
-                                continue;
-                            }
-                            touch(&mut hits, u.rule);
-                            hits[u.rule as usize].spans.push((m.start(), m.end()));
+            let mut leet_at = Vec::new();
+            if self.has_leet {
+                self.leet_finder.positions(view.as_bytes(), &mut leet_at);
+            }
+            // Windows get one extra character each side for word boundaries.
+            let r = self.max_keyword_len + 4;
+            for (lo, hi) in merge_windows(&leet_at, r, view.len()) {
+                let (lo, hi) = (floor(view, lo), ceil(view, hi));
+                let leet = leet_fold(&view[lo..hi]);
+                for m in ac.find_overlapping_iter(&leet) {
+                    // A match touching a cut window edge cannot be checked
+                    // for word boundaries; it lies in another window anyway.
+                    if (m.start() == 0 && lo > 0) || (m.end() == leet.len() && hi < view.len()) {
+                        continue;
+                    }
+                    for u in &self.uses[m.pattern().as_usize()] {
+                        let rule = &self.rules[u.rule as usize];
+                        if u.role != Role::LeetKeyword || !admits(rule, u.rule) {
+                            continue;
                         }
+                        if rule.whole_word && !whole_word(&leet, m.start(), m.end()) {
+                            continue;
+                        }
+                        touch(&mut hits, u.rule);
+                        hits[u.rule as usize]
+                            .spans
+                            .push((lo + m.start(), lo + m.end()));
                     }
                 }
             }
@@ -444,12 +440,8 @@ impl RuleSet {
         // Window rules: only where a trigger byte occurs.
         if !self.window_rules.is_empty() {
             let bytes = view.as_bytes();
-            let triggers: Vec<usize> = bytes
-                .iter()
-                .enumerate()
-                .filter(|&(_, &b)| self.window_table[usize::from(b)])
-                .map(|(i, _)| i)
-                .collect();
+            let mut triggers = Vec::new();
+            self.window_finder.positions(bytes, &mut triggers);
             if !triggers.is_empty() {
                 for (r, table) in &self.window_rules {
                     let rule = &self.rules[*r as usize];
@@ -530,7 +522,11 @@ impl RuleSet {
     /// prefilter, a SIMD search for the literals' first bytes finds the few
     /// candidate positions and the automaton only runs there; benign text
     /// costs one prefilter pass.
-    fn literal_matches(&self, ac: &aho_corasick::AhoCorasick, view: &str) -> Vec<(usize, usize, usize)> {
+    fn literal_matches(
+        &self,
+        ac: &aho_corasick::AhoCorasick,
+        view: &str,
+    ) -> Vec<(usize, usize, usize)> {
         let mut out = Vec::new();
         let Some(pf) = &self.prefilter else {
             for m in ac.find_overlapping_iter(view) {
