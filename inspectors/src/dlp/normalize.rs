@@ -148,21 +148,35 @@ pub fn normalize(text: &str) -> Normalized<'_> {
 }
 
 fn normalize_ascii(text: &str) -> Normalized<'_> {
+    // Case is left alone: matchers are ASCII case-insensitive. Only
+    // whitespace runs change, so copy the runs between them whole.
+    let is_ws = |c: u8| c.is_ascii_whitespace() || c == 0x0b;
+    let b = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut map = OffsetMap {
         orig_len: text.len(),
         ..OffsetMap::default()
     };
-    let mut prev_ws = false;
-    for (i, &b) in text.as_bytes().iter().enumerate() {
-        let ws = b.is_ascii_whitespace() || b == 0x0b;
-        if ws && prev_ws {
-            continue;
+    let mut i = 0;
+    while i < b.len() {
+        let j = b[i..]
+            .iter()
+            .position(|&c| is_ws(c))
+            .map_or(b.len(), |k| i + k);
+        if j > i {
+            map.push(out.len(), i, j - i, j - i, true);
+            out.push_str(&text[i..j]);
         }
-        prev_ws = ws;
-        let c = if ws { b' ' } else { b.to_ascii_lowercase() };
-        map.push(out.len(), i, 1, 1, true);
-        out.push(c as char);
+        if j == b.len() {
+            break;
+        }
+        let k = b[j..]
+            .iter()
+            .position(|&c| !is_ws(c))
+            .map_or(b.len(), |k| j + k);
+        map.push(out.len(), j, 1, 1, true);
+        out.push(' ');
+        i = k;
     }
     Normalized {
         text: Cow::Owned(out),
@@ -242,11 +256,9 @@ fn normalize_unicode(text: &str) -> Normalized<'_> {
 
 /// Normalise a short string (keywords, examples) without keeping a map.
 pub fn normalize_str(s: &str) -> String {
-    let n = normalize(s);
-    match n.text {
-        Cow::Borrowed(b) => b.to_ascii_lowercase(),
-        Cow::Owned(o) => o,
-    }
+    // Non-ASCII text comes back lowercased; ASCII case is left to the
+    // matchers, so fold it here.
+    normalize(s).text.to_ascii_lowercase()
 }
 
 /// Fold common leetspeak substitutions to letters, byte for byte, so the
@@ -291,8 +303,8 @@ mod tests {
     fn whitespace_collapses_and_maps_back() {
         let orig = "Internal\n\t  Only please";
         let n = normalize(orig);
-        assert_eq!(n.text, "internal only please");
-        let s = n.text.find("only").unwrap();
+        assert_eq!(n.text, "Internal Only please");
+        let s = n.text.find("Only").unwrap();
         assert_eq!(back(orig, &n, s, s + 4), "Only");
         assert_eq!(back(orig, &n, 0, 13), "Internal\n\t  Only");
     }

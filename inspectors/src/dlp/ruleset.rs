@@ -51,9 +51,10 @@ pub struct RuleSet {
     pub(crate) has_leet: bool,
     /// Rules in window mode, with their trigger table.
     pub(crate) window_rules: Vec<(u32, [bool; 256])>,
-    pub(crate) window_finder: super::bytefind::ByteFinder,
-    /// Leet characters, for the leet pass.
-    pub(crate) leet_finder: super::bytefind::ByteFinder,
+    /// Finds trigger bytes of window rules and leet characters in one pass.
+    pub(crate) special_finder: super::bytefind::ByteFinder,
+    pub(crate) window_set: ByteSet,
+    pub(crate) leet_set: ByteSet,
     pub(crate) full_rules: Vec<u32>,
     /// Longest match any rule can produce (capped), for streaming overlap.
     pub(crate) max_match_len: usize,
@@ -211,8 +212,17 @@ impl RuleSet {
                 max_context = max_context.max(c.before.max(c.after) * 4);
             }
         }
+        let has_leet = rules.iter().any(|r| r.leet);
+        let mut leet_set = ByteSet::default();
+        if has_leet {
+            for b in b"0123456789@$!|" {
+                leet_set.insert(*b);
+            }
+        }
+        let mut special = union;
+        special.union(&leet_set);
         Ok(RuleSet {
-            has_leet: rules.iter().any(|r| r.leet),
+            has_leet,
             rules,
             ac,
             uses: b.uses,
@@ -221,14 +231,9 @@ impl RuleSet {
             prefilter,
             max_keyword_len,
             window_rules,
-            window_finder: super::bytefind::ByteFinder::new(&union),
-            leet_finder: super::bytefind::ByteFinder::new(&{
-                let mut s = ByteSet::default();
-                for b in b"0123456789@$!|" {
-                    s.insert(*b);
-                }
-                s
-            }),
+            special_finder: super::bytefind::ByteFinder::new(&special),
+            window_set: union,
+            leet_set,
             full_rules,
             max_match_len: max_match_len.min(UNBOUNDED_MATCH_CAP),
             max_context: max_context.min(UNBOUNDED_MATCH_CAP),

@@ -365,6 +365,11 @@ impl RuleSet {
             }
         };
 
+        // One pass finds every digit, `@`, leet symbol… the later stages need.
+        let mut special = Vec::new();
+        if self.has_leet || !self.window_rules.is_empty() {
+            self.special_finder.positions(view.as_bytes(), &mut special);
+        }
         if let Some(ac) = &self.ac {
             for (pid, s, e) in self.literal_matches(ac, view) {
                 for u in &self.uses[pid] {
@@ -405,10 +410,11 @@ impl RuleSet {
             }
             // A leet spelling that the plain pass missed contains a leet
             // character; look only around those.
-            let mut leet_at = Vec::new();
-            if self.has_leet {
-                self.leet_finder.positions(view.as_bytes(), &mut leet_at);
-            }
+            let leet_at: Vec<usize> = special
+                .iter()
+                .copied()
+                .filter(|&i| self.leet_set.contains(view.as_bytes()[i]))
+                .collect();
             // Windows get one extra character each side for word boundaries.
             let r = self.max_keyword_len + 4;
             for (lo, hi) in merge_windows(&leet_at, r, view.len()) {
@@ -440,8 +446,11 @@ impl RuleSet {
         // Window rules: only where a trigger byte occurs.
         if !self.window_rules.is_empty() {
             let bytes = view.as_bytes();
-            let mut triggers = Vec::new();
-            self.window_finder.positions(bytes, &mut triggers);
+            let triggers: Vec<usize> = special
+                .iter()
+                .copied()
+                .filter(|&i| self.window_set.contains(bytes[i]))
+                .collect();
             if !triggers.is_empty() {
                 for (r, table) in &self.window_rules {
                     let rule = &self.rules[*r as usize];
