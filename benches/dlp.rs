@@ -38,7 +38,7 @@ fn benign_chat(bytes: usize) -> Vec<String> {
                 m.push(' ');
             }
             let r = next();
-            if r % 40 == 0 {
+            if r.is_multiple_of(40) {
                 m.push_str(&format!("{}pm", 1 + r % 12));
             } else {
                 m.push_str(WORDS[(r >> 8) as usize % WORDS.len()]);

@@ -39,7 +39,7 @@ fn main() {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if x % 40 == 0 {
+            if x.is_multiple_of(40) {
                 m.push(format!("{}pm", 1 + x % 12));
             } else {
                 m.push(words[(x >> 8) as usize % words.len()].to_string());

@@ -34,6 +34,13 @@ pub fn load_dir(dir: impl AsRef<Path>) -> Result<RuleSet, Vec<RuleError>> {
     }
 }
 
+impl RuleSet {
+    /// [`load_dir`] as an associated function.
+    pub fn load_dir(dir: impl AsRef<Path>) -> Result<RuleSet, Vec<RuleError>> {
+        load_dir(dir)
+    }
+}
+
 fn collect(dir: &Path, files: &mut Vec<std::path::PathBuf>, errors: &mut Vec<RuleError>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
