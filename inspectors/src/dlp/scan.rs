@@ -410,10 +410,16 @@ impl RuleSet {
             }
             // A leet spelling that the plain pass missed contains a leet
             // character; look only around those.
+            // Only leet characters glued to a letter ("c0nf", "n1ght"): a
+            // bare number ("id 1234", "$20") spells no word.
+            let vb = view.as_bytes();
+            let letter = |i: usize| vb.get(i).is_some_and(u8::is_ascii_alphabetic);
             let leet_at: Vec<usize> = special
                 .iter()
                 .copied()
-                .filter(|&i| self.leet_set.contains(view.as_bytes()[i]))
+                .filter(|&i| {
+                    self.leet_set.contains(vb[i]) && (letter(i + 1) || (i > 0 && letter(i - 1)))
+                })
                 .collect();
             // Windows get one extra character each side for word boundaries.
             let r = self.max_keyword_len + 4;
