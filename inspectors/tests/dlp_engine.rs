@@ -488,3 +488,54 @@ fn ten_thousand_keywords_compile_and_match() {
     assert_eq!(fired(&s, "leak codeword09999 now").len(), 1);
     assert!(fired(&s, "codeword1").is_empty());
 }
+
+#[test]
+fn lint_warns_about_full_scans_and_missing_examples() {
+    let s = set(r#"
+[[rule]]
+id = "slow"
+name = "slow"
+severity = "low"
+pattern = '\w+ing'
+[rule.examples]
+must_match = ["testing"]
+must_not_match = ["test"]
+
+[[rule]]
+id = "digits"
+name = "digits"
+severity = "low"
+pattern = '\b[0-9]{6}\b'
+"#);
+    let lints = s.lint();
+    let shown: Vec<String> = lints.iter().map(|l| l.to_string()).collect();
+    use gatehouse_inspectors::dlp::LintLevel;
+    assert!(lints.iter().any(|l| l.rule == "slow"
+        && l.level == LintLevel::Warning
+        && l.message.contains("full regex scan")), "{shown:#?}");
+    assert!(lints.iter().any(|l| l.rule == "digits"
+        && l.level == LintLevel::Info
+        && l.message.contains("windows")), "{shown:#?}");
+    assert!(lints.iter().any(|l| l.rule == "digits"
+        && l.level == LintLevel::Warning
+        && l.message.contains("examples")), "{shown:#?}");
+    assert!(shown[0].starts_with("t.toml:"), "{shown:#?}");
+    // A full-scan rule still works.
+    assert_eq!(fired(&s, "we are testing").len(), 1);
+}
+
+#[test]
+fn rule_sets_are_shareable_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<RuleSet>();
+    let s = Arc::new(set(KW));
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || s.scan_text("top secret").findings.len())
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 1);
+    }
+}
