@@ -510,15 +510,24 @@ pattern = '\b[0-9]{6}\b'
     let lints = s.lint();
     let shown: Vec<String> = lints.iter().map(|l| l.to_string()).collect();
     use gatehouse_inspectors::dlp::LintLevel;
-    assert!(lints.iter().any(|l| l.rule == "slow"
-        && l.level == LintLevel::Warning
-        && l.message.contains("full regex scan")), "{shown:#?}");
-    assert!(lints.iter().any(|l| l.rule == "digits"
-        && l.level == LintLevel::Info
-        && l.message.contains("windows")), "{shown:#?}");
-    assert!(lints.iter().any(|l| l.rule == "digits"
-        && l.level == LintLevel::Warning
-        && l.message.contains("examples")), "{shown:#?}");
+    assert!(
+        lints.iter().any(|l| l.rule == "slow"
+            && l.level == LintLevel::Warning
+            && l.message.contains("full regex scan")),
+        "{shown:#?}"
+    );
+    assert!(
+        lints.iter().any(|l| l.rule == "digits"
+            && l.level == LintLevel::Info
+            && l.message.contains("windows")),
+        "{shown:#?}"
+    );
+    assert!(
+        lints.iter().any(|l| l.rule == "digits"
+            && l.level == LintLevel::Warning
+            && l.message.contains("examples")),
+        "{shown:#?}"
+    );
     assert!(shown[0].starts_with("t.toml:"), "{shown:#?}");
     // A full-scan rule still works.
     assert_eq!(fired(&s, "we are testing").len(), 1);

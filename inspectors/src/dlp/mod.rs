@@ -9,6 +9,25 @@
 //! ```
 //! The engine never reads files or clocks; [`load_dir`] is a thin helper for
 //! the CLI and the gateway, and conversation time is passed in.
+//!
+//! ```
+//! use gatehouse_inspectors::dlp::{Action, RuleSet};
+//! let rules = r#"
+//! [[rule]]
+//! id = "us-ssn"
+//! name = "US SSN"
+//! severity = "critical"
+//! action = "redact"
+//! pattern = '\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b'
+//! validators = [{ kind = "us_ssn" }]
+//! "#;
+//! let set = RuleSet::from_sources(&[("ssn.toml", rules)]).expect("valid rules");
+//! let text = "my ssn is 536-22-1234";
+//! let result = set.scan_text(text);
+//! assert_eq!(result.verdict(), Some(Action::Redact));
+//! assert_eq!((result.findings[0].start, result.findings[0].end), (10, 21));
+//! assert_eq!(result.redact("text", text), "my ssn is ***-**-*234");
+//! ```
 
 mod bytefind;
 mod count;
