@@ -126,17 +126,41 @@ pub fn is_invisible(c: char) -> bool {
         | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
 }
 
-fn ascii_is_plain(b: &[u8]) -> bool {
-    memchr::memchr3(b'\n', b'\r', b'\t', b).is_none()
-        && memchr::memchr2(0x0b, 0x0c, b).is_none()
-        && memchr::memmem::find(b, b"  ").is_none()
+/// One vectorisable pass: (all ASCII, no whitespace needing a rewrite).
+fn scan_ascii(b: &[u8]) -> (bool, bool) {
+    let odd = |x: u8, y: u8| {
+        (x == b'\n')
+            | (x == b'\r')
+            | (x == b'\t')
+            | (x == 0x0b)
+            | (x == 0x0c)
+            | ((x == b' ') & (y == b' '))
+    };
+    let mut non_ascii = 0u8;
+    let mut needs = false;
+    for chunk in b.chunks(4096) {
+        let n = chunk.len();
+        let (a, c) = chunk[..n - 1]
+            .iter()
+            .zip(&chunk[1..])
+            .fold((0u8, false), |(a, c), (&x, &y)| (a | x, c | odd(x, y)));
+        let last = chunk[n - 1];
+        non_ascii |= a | last;
+        needs |= c | odd(last, b' ') & (last != b' ');
+    }
+    // Pairs across chunk borders.
+    for i in (4096..b.len()).step_by(4096) {
+        needs |= (b[i - 1] == b' ') & (b[i] == b' ');
+    }
+    (non_ascii < 0x80, !needs)
 }
 
 /// Normalise `text` for matching.
 pub fn normalize(text: &str) -> Normalized<'_> {
     let bytes = text.as_bytes();
-    if bytes.is_ascii() {
-        if ascii_is_plain(bytes) {
+    let (ascii, plain) = scan_ascii(bytes);
+    if ascii {
+        if plain {
             return Normalized {
                 text: Cow::Borrowed(text),
                 map: OffsetMap::identity(text.len()),
@@ -341,6 +365,21 @@ mod tests {
         let n = normalize(orig);
         assert_eq!(n.text, "a b");
         assert_eq!(back(orig, &n, 2, 3), "b");
+    }
+
+    #[test]
+    fn ascii_scan_finds_odd_whitespace_anywhere() {
+        assert_eq!(scan_ascii(b"a b c"), (true, true));
+        assert_eq!(scan_ascii(b"a  b"), (true, false));
+        assert_eq!(scan_ascii(b"a\nb"), (true, false));
+        assert_eq!(scan_ascii(b"ab\t"), (true, false));
+        assert!(!scan_ascii("é".as_bytes()).0);
+        let mut long = vec![b'x'; 10_000];
+        long[4095] = b' ';
+        long[4096] = b' ';
+        assert_eq!(scan_ascii(&long), (true, false), "pair across chunks");
+        long[4096] = b'x';
+        assert_eq!(scan_ascii(&long), (true, true));
     }
 
     #[test]
