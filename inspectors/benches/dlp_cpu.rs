@@ -1,5 +1,5 @@
 //! Throughput per CPU-second (not wall time, which a busy shared machine
-//! distorts): `cargo run --release --example dlp_throughput`.
+//! distorts): `cargo bench -p gatehouse-inspectors --bench dlp_cpu`.
 use gatehouse_inspectors::dlp::{load_dir, BodyInput, DecodeLimits, Direction};
 use std::hint::black_box;
 
