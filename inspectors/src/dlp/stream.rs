@@ -4,6 +4,10 @@
 //! match plus its context window. Each chunk is scanned together with that
 //! tail; a finding is reported once, when its end has moved out of the
 //! holdback zone (where more text could still change it), or at `finish`.
+//!
+//! Limits, by design: `count.min` applies per scanned window rather than to
+//! the whole stream, and conversation counts are not kept (use
+//! `scan_in_conversation` on whole messages for those).
 
 use super::format::Direction;
 use super::ruleset::RuleSet;
