@@ -10,3 +10,4 @@ pub mod error;
 pub mod identify;
 
 pub use error::InspectError;
+pub mod dlp;

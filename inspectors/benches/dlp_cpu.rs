@@ -1,0 +1,83 @@
+//! Throughput per CPU-second (not wall time, which a busy shared machine
+//! distorts): `cargo bench -p gatehouse-inspectors --bench dlp_cpu`.
+use gatehouse_inspectors::dlp::{load_dir, BodyInput, DecodeLimits, Direction};
+use std::hint::black_box;
+
+fn cpu_seconds() -> f64 {
+    // utime + stime from /proc/self/stat, in clock ticks (100 Hz).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn measure(name: &str, bytes: usize, mut f: impl FnMut()) {
+    let start = cpu_seconds();
+    let mut n = 0usize;
+    while cpu_seconds() - start < 3.0 {
+        f();
+        n += 1;
+    }
+    let secs = cpu_seconds() - start;
+    println!(
+        "{name:<40} {:>8.1} MB/s per CPU-second",
+        (bytes * n) as f64 / secs / 1e6
+    );
+}
+
+fn main() {
+    let set = load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../dlp-rules")).expect("rules");
+    let words = "the meeting is moved to tomorrow can you send me slides thanks sounds good lunch today who else coming please review draft before friday ok great work team customer call went well i think we should ship it next week let me know what about budget looks fine on my side sorry late traffic was terrible this morning did anyone see new design love colours ping when free coffee later yes no maybe sure".split(' ').collect::<Vec<_>>();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut msgs = Vec::new();
+    let mut total = 0;
+    while total < 1 << 20 {
+        let mut m = Vec::new();
+        for _ in 0..(6 + x % 20) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if x.is_multiple_of(40) {
+                m.push(format!("{}pm", 1 + x % 12));
+            } else {
+                m.push(words[(x >> 8) as usize % words.len()].to_string());
+            }
+        }
+        let m = m.join(" ") + ".";
+        total += m.len() + 1;
+        msgs.push(m);
+    }
+    let blob = msgs.join(" ");
+    let lines = msgs.join("\n");
+    assert!(set.scan_text(&blob).findings.is_empty());
+    measure("benign 1 MiB text", blob.len(), || {
+        black_box(set.scan_text(&blob));
+    });
+    measure("benign 1 MiB text with newlines", lines.len(), || {
+        black_box(set.scan_text(&lines));
+    });
+    measure("benign per message", total, || {
+        for m in &msgs {
+            black_box(set.scan_text(m));
+        }
+    });
+    let json = format!(
+        "[{}]",
+        msgs.iter()
+            .enumerate()
+            .map(|(i, m)| format!(r#"{{"id":{i},"user":"u{}","text":"{m}"}}"#, i % 50))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let body = BodyInput {
+        content_type: Some("application/json"),
+        content_encoding: None,
+        body: json.as_bytes(),
+    };
+    let limits = DecodeLimits::default();
+    measure("json body: decode + normalise + scan", json.len(), || {
+        black_box(set.scan_body(&body, None, Direction::Outbound, "body", &limits));
+    });
+}

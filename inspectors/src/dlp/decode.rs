@@ -1,0 +1,676 @@
+//! Bounded decoding of bodies into the texts DLP scans.
+//!
+//! Content-Encoding (gzip, deflate, br, zstd), then by content type: JSON
+//! string values, form fields, multipart text parts, HTML entities; percent
+//! escapes; base64 runs inside any of those (nested at most `max_depth`).
+//! Every stage is capped in output size and expansion ratio. Hitting a cap
+//! keeps what was decoded so far and reports it: a `decode_limit` finding,
+//! never an out-of-memory and never a silent skip.
+
+use super::format::{Action, Direction};
+use super::ruleset::RuleSet;
+use super::scan::{decode_limit_finding, Field, MessageInput, ScanResult};
+use base64::Engine as _;
+use std::io::Read;
+
+/// Caps for decoding one body.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeLimits {
+    /// Total bytes of decoded text, all parts together.
+    pub max_output: usize,
+    /// Largest allowed decompressed/compressed size ratio.
+    pub max_ratio: usize,
+    /// Nesting of base64 (and multipart) decoding.
+    pub max_depth: u8,
+    /// Shortest base64 run worth decoding.
+    pub min_base64_len: usize,
+    /// Action of the `decode_limit` finding.
+    pub on_limit: Action,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        DecodeLimits {
+            max_output: 16 << 20,
+            max_ratio: 100,
+            max_depth: 2,
+            min_base64_len: 24,
+            on_limit: Action::Alert,
+        }
+    }
+}
+
+/// A body as the gateway sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyInput<'a> {
+    /// The Content-Type header value, if any.
+    pub content_type: Option<&'a str>,
+    /// The Content-Encoding header value, if any.
+    pub content_encoding: Option<&'a str>,
+    /// The raw body bytes.
+    pub body: &'a [u8],
+}
+
+/// The texts found in a body, and the caps that were hit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decoded {
+    /// (label, text): "body", "body#json", "body#base64", …
+    pub parts: Vec<(String, String)>,
+    /// One entry per cap hit or undecodable layer.
+    pub limits: Vec<String>,
+}
+
+struct Ctx<'l> {
+    limits: &'l DecodeLimits,
+    used: usize,
+    out: Decoded,
+}
+
+impl Ctx<'_> {
+    /// Room left for output; records a limit when exhausted.
+    fn room(&self) -> usize {
+        self.limits.max_output.saturating_sub(self.used)
+    }
+
+    fn push(&mut self, label: String, mut text: String) {
+        let room = self.room();
+        if text.len() > room {
+            let mut cut = room;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            self.out.limits.push(format!(
+                "{label}: decoded output over {} bytes",
+                self.limits.max_output
+            ));
+        }
+        self.used += text.len();
+        if !text.is_empty() {
+            self.out.parts.push((label, text));
+        }
+    }
+}
+
+/// Decode a body into texts, within `limits`.
+pub fn decode_body(input: &BodyInput<'_>, limits: &DecodeLimits) -> Decoded {
+    let mut ctx = Ctx {
+        limits,
+        used: 0,
+        out: Decoded::default(),
+    };
+    let mut bytes = std::borrow::Cow::Borrowed(input.body);
+    if let Some(enc) = input.content_encoding {
+        // Codings are listed in the order applied; undo them in reverse.
+        for coding in enc.split(',').map(str::trim).rev() {
+            match decompress(coding, &bytes, limits) {
+                Ok((out, capped)) => {
+                    if capped {
+                        ctx.out.limits.push(format!(
+                            "content-encoding {coding}: output over cap (ratio {}x, {} bytes)",
+                            limits.max_ratio, limits.max_output
+                        ));
+                    }
+                    bytes = std::borrow::Cow::Owned(out);
+                }
+                Err(e) => {
+                    ctx.out
+                        .limits
+                        .push(format!("content-encoding {coding}: {e}"));
+                    return ctx.out;
+                }
+            }
+        }
+    }
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    decode_text("body", input.content_type, text, 0, &mut ctx);
+    ctx.out
+}
+
+fn decompress(coding: &str, data: &[u8], limits: &DecodeLimits) -> Result<(Vec<u8>, bool), String> {
+    let cap = limits
+        .max_output
+        .min(data.len().saturating_mul(limits.max_ratio).max(64 << 10));
+    let read = |r: &mut dyn Read| -> std::io::Result<(Vec<u8>, bool)> {
+        let mut out = Vec::new();
+        r.take(cap as u64 + 1).read_to_end(&mut out)?;
+        let capped = out.len() > cap;
+        out.truncate(cap);
+        Ok((out, capped))
+    };
+    let res = match coding.to_ascii_lowercase().as_str() {
+        "" | "identity" => return Ok((data.to_vec(), false)),
+        "gzip" | "x-gzip" => read(&mut flate2::read::MultiGzDecoder::new(data)),
+        // "deflate" is zlib-wrapped per RFC 9110, but raw deflate is common.
+        "deflate" => {
+            if data.len() >= 2 && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0 {
+                read(&mut flate2::read::ZlibDecoder::new(data))
+            } else {
+                read(&mut flate2::read::DeflateDecoder::new(data))
+            }
+        }
+        "br" => read(&mut brotli::Decompressor::new(data, 4096)),
+        "zstd" => match zstd::stream::read::Decoder::new(data) {
+            Ok(mut d) => read(&mut d),
+            Err(e) => Err(e),
+        },
+        other => return Err(format!("unsupported coding {other:?}")),
+    };
+    res.map_err(|e| format!("corrupt: {e}"))
+}
+
+fn mime(ct: Option<&str>) -> String {
+    ct.and_then(|c| c.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+fn decode_text(
+    label: &str,
+    content_type: Option<&str>,
+    text: String,
+    depth: u8,
+    ctx: &mut Ctx<'_>,
+) {
+    let m = mime(content_type);
+    let (label, text) = if m == "application/json" || m.ends_with("+json") {
+        let mut out = String::with_capacity(text.len());
+        json_strings(&text, &mut out);
+        (format!("{label}#json"), out)
+    } else if m == "application/x-www-form-urlencoded" {
+        let mut out = String::with_capacity(text.len());
+        for (k, v) in form_urlencoded::parse(text.as_bytes()) {
+            out.push_str(&k);
+            out.push_str(": ");
+            out.push_str(&v);
+            out.push('\n');
+        }
+        (format!("{label}#form"), out)
+    } else if m.starts_with("multipart/") {
+        if let Some(boundary) = boundary(content_type.unwrap_or("")) {
+            if depth < ctx.limits.max_depth {
+                multipart(label, &text, &boundary, depth, ctx);
+                return;
+            }
+            ctx.out.limits.push(format!(
+                "{label}: multipart nested deeper than {}",
+                ctx.limits.max_depth
+            ));
+        }
+        (label.to_string(), text)
+    } else if m == "text/html" || m.ends_with("xml") {
+        (format!("{label}#html"), html_unescape(&text))
+    } else {
+        (label.to_string(), text)
+    };
+    finish_part(label, text, depth, ctx);
+}
+
+/// Push a part, plus its percent-decoded form and decoded base64 runs.
+fn finish_part(label: String, text: String, depth: u8, ctx: &mut Ctx<'_>) {
+    if ctx.room() == 0 {
+        ctx.out.limits.push(format!(
+            "{label}: decoded output over {} bytes",
+            ctx.limits.max_output
+        ));
+        return;
+    }
+    let percent = memchr::memchr(b'%', text.as_bytes()).is_some()
+        && text
+            .as_bytes()
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit());
+    let url = percent.then(|| {
+        percent_encoding::percent_decode_str(&text)
+            .decode_utf8_lossy()
+            .into_owned()
+    });
+    let runs = if depth < ctx.limits.max_depth {
+        base64_runs(&text, ctx.limits.min_base64_len)
+    } else {
+        Vec::new()
+    };
+    ctx.push(label.clone(), text);
+    if let Some(u) = url {
+        ctx.push(format!("{label}#url"), u);
+    }
+    for decoded in runs {
+        // Nested content may be JSON or more base64.
+        let ct = decoded
+            .trim_start()
+            .starts_with(['{', '['])
+            .then_some("application/json");
+        decode_text(&format!("{label}#base64"), ct, decoded, depth + 1, ctx);
+    }
+}
+
+/// Strings of a JSON document, joined by spaces. Hand-written rather than
+/// serde_json: bodies are often truncated or streamed, and all we need is
+/// the text of every string, without building a tree.
+pub fn json_strings(s: &str, out: &mut String) {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while let Some(q) = memchr::memchr(b'"', &b[i..]) {
+        i += q + 1;
+        let start_len = out.len();
+        loop {
+            let Some(j) = memchr::memchr2(b'"', b'\\', &b[i..]) else {
+                out.push_str(&s[i..]);
+                return;
+            };
+            out.push_str(&s[i..i + j]);
+            i += j;
+            if b[i] == b'"' {
+                i += 1;
+                break;
+            }
+            // Backslash escape.
+            let Some(&e) = b.get(i + 1) else { return };
+            i += 2;
+            match e {
+                b'n' | b'r' | b't' | b'b' | b'f' => out.push(' '),
+                b'u' => {
+                    let (c, used) = unicode_escape(&b[i - 2..]);
+                    out.push(c);
+                    i += used - 2;
+                }
+                other => out.push(other as char),
+            }
+            while !s.is_char_boundary(i) {
+                i += 1;
+            }
+        }
+        if out.len() > start_len {
+            out.push(' ');
+        }
+    }
+}
+
+/// Decode `\uXXXX` (with a following low surrogate if needed). Returns the
+/// char and the bytes consumed from the backslash.
+fn unicode_escape(b: &[u8]) -> (char, usize) {
+    let hex = |x: &[u8]| -> Option<u32> {
+        std::str::from_utf8(x.get(..4)?)
+            .ok()
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+    };
+    let Some(hi) = b.get(2..).and_then(hex) else {
+        return ('\u{FFFD}', 2);
+    };
+    if (0xD800..0xDC00).contains(&hi) && b.get(6) == Some(&b'\\') && b.get(7) == Some(&b'u') {
+        if let Some(lo) = b
+            .get(8..)
+            .and_then(hex)
+            .filter(|lo| (0xDC00..0xE000).contains(lo))
+        {
+            let c = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+            return (char::from_u32(c).unwrap_or('\u{FFFD}'), 12);
+        }
+    }
+    (char::from_u32(hi).unwrap_or('\u{FFFD}'), 6)
+}
+
+fn boundary(ct: &str) -> Option<String> {
+    ct.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+/// Text parts of a multipart body. Minimal by intent: we only need each
+/// part's headers and text; a full MIME parser (multer) is async and
+/// stream-bound, which a sans-IO crate cannot use.
+fn multipart(label: &str, text: &str, boundary: &str, depth: u8, ctx: &mut Ctx<'_>) {
+    let delim = format!("--{boundary}");
+    for (n, part) in text.split(delim.as_str()).enumerate().skip(1) {
+        if part.starts_with("--") {
+            break;
+        }
+        let part = part
+            .strip_prefix("\r\n")
+            .or_else(|| part.strip_prefix('\n'))
+            .unwrap_or(part);
+        let (head, body) = part
+            .split_once("\r\n\r\n")
+            .or_else(|| part.split_once("\n\n"))
+            .unwrap_or(("", part));
+        let body = body
+            .strip_suffix("\r\n")
+            .or_else(|| body.strip_suffix('\n'))
+            .unwrap_or(body);
+        let mut ct = None;
+        let mut is_file = false;
+        for line in head.lines() {
+            if let Some((k, v)) = line.split_once(':') {
+                if k.trim().eq_ignore_ascii_case("content-type") {
+                    ct = Some(v.trim());
+                }
+                if k.trim().eq_ignore_ascii_case("content-disposition") && v.contains("filename=") {
+                    is_file = true;
+                }
+            }
+        }
+        let textual = ct.is_none_or(|c| {
+            let m = mime(Some(c));
+            m.starts_with("text/")
+                || m.ends_with("json")
+                || m.ends_with("xml")
+                || m.contains("urlencoded")
+        });
+        if textual || !is_file {
+            decode_text(
+                &format!("{label}#part{n}"),
+                ct,
+                body.to_string(),
+                depth + 1,
+                ctx,
+            );
+        }
+    }
+}
+
+/// HTML character references: numeric ones and the named ones text uses.
+/// Hand-written: the named-entity tables of html crates run to thousands of
+/// entries, and DLP only needs the characters that hide digits and words.
+pub fn html_unescape(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let end = rest.as_bytes()[..rest.len().min(12)]
+            .iter()
+            .position(|&b| b == b';');
+        let decoded = end.and_then(|e| {
+            let name = &rest[1..e];
+            let c = if let Some(num) = name.strip_prefix('#') {
+                let v = match num.strip_prefix(['x', 'X']) {
+                    Some(h) => u32::from_str_radix(h, 16).ok(),
+                    None => num.parse().ok(),
+                };
+                v.and_then(char::from_u32)
+            } else {
+                match name {
+                    "amp" => Some('&'),
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    "nbsp" => Some(' '),
+                    "shy" => Some('\u{AD}'),
+                    "zwj" | "zwnj" => Some('\u{200B}'),
+                    _ => None,
+                }
+            };
+            c.map(|c| (c, e + 1))
+        });
+        match decoded {
+            Some((c, used)) => {
+                out.push(c);
+                rest = &rest[used..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    // Tags are markup, not content; drop them so "<b>4111</b> 1111" joins.
+    strip_tags(&out)
+}
+
+fn strip_tags(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn is_b64(b: u8) -> bool {
+    // Branch-free, so the block test below vectorises.
+    (b.wrapping_sub(b'0') < 10)
+        | ((b | 0x20).wrapping_sub(b'a') < 26)
+        | (b == b'+')
+        | (b == b'/')
+        | (b == b'-')
+        | (b == b'_')
+        | (b == b'=')
+}
+
+/// Decoded base64 runs of at least `min` chars that turn out to be text.
+fn base64_runs(s: &str, min: usize) -> Vec<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    // A run of `min` or more bytes contains a whole block of `min / 2`
+    // starting at any stride of that size: test blocks, not bytes. Text
+    // with spaces every few bytes fails every block at once.
+    let half = (min / 2).max(1);
+    let mut i = 0;
+    while i + half <= b.len() {
+        if !b[i..i + half].iter().fold(true, |acc, &c| acc & is_b64(c)) {
+            i += half;
+            continue;
+        }
+        let mut start = i;
+        while start > 0 && is_b64(b[start - 1]) {
+            start -= 1;
+        }
+        let mut end = i + half;
+        while end < b.len() && is_b64(b[end]) {
+            end += 1;
+        }
+        i = end + 1;
+        if !(s.is_char_boundary(start) && s.is_char_boundary(end)) {
+            continue;
+        }
+        let run = &s[start..end];
+        if run.len() < min
+            || !run
+                .bytes()
+                .any(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        {
+            continue;
+        }
+        let trimmed = run.trim_end_matches('=');
+        let engine = if trimmed.contains(['-', '_']) {
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+        } else {
+            &base64::engine::general_purpose::STANDARD_NO_PAD
+        };
+        if let Ok(bytes) = engine.decode(trimmed) {
+            if let Ok(text) = String::from_utf8(bytes) {
+                let printable = text
+                    .chars()
+                    .filter(|c| !c.is_control() || c.is_whitespace())
+                    .count();
+                if printable * 10 >= text.chars().count() * 9 {
+                    out.push(text);
+                }
+            }
+        }
+    }
+    out
+}
+
+impl RuleSet {
+    /// Decode a body within `limits` and scan every text found in it. Parts
+    /// become fields named `field`, `field#json`, `field#base64`, … (rules
+    /// scoped to `field` see them all). A cap hit adds a `decode_limit`
+    /// finding.
+    pub fn scan_body(
+        &self,
+        body: &BodyInput<'_>,
+        app: Option<&str>,
+        direction: Direction,
+        field: &str,
+        limits: &DecodeLimits,
+    ) -> ScanResult {
+        let decoded = decode_body(body, limits);
+        let names: Vec<String> = decoded
+            .parts
+            .iter()
+            .map(|(label, _)| label.replacen("body", field, 1))
+            .collect();
+        let msg = MessageInput {
+            app,
+            direction,
+            conversation: None,
+            fields: decoded
+                .parts
+                .iter()
+                .zip(&names)
+                .map(|((_, text), name)| Field { name, text })
+                .collect(),
+        };
+        let mut result = self.scan(&msg);
+        for what in &decoded.limits {
+            result
+                .findings
+                .push(decode_limit_finding(field, limits.on_limit, what));
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn body<'a>(ct: &'a str, ce: Option<&'a str>, b: &'a [u8]) -> BodyInput<'a> {
+        BodyInput {
+            content_type: Some(ct),
+            content_encoding: ce,
+            body: b,
+        }
+    }
+
+    #[test]
+    fn json_strings_unescape() {
+        let mut out = String::new();
+        json_strings(
+            r#"{"text":"card\u0020 4111\n\"x\" \ud83d\ude00","n":1}"#,
+            &mut out,
+        );
+        assert_eq!(out, "text card  4111 \"x\" 😀 n ");
+    }
+
+    #[test]
+    fn json_truncated_does_not_panic() {
+        let mut out = String::new();
+        json_strings(r#"{"a":"abc\u12"#, &mut out);
+        json_strings(r#"{"a":"abc\"#, &mut out);
+        assert!(out.starts_with("a abc"));
+    }
+
+    #[test]
+    fn gzip_json_is_decoded() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(br#"{"msg":"hello secret"}"#).unwrap();
+        let data = gz.finish().unwrap();
+        let d = decode_body(
+            &body("application/json", Some("gzip"), &data),
+            &DecodeLimits::default(),
+        );
+        assert_eq!(
+            d.parts,
+            vec![("body#json".into(), "msg hello secret ".into())]
+        );
+        assert!(d.limits.is_empty());
+    }
+
+    #[test]
+    fn decompression_bomb_hits_the_ratio_cap() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&vec![b'a'; 50 << 20]).unwrap();
+        let data = gz.finish().unwrap();
+        let d = decode_body(
+            &body("text/plain", Some("gzip"), &data),
+            &DecodeLimits::default(),
+        );
+        assert_eq!(d.limits.len(), 1, "{:?}", d.limits);
+        assert!(d.parts[0].1.len() <= 16 << 20);
+    }
+
+    #[test]
+    fn corrupt_encoding_is_reported_not_skipped() {
+        let d = decode_body(
+            &body("text/plain", Some("br"), b"not brotli at all"),
+            &DecodeLimits::default(),
+        );
+        assert_eq!(d.limits.len(), 1);
+    }
+
+    #[test]
+    fn form_multipart_html_url_base64() {
+        let d = decode_body(
+            &body(
+                "application/x-www-form-urlencoded",
+                None,
+                b"msg=ssn+536-22-1234&x=%41",
+            ),
+            &DecodeLimits::default(),
+        );
+        assert!(d
+            .parts
+            .iter()
+            .any(|(_, t)| t.contains("msg: ssn 536-22-1234")));
+
+        let mp = "--XX\r\nContent-Disposition: form-data; name=\"t\"\r\n\r\nhello there\r\n--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.bin\"\r\nContent-Type: application/octet-stream\r\n\r\nBINARY\r\n--XX--\r\n";
+        let d = decode_body(
+            &body("multipart/form-data; boundary=XX", None, mp.as_bytes()),
+            &DecodeLimits::default(),
+        );
+        let texts: Vec<&str> = d.parts.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(texts, vec!["hello there"]);
+
+        let d = decode_body(
+            &body("text/html", None, b"<p>4111&#x20;1111&nbsp;&amp;</p>"),
+            &DecodeLimits::default(),
+        );
+        assert_eq!(d.parts[0].1.trim(), "4111 1111 &");
+
+        let inner = base64::engine::general_purpose::STANDARD.encode("my ssn is 536-22-1234");
+        let twice = base64::engine::general_purpose::STANDARD.encode(&inner);
+        let d = decode_body(
+            &body("text/plain", None, twice.as_bytes()),
+            &DecodeLimits::default(),
+        );
+        assert!(
+            d.parts
+                .iter()
+                .any(|(l, t)| l == "body#base64#base64" && t.contains("536-22-1234")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn base64_depth_is_capped() {
+        let mut s = "my ssn is 536-22-1234".to_string();
+        for _ in 0..4 {
+            s = base64::engine::general_purpose::STANDARD.encode(&s);
+        }
+        let d = decode_body(
+            &body("text/plain", None, s.as_bytes()),
+            &DecodeLimits::default(),
+        );
+        assert!(d.parts.len() <= 3);
+    }
+}
