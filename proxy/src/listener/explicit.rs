@@ -35,8 +35,16 @@ pub async fn accept_loop(listener: TcpListener, shared: Shared) {
             tracing::warn!(client = %peer, "refused: client not in proxy.allowed_clients");
             continue; // dropping the stream closes it
         }
-        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
-            tracing::warn!(client = %peer, "refused: proxy.max_connections reached");
+        // Fail-closed: a flow whose events could not be recorded is not served.
+        let recording = shared.events.accepting();
+        if !recording {
+            tracing::warn!(client = %peer, "refused: event journal full (events.full_policy = fail_closed)");
+        }
+        let slot = shared.slots.clone().try_acquire_owned().ok();
+        let Some(slot) = slot.filter(|_| recording) else {
+            if recording {
+                tracing::warn!(client = %peer, "refused: proxy.max_connections reached");
+            }
             shared.tracker.spawn(async move {
                 let _ = stream
                     .write_all(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
@@ -121,6 +129,8 @@ async fn connect(req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Re
                 reason: reason.clone(),
                 bytes_up: 0,
                 bytes_down: 0,
+                host: host.clone(),
+                ..Default::default()
             }));
             return text(status, &format!("Gatehouse: {reason}\n"));
         }
@@ -145,6 +155,8 @@ async fn connect(req: Request<Incoming>, peer: SocketAddr, shared: Shared) -> Re
                 reason: done.reason.as_str().into(),
                 bytes_up: done.up,
                 bytes_down: done.down,
+                host,
+                ..Default::default()
             }));
     });
     Response::builder()

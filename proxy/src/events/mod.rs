@@ -1,0 +1,62 @@
+//! Events: every decision the gateway makes, recorded so that nothing
+//! acknowledged is lost and investigators can find it.
+//!
+//! `emit` → bounded queue → durable [`journal`] (group commit) → [`shipper`]
+//! into ClickHouse in batches. [`Pipeline`] wires them; [`LogSink`] is the
+//! stand-in for tests and tools that need no journal.
+
+pub mod journal;
+mod model;
+
+pub use model::{
+    AuditEvent, Columns, ConnectionEvent, Direction, DlpFindingEvent, Event, EventType, Masked,
+    MessageEvent, OpaqueTunnelEvent, PolicyEvent, Record, Severity,
+};
+
+/// Why an event was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The queue or the journal is full (fail-closed): refuse the flow.
+    #[error("event journal full")]
+    Full,
+    /// The pipeline has stopped.
+    #[error("event pipeline stopped")]
+    Closed,
+}
+
+/// Where events go. Implementations must not lose an event they accepted.
+pub trait EventSink: Send + Sync + 'static {
+    /// Hands over one event. Under the fail-closed policy this waits for
+    /// room rather than drop it; listeners check [`accepting`](Self::accepting)
+    /// before taking a flow so that it rarely has to.
+    fn emit(&self, event: Event);
+
+    /// Hands over one event unless the sink is full; never waits.
+    fn try_emit(&self, event: Event) -> Result<(), EmitError> {
+        self.emit(event);
+        Ok(())
+    }
+
+    /// Whether new flows may start: false when the journal is full under the
+    /// fail-closed policy. Listeners refuse new flows meanwhile.
+    fn accepting(&self) -> bool {
+        true
+    }
+
+    /// Makes every accepted event durable; called at shutdown.
+    fn flush(&self) {}
+}
+
+/// Writes each event to the log at info level.
+#[derive(Debug, Default)]
+pub struct LogSink;
+
+impl EventSink for LogSink {
+    fn emit(&self, event: Event) {
+        match serde_json::to_string(&event) {
+            Ok(json) => tracing::info!(target: "gatehouse::event", event = %json, "event"),
+            Err(e) => tracing::error!(error = %e, "event not serialisable"),
+        }
+    }
+}
