@@ -202,17 +202,28 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
         err(&mut out, "events.queue_size", "must be at least 1".into());
     }
     if ev.segment_bytes < 4096 {
-        err(&mut out, "events.segment_bytes", "must be at least 4096".into());
+        err(
+            &mut out,
+            "events.segment_bytes",
+            "must be at least 4096".into(),
+        );
     }
     if ev.journal_max_bytes < ev.segment_bytes {
         err(
             &mut out,
             "events.journal_max_bytes",
-            format!("must be at least events.segment_bytes ({})", ev.segment_bytes),
+            format!(
+                "must be at least events.segment_bytes ({})",
+                ev.segment_bytes
+            ),
         );
     }
     if ev.fsync_interval.is_zero() {
-        err(&mut out, "events.fsync_interval", "must be longer than zero".into());
+        err(
+            &mut out,
+            "events.fsync_interval",
+            "must be longer than zero".into(),
+        );
     }
 
     if let Some(ch) = &config.clickhouse {
@@ -225,7 +236,11 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
             ),
         }
         if ch.batch_size == 0 {
-            err(&mut out, "clickhouse.batch_size", "must be at least 1".into());
+            err(
+                &mut out,
+                "clickhouse.batch_size",
+                "must be at least 1".into(),
+            );
         }
         for (key, d) in [
             ("clickhouse.batch_interval", ch.batch_interval),

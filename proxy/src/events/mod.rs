@@ -6,12 +6,19 @@
 //! stand-in for tests and tools that need no journal.
 
 pub mod journal;
+mod metrics;
 mod model;
+mod pipeline;
+pub mod query;
+pub mod schema;
+pub mod shipper;
 
+pub use metrics::MetricsSnapshot;
 pub use model::{
     AuditEvent, Columns, ConnectionEvent, Direction, DlpFindingEvent, Event, EventType, Masked,
     MessageEvent, OpaqueTunnelEvent, PolicyEvent, Record, Severity,
 };
+pub use pipeline::{JournalSink, Pipeline};
 
 /// Why an event was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

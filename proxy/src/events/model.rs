@@ -578,11 +578,7 @@ impl Record {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let ts_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-        let ts = uuid::Timestamp::from_unix(
-            uuid::NoContext,
-            now.as_secs(),
-            now.subsec_nanos(),
-        );
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, now.as_secs(), now.subsec_nanos());
         let id = Uuid::new_v7(ts);
         event.set_flow_if_nil(id);
         Self {
@@ -637,14 +633,20 @@ mod tests {
 
     #[test]
     fn masking_hides_the_match() {
-        assert_eq!(Masked::new("4111 1111 1111 1234").as_str(), "•••• •••• •••• 1234");
+        assert_eq!(
+            Masked::new("4111 1111 1111 1234").as_str(),
+            "•••• •••• •••• 1234"
+        );
         assert_eq!(Masked::new("secret").as_str(), "••••••");
         assert!(!Masked::new("hunter2hunter2x").as_str().contains("hunter"));
     }
 
     #[test]
     fn types_and_severities_parse() {
-        assert_eq!("dlp-finding".parse::<EventType>(), Ok(EventType::DlpFinding));
+        assert_eq!(
+            "dlp-finding".parse::<EventType>(),
+            Ok(EventType::DlpFinding)
+        );
         assert_eq!("HIGH".parse::<Severity>(), Ok(Severity::High));
         assert!("nope".parse::<Severity>().is_err());
     }

@@ -122,8 +122,8 @@ fn run(ops: Vec<Op>, segment_bytes: u64) {
                 let written = w.position();
                 drop(w); // the process buffer is lost
                 assert_eq!(synced.segment, written.segment, "rolls sync");
-                let cut = synced.offset
-                    + ((written.offset - synced.offset) as f64 * keep).floor() as u64;
+                let cut =
+                    synced.offset + ((written.offset - synced.offset) as f64 * keep).floor() as u64;
                 OpenOptions::new()
                     .write(true)
                     .open(segment_path(dir, written.segment))

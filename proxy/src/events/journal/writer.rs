@@ -202,7 +202,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, rec) = JournalWriter::open(dir.path(), 100).unwrap();
         assert_eq!(rec.torn_bytes, 0);
-        let records: Vec<Vec<u8>> = (0..20).map(|i| format!("record {i}").into_bytes()).collect();
+        let records: Vec<Vec<u8>> = (0..20)
+            .map(|i| format!("record {i}").into_bytes())
+            .collect();
         for r in &records {
             w.append(r).unwrap();
         }
@@ -227,6 +229,9 @@ mod tests {
         assert_eq!(rec.torn_bytes, 6);
         w.append(b"three").unwrap();
         w.sync().unwrap();
-        assert_eq!(read_all(dir.path()), vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        assert_eq!(
+            read_all(dir.path()),
+            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
     }
 }
