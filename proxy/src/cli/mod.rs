@@ -1,6 +1,7 @@
 //! Command-line surface: global flags and the subcommand tree.
 
 mod check;
+mod events;
 mod logging;
 mod run;
 
@@ -31,6 +32,8 @@ enum Command {
     Run(RunArgs),
     /// Check the configuration, reporting every problem; exit 1 on any.
     Check,
+    /// Investigate recorded events: search, show, stats, tail.
+    Events(events::EventsArgs),
 }
 
 /// Overrides for `gatehouse run`.
@@ -57,6 +60,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracing::warn!("{w}");
             }
             run::main(loaded, args)
+        }
+        Command::Events(args) => {
+            let Some(loaded) = load_or_report(cli.config.as_deref())? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            events::main(loaded.config, args)
         }
     }
 }
