@@ -296,7 +296,7 @@ fn print_records(records: &[Record], json: bool) -> std::io::Result<()> {
     }
     writeln!(
         out,
-        "{:<24} {:<13} {:<12} {:<10} {:<10} {:<28} {:<11} {:<24} ID",
+        "{:<24} {:<13} {:<12} {:<10} {:<10} {:<28} {:<11} {:<30} ID",
         "TIME", "TYPE", "USER", "DEVICE", "APP", "HOST", "ACTION", "RULE/REASON"
     )?;
     for r in records {
@@ -311,7 +311,7 @@ fn print_records(records: &[Record], json: bool) -> std::io::Result<()> {
         };
         writeln!(
             out,
-            "{:<24} {:<13} {:<12} {:<10} {:<10} {:<28} {:<11} {:<24} {}",
+            "{:<24} {:<13} {:<12} {:<10} {:<10} {:<28} {:<11} {:<30} {}",
             format_ms(r.ts_ms),
             c.kind.as_str(),
             cut(or_dash(c.user), 12),
@@ -319,7 +319,7 @@ fn print_records(records: &[Record], json: bool) -> std::io::Result<()> {
             cut(or_dash(c.app), 10),
             cut(or_dash(c.host), 28),
             cut(or_dash(c.action), 11),
-            cut(or_dash(&detail), 24),
+            cut(or_dash(&detail), 30),
             r.id
         )?;
     }

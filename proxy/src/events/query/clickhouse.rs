@@ -105,7 +105,9 @@ pub(super) async fn search(client: &Client, f: &Filter) -> Result<Vec<Record>, G
     } else {
         String::new()
     };
-    let sql = format!("SELECT event FROM ({inner}) ORDER BY ts_ms DESC, id DESC{limit}");
+    // Ties broken by the id's text: the same order as the journal source
+    // (ClickHouse compares UUID values in a different byte order).
+    let sql = format!("SELECT event FROM ({inner}) ORDER BY ts_ms DESC, toString(id) DESC{limit}");
     let rows: Vec<String> = bind(client.query(&sql), binds)
         .fetch_all()
         .await
