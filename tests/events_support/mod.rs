@@ -48,6 +48,11 @@ pub fn ch_count(url: &str, sql: &str) -> u64 {
         .unwrap_or_else(|_| panic!("`{sql}` answered `{s}`"))
 }
 
+/// A number ClickHouse answered, or `None` (e.g. the table is not there yet).
+pub fn try_count(url: &str, sql: &str) -> Option<u64> {
+    ch(url, sql).parse().ok()
+}
+
 /// Polls `f` until true or `timeout`; returns whether it became true.
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
