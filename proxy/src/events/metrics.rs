@@ -9,6 +9,7 @@ use serde::Serialize;
 #[derive(Debug, Default)]
 pub struct Metrics {
     pub(crate) queue_depth: AtomicU64,
+    pub(crate) queued_bytes: AtomicU64,
     pub(crate) journal_bytes: AtomicU64,
     pub(crate) unshipped_bytes: AtomicU64,
     pub(crate) journal_full: AtomicBool,
@@ -35,6 +36,8 @@ pub struct Metrics {
 pub struct MetricsSnapshot {
     /// Events waiting in memory for the journal writer.
     pub queue_depth: u64,
+    /// Their bytes.
+    pub queued_bytes: u64,
     /// Bytes of journal segments on disk.
     pub journal_bytes: u64,
     /// Journal bytes not yet acknowledged by ClickHouse.
@@ -80,6 +83,7 @@ impl Metrics {
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             queue_depth: self.queue_depth.load(Relaxed),
+            queued_bytes: self.queued_bytes.load(Relaxed),
             journal_bytes: self.journal_bytes.load(Relaxed),
             unshipped_bytes: self.unshipped_bytes.load(Relaxed),
             journal_full: self.journal_full.load(Relaxed),

@@ -33,11 +33,18 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Recomputes "full" (the fail-closed signal): journal within a tenth of
-    /// its limit. The reserve lets flows already running record their end.
+    /// Whether the journal plus what waits in the queue is within a tenth
+    /// of the limit. The reserve lets flows already running record their end.
+    fn nearly_full(&self) -> bool {
+        let used =
+            self.metrics.journal_bytes.load(Relaxed) + self.metrics.queued_bytes.load(Relaxed);
+        used + self.max_bytes / 10 >= self.max_bytes
+    }
+
+    /// Recomputes the "full" gauge (and logs its changes).
     pub(crate) fn update_full(&self) {
         let used = self.metrics.journal_bytes.load(Relaxed);
-        let full = used + self.max_bytes / 10 >= self.max_bytes;
+        let full = self.nearly_full();
         let was = self.metrics.journal_full.swap(full, Relaxed);
         if full && !was {
             tracing::error!(
@@ -78,8 +85,25 @@ impl JournalSink {
         }
     }
 
-    fn lost(&self, why: &str) {
+    /// Counts `len` bytes into the queue.
+    fn enqueue(&self, len: usize) {
+        self.shared.metrics.queue_depth.fetch_add(1, Relaxed);
+        self.shared
+            .metrics
+            .queued_bytes
+            .fetch_add(len as u64, Relaxed);
+    }
+
+    fn dequeue(&self, len: usize) {
         self.shared.metrics.queue_depth.fetch_sub(1, Relaxed);
+        self.shared
+            .metrics
+            .queued_bytes
+            .fetch_sub(len as u64, Relaxed);
+    }
+
+    fn lost(&self, len: usize, why: &str) {
+        self.dequeue(len);
         self.shared.metrics.dropped.fetch_add(1, Relaxed);
         tracing::error!("event dropped: {why}");
     }
@@ -90,18 +114,23 @@ impl EventSink for JournalSink {
         let Some(bytes) = self.encode(event) else {
             return;
         };
-        self.shared.metrics.queue_depth.fetch_add(1, Relaxed);
+        let len = bytes.len();
+        self.enqueue(len);
         if self.shared.policy == FullPolicy::FailClosed {
             // Never drop: wait for the writer (listeners stop taking flows
             // well before this blocks; see `accepting`).
             if self.tx.send(Msg::Record(bytes)).is_err() {
-                self.lost("the journal writer has stopped");
+                self.lost(len, "the journal writer has stopped");
             }
         } else {
             match self.tx.try_send(Msg::Record(bytes)) {
                 Ok(()) => {}
-                Err(TrySendError::Full(_)) => self.lost("event queue full (events.queue_size)"),
-                Err(TrySendError::Disconnected(_)) => self.lost("the journal writer has stopped"),
+                Err(TrySendError::Full(_)) => {
+                    self.lost(len, "event queue full (events.queue_size)")
+                }
+                Err(TrySendError::Disconnected(_)) => {
+                    self.lost(len, "the journal writer has stopped")
+                }
             }
         }
     }
@@ -111,11 +140,12 @@ impl EventSink for JournalSink {
             return Err(EmitError::Full);
         }
         let bytes = self.encode(event).ok_or(EmitError::Closed)?;
-        self.shared.metrics.queue_depth.fetch_add(1, Relaxed);
+        let len = bytes.len();
+        self.enqueue(len);
         match self.tx.try_send(Msg::Record(bytes)) {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.shared.metrics.queue_depth.fetch_sub(1, Relaxed);
+                self.dequeue(len);
                 self.shared.metrics.emitted.fetch_sub(1, Relaxed);
                 Err(match e {
                     TrySendError::Full(_) => EmitError::Full,
@@ -129,6 +159,7 @@ impl EventSink for JournalSink {
         let m = &self.shared.metrics;
         let ok = self.shared.policy != FullPolicy::FailClosed
             || (!m.journal_full.load(Relaxed)
+                && !self.shared.nearly_full()
                 && m.queue_depth.load(Relaxed)
                     < self.shared.queue_size - self.shared.queue_size / 10);
         if !ok {

@@ -65,10 +65,28 @@ pub(crate) fn run(mut w: JournalWriter, rx: Receiver<Msg>, shared: Arc<Shared>, 
             }
         }
         shared.metrics.queue_depth.fetch_sub(taken, Relaxed);
+        // Counted out of the queue only once journaled (below), so that
+        // "nearly full" sees them meanwhile.
+        let group_bytes = bytes as u64;
 
-        if !group.is_empty() && make_room(&mut w, &group, &shared, &cfg) {
-            write_group(&mut w, &group, &shared);
+        // Write what fits; under fail-closed wait for room for the rest.
+        let mut rest = &group[..];
+        while !rest.is_empty() {
+            let fit = make_room(&mut w, rest, &shared, &cfg);
+            write_group(&mut w, &rest[..fit], &shared);
+            rest = if fit == 0 && cfg.full_policy != FullPolicy::FailClosed {
+                &[] // dropped (counted by make_room)
+            } else {
+                &rest[fit..]
+            };
+            if !rest.is_empty() {
+                if let Err(e) = w.sync() {
+                    tracing::error!(error = %e, "event journal write failed");
+                }
+                shared.durable.send_replace(w.synced());
+            }
         }
+        shared.metrics.queued_bytes.fetch_sub(group_bytes, Relaxed);
         group.clear();
         let must_sync = match cfg.fsync {
             FsyncPolicy::Batch => true,
@@ -127,20 +145,29 @@ fn write_group(w: &mut JournalWriter, group: &[Vec<u8>], shared: &Shared) {
     shared.metrics.journal_bytes.fetch_add(added, Relaxed);
 }
 
-/// Waits for, makes, or gives up on room for `group` as the full policy
-/// says. Returns whether to write it.
+/// Waits for, makes, or gives up on room for the records of `group` as the
+/// full policy says. Returns how many of the first records to write now.
 fn make_room(
     w: &mut JournalWriter,
     group: &[Vec<u8>],
     shared: &Shared,
     cfg: &EventsConfig,
-) -> bool {
-    let need: u64 = group.iter().map(|r| framed_len(r.len())).sum();
+) -> usize {
     let mut warned = false;
     loop {
         let used = shared.metrics.journal_bytes.load(Relaxed);
-        if used + need <= cfg.journal_max_bytes {
-            return true;
+        let mut room = cfg.journal_max_bytes.saturating_sub(used);
+        let fit = group
+            .iter()
+            .take_while(|r| {
+                let n = framed_len(r.len());
+                let ok = n <= room;
+                room = room.saturating_sub(n);
+                ok
+            })
+            .count();
+        if fit > 0 {
+            return fit;
         }
         match cfg.full_policy {
             FullPolicy::FailClosed => {
@@ -165,7 +192,7 @@ fn make_room(
                     dropped = group.len(),
                     "event journal full: dropping new events (events.full_policy = drop_new)"
                 );
-                return false;
+                return 0;
             }
             FullPolicy::DropOldest => match w.delete_oldest() {
                 Ok(Some(freed)) => {
@@ -177,10 +204,10 @@ fn make_room(
                     );
                 }
                 // Only the segment being written is left: it may grow past the limit.
-                Ok(None) => return true,
+                Ok(None) => return group.len(),
                 Err(e) => {
                     tracing::error!(error = %e, "event journal full and the oldest segment cannot be deleted");
-                    return true;
+                    return group.len();
                 }
             },
         }
