@@ -15,7 +15,10 @@ use gatehouse::config::{ClickHouseConfig, EventsConfig};
 use gatehouse::events::{ConnectionEvent, Event, EventSink, Pipeline};
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
@@ -81,7 +84,11 @@ fn sustained_events_per_second_into_clickhouse_and_lag() {
     }
     let emitted_in = start.elapsed();
     while sink.metrics().shipped_events < total {
-        assert!(Instant::now() < deadline, "not shipped in time: {:?}", sink.metrics());
+        assert!(
+            Instant::now() < deadline,
+            "not shipped in time: {:?}",
+            sink.metrics()
+        );
         std::thread::sleep(Duration::from_millis(20));
         if last_sample.elapsed() >= Duration::from_millis(500) {
             lag_samples.push(sink.metrics().ship_lag_ms);
@@ -93,7 +100,12 @@ fn sustained_events_per_second_into_clickhouse_and_lag() {
     rt.block_on(p.shutdown(Duration::from_secs(5)));
     let rows = {
         let out = std::process::Command::new("curl")
-            .args(["-sS", "--data-binary", &format!("SELECT count() FROM {db}.events_connection"), &url])
+            .args([
+                "-sS",
+                "--data-binary",
+                &format!("SELECT count() FROM {db}.events_connection"),
+                &url,
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()

@@ -67,3 +67,35 @@ impl EventSink for LogSink {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ClickHouseConfig, Config, EventsConfig};
+
+    /// The documented `[events]` and (commented) `[clickhouse]` sections of
+    /// the example file are exactly the defaults.
+    #[test]
+    fn example_config_documents_the_defaults() {
+        let text = include_str!("../../../gatehouse.example.toml");
+        let start = text.find("[events]").unwrap();
+        let end = text.find("[admin]").unwrap();
+        let section: String = text[start..end]
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if is_setting(rest) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config: Config = toml::from_str(&section).unwrap();
+        assert_eq!(config.events, EventsConfig::default());
+        assert_eq!(config.clickhouse, Some(ClickHouseConfig::default()));
+    }
+
+    fn is_setting(line: &str) -> bool {
+        line.starts_with('[')
+            || line
+                .split_once(" = ")
+                .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    }
+}
