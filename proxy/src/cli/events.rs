@@ -1,7 +1,7 @@
 //! `gatehouse events`: search, show, stats and tail — ClickHouse when
 //! configured, else (or with `--journal`) the local journal.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -222,7 +222,10 @@ async fn tail(source: &Source, a: &TailArgs) -> Result<(), gatehouse::GatewayErr
                 .map_err(|e| journal_err(dir, e))?;
             let start = raw.len().saturating_sub(a.lines);
             print_raw(&raw[start..], a.source.json);
-            while a.follow {
+            if !a.follow {
+                return Ok(());
+            }
+            loop {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 raw.clear();
                 reader
@@ -230,7 +233,6 @@ async fn tail(source: &Source, a: &TailArgs) -> Result<(), gatehouse::GatewayErr
                     .map_err(|e| journal_err(dir, e))?;
                 print_raw(&raw, a.source.json);
             }
-            Ok(())
         }
         Source::ClickHouse { .. } => {
             let mut latest = source
@@ -242,24 +244,30 @@ async fn tail(source: &Source, a: &TailArgs) -> Result<(), gatehouse::GatewayErr
             latest.reverse();
             let _ = print_records(&latest, a.source.json);
             let mut since = latest.last().map_or_else(now_ms, |r| r.ts_ms);
-            let mut seen: HashSet<Uuid> = latest.iter().map(|r| r.id).collect();
-            while a.follow {
+            // Batches from other nodes land late: look back a window and
+            // print only what was not printed yet.
+            const WINDOW_MS: u64 = 60_000;
+            let mut seen: HashMap<Uuid, u64> = latest.iter().map(|r| (r.id, r.ts_ms)).collect();
+            if !a.follow {
+                return Ok(());
+            }
+            loop {
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 let mut new = source
                     .search(&Filter {
-                        since_ms: Some(since),
+                        since_ms: Some(since.saturating_sub(WINDOW_MS)),
                         ..Filter::default()
                     })
                     .await?;
-                new.retain(|r| !seen.contains(&r.id));
+                new.retain(|r| !seen.contains_key(&r.id));
                 new.reverse();
                 let _ = print_records(&new, a.source.json);
                 for r in &new {
-                    seen.insert(r.id);
+                    seen.insert(r.id, r.ts_ms);
                     since = since.max(r.ts_ms);
                 }
+                seen.retain(|_, ts| *ts + WINDOW_MS >= since);
             }
-            Ok(())
         }
     }
 }

@@ -30,7 +30,7 @@ pub(super) fn search(dir: &Path, f: &Filter) -> Result<Vec<Record>, GatewayError
         .into_iter()
         .filter(|r| f.matches(r))
         .collect();
-    hits.sort_by(|a, b| (b.ts_ms, b.id).cmp(&(a.ts_ms, a.id)));
+    hits.sort_by_key(|r| std::cmp::Reverse((r.ts_ms, r.id)));
     if f.limit > 0 {
         hits.truncate(f.limit);
     }

@@ -101,8 +101,8 @@ pub enum Source {
     Journal(PathBuf),
     /// ClickHouse.
     ClickHouse {
-        /// A client for the server.
-        client: ::clickhouse::Client,
+        /// A client for the server (boxed: it is large).
+        client: Box<::clickhouse::Client>,
         /// The database.
         database: String,
     },
@@ -113,7 +113,7 @@ impl Source {
     pub fn from_config(config: &Config, journal: bool) -> Self {
         match &config.clickhouse {
             Some(ch) if !journal => Self::ClickHouse {
-                client: crate::events::schema::client(ch).with_database(&ch.database),
+                client: Box::new(crate::events::schema::client(ch).with_database(&ch.database)),
                 database: ch.database.clone(),
             },
             _ => Self::Journal(config.events.journal_dir.clone()),
