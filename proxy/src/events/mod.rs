@@ -5,6 +5,7 @@
 //! into ClickHouse in batches. [`Pipeline`] wires them; [`LogSink`] is the
 //! stand-in for tests and tools that need no journal.
 
+mod columns;
 pub mod journal;
 mod metrics;
 mod model;
@@ -13,9 +14,10 @@ pub mod query;
 pub mod schema;
 pub mod shipper;
 
+pub use columns::Columns;
 pub use metrics::MetricsSnapshot;
 pub use model::{
-    AuditEvent, Columns, ConnectionEvent, Direction, DlpFindingEvent, Event, EventType, Masked,
+    AuditEvent, ConnectionEvent, Direction, DlpFindingEvent, Event, EventType, Masked,
     MessageEvent, OpaqueTunnelEvent, PolicyEvent, Record, Severity,
 };
 pub use pipeline::{JournalSink, Pipeline};

@@ -143,6 +143,7 @@ fn write_group(w: &mut JournalWriter, group: &[Vec<u8>], shared: &Shared) {
         }
     }
     shared.metrics.journal_bytes.fetch_add(added, Relaxed);
+    shared.metrics.unshipped_bytes.fetch_add(added, Relaxed);
 }
 
 /// Waits for, makes, or gives up on room for the records of `group` as the
