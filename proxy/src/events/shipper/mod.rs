@@ -121,12 +121,16 @@ impl Shipper {
                 && (pending.len() >= self.cfg.batch_size || due || (draining && caught_up))
             {
                 let pos = reader.as_ref().expect("reader").position();
-                let batch = self.decode(&pending);
+                // Decoding 10⁵ records is CPU work: keep it off the runtime's workers.
+                let records = std::mem::take(&mut pending);
+                let shared = self.shared.clone();
+                let batch = tokio::task::spawn_blocking(move || decode(records, &shared))
+                    .await
+                    .expect("decode task");
                 if !self.ship(&client, &batch, &mut backoff, &drain).await {
                     return; // stopping; the journal keeps the batch
                 }
                 self.acknowledge(pos, &batch).await;
-                pending.clear();
                 first_seen = None;
                 continue;
             }
@@ -145,41 +149,6 @@ impl Shipper {
                 _ = drain.cancelled(), if !draining => {}
             }
         }
-    }
-
-    fn decode(&self, records: &[Vec<u8>]) -> Batch {
-        let mut batch = Batch {
-            rows: BTreeMap::new(),
-            events: 0,
-            newest_ms: 0,
-        };
-        for bytes in records {
-            let parsed = serde_json::from_slice::<Record>(bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|r| {
-                    String::from_utf8(bytes.clone())
-                        .map(|json| (r, json))
-                        .map_err(|e| e.to_string())
-                });
-            match parsed {
-                Ok((record, json)) => {
-                    batch.newest_ms = batch.newest_ms.max(record.ts_ms);
-                    batch.events += 1;
-                    batch
-                        .rows
-                        .entry(record.event.kind())
-                        .or_default()
-                        .push(EventRow::new(&record, json));
-                }
-                Err(e) => {
-                    // A record this version cannot read (e.g. written by a
-                    // newer one): keep shipping the rest; it stays in the log.
-                    self.shared.metrics.undecodable.fetch_add(1, Relaxed);
-                    tracing::error!(error = %e, "journal record is not an event this gatehouse knows; not shipped");
-                }
-            }
-        }
-        batch
     }
 
     /// Inserts the batch, retrying until it succeeds; false if told to stop meanwhile.
@@ -240,6 +209,42 @@ impl Shipper {
             Err(e) => tracing::error!(error = %e, "cannot store the journal cursor"),
         }
     }
+}
+
+/// Journal records → rows by table.
+fn decode(records: Vec<Vec<u8>>, shared: &Shared) -> Batch {
+    let mut batch = Batch {
+        rows: BTreeMap::new(),
+        events: 0,
+        newest_ms: 0,
+    };
+    for bytes in records {
+        let parsed = serde_json::from_slice::<Record>(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                String::from_utf8(bytes)
+                    .map(|json| (r, json))
+                    .map_err(|e| e.to_string())
+            });
+        match parsed {
+            Ok((record, json)) => {
+                batch.newest_ms = batch.newest_ms.max(record.ts_ms);
+                batch.events += 1;
+                batch
+                    .rows
+                    .entry(record.event.kind())
+                    .or_default()
+                    .push(EventRow::new(&record, json));
+            }
+            Err(e) => {
+                // A record this version cannot read (e.g. written by a
+                // newer one): counted and logged; the rest keeps flowing.
+                shared.metrics.undecodable.fetch_add(1, Relaxed);
+                tracing::error!(error = %e, "journal record is not an event this gatehouse knows; not shipped");
+            }
+        }
+    }
+    batch
 }
 
 async fn insert(client: &Client, batch: &Batch) -> Result<(), clickhouse::error::Error> {
