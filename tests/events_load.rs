@@ -24,6 +24,10 @@ fn env(name: &str, default: u64) -> u64 {
 #[test]
 #[ignore = "load harness: run explicitly, in release"]
 fn sustained_events_per_second_into_clickhouse_and_lag() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let url = common::clickhouse_url();
     let db = common::unique("gh_ev_load");
     let total = env("GATEHOUSE_LOAD_EVENTS", 1_000_000);

@@ -65,6 +65,7 @@ fn read_from_cursor(dir: &Path) -> Vec<Vec<u8>> {
     let mut r = Reader::new(dir, load_cursor(dir).unwrap());
     let mut out = Vec::new();
     r.next_batch(None, usize::MAX, &mut out).unwrap();
+    assert_eq!(r.damaged_skips(), 0, "a sound journal read as damaged");
     out
 }
 
@@ -107,6 +108,7 @@ fn run(ops: Vec<Op>, segment_bytes: u64) {
                 let mut got = Vec::new();
                 r.next_batch(Some(w.synced()), k, &mut got).unwrap();
                 assert_eq!(got.len(), k);
+                assert_eq!(r.damaged_skips(), 0);
                 ack(dir, r.position()).unwrap();
                 m.acked += k;
             }

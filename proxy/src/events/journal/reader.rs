@@ -109,6 +109,9 @@ impl Reader {
             let reached_end = self.pos.offset + rest >= end;
             match stop {
                 None => {}
+                // Everything read was whole records: the loop goes on to the
+                // next chunk or segment, or stops at the end.
+                Some(Decoded::Incomplete) if rest == 0 => {}
                 Some(Decoded::Incomplete) if !reached_end && at > 0 => {} // next chunk
                 Some(d) if closed && (d == Decoded::Corrupt || reached_end) => {
                     self.damaged += 1;

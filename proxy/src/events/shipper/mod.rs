@@ -124,13 +124,23 @@ impl Shipper {
                 // Decoding 10⁵ records is CPU work: keep it off the runtime's workers.
                 let records = std::mem::take(&mut pending);
                 let shared = self.shared.clone();
+                let started = Instant::now();
                 let batch = tokio::task::spawn_blocking(move || decode(records, &shared))
                     .await
                     .expect("decode task");
+                let decoded = started.elapsed();
                 if !self.ship(&client, &batch, &mut backoff, &drain).await {
                     return; // stopping; the journal keeps the batch
                 }
+                let inserted = started.elapsed() - decoded;
                 self.acknowledge(pos, &batch).await;
+                tracing::debug!(
+                    events = batch.events,
+                    decode_ms = decoded.as_millis() as u64,
+                    insert_ms = inserted.as_millis() as u64,
+                    ack_ms = (started.elapsed() - decoded - inserted).as_millis() as u64,
+                    "batch shipped"
+                );
                 first_seen = None;
                 continue;
             }
