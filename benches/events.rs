@@ -88,19 +88,7 @@ fn shipper_rows(c: &mut Criterion) {
     let mut g = c.benchmark_group("shipper");
     let records: Vec<Vec<u8>> = (0..10_000).map(record_bytes).collect();
     g.throughput(Throughput::Elements(records.len() as u64));
-    g.bench_function("decode_to_rows_10k/fast", |b| {
-        b.iter_batched(
-            || records.clone(),
-            |records| {
-                for bytes in records {
-                    let row = EventRow::from_json(String::from_utf8(bytes).unwrap()).unwrap();
-                    std::hint::black_box(row);
-                }
-            },
-            BatchSize::LargeInput,
-        )
-    });
-    g.bench_function("decode_to_rows_10k/typed", |b| {
+    g.bench_function("decode_to_rows_10k", |b| {
         b.iter_batched(
             || records.clone(),
             |records| {

@@ -165,7 +165,7 @@ impl Event {
     }
 }
 
-pub(crate) fn strip_port(dest: &str) -> &str {
+fn strip_port(dest: &str) -> &str {
     match dest.rsplit_once(':') {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => {
             h.trim_start_matches('[').trim_end_matches(']')

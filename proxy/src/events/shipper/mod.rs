@@ -22,7 +22,7 @@ use crate::config::ClickHouseConfig;
 use crate::events::journal::{self, Reader};
 use crate::events::pipeline::Shared;
 use crate::events::schema::{self, EventRow};
-use crate::events::EventType;
+use crate::events::{EventType, Record};
 
 pub use backoff::Backoff;
 
@@ -229,14 +229,22 @@ fn decode(records: Vec<Vec<u8>>, shared: &Shared) -> Batch {
         newest_ms: 0,
     };
     for bytes in records {
-        match String::from_utf8(bytes)
+        let parsed = serde_json::from_slice::<Record>(&bytes)
             .map_err(|e| e.to_string())
-            .and_then(EventRow::from_json)
-        {
-            Ok((kind, row)) => {
-                batch.newest_ms = batch.newest_ms.max(row.ts_ms);
+            .and_then(|r| {
+                String::from_utf8(bytes)
+                    .map(|json| (r, json))
+                    .map_err(|e| e.to_string())
+            });
+        match parsed {
+            Ok((record, json)) => {
+                batch.newest_ms = batch.newest_ms.max(record.ts_ms);
                 batch.events += 1;
-                batch.rows.entry(kind).or_default().push(row);
+                batch
+                    .rows
+                    .entry(record.event.kind())
+                    .or_default()
+                    .push(EventRow::new(&record, json));
             }
             Err(e) => {
                 // A record this version cannot read (e.g. written by a
