@@ -219,3 +219,55 @@ fn a_gateway_with_a_full_journal_refuses_new_flows_and_loses_no_event() {
         gw.log()
     );
 }
+
+#[test]
+fn tail_follow_prints_new_events_as_they_are_journaled() {
+    use std::io::BufRead;
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = tmp.path().join("journal");
+    let cli = cli_config(tmp.path(), &journal);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let p = rt.block_on(async { Pipeline::start(&cfg(&journal), None).unwrap() });
+    p.sink().emit(event(1));
+    p.sink().flush();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args([
+            "--config",
+            cli.to_str().unwrap(),
+            "events",
+            "tail",
+            "-f",
+            "-n",
+            "1",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let next = || {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a line from tail -f");
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()["reason"].clone()
+    };
+    assert_eq!(next(), "test 1");
+    for i in 2..=3 {
+        p.sink().emit(event(i));
+    }
+    p.sink().flush();
+    assert_eq!(next(), "test 2");
+    assert_eq!(next(), "test 3");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    rt.block_on(p.shutdown(Duration::from_secs(5)));
+}
