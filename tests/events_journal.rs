@@ -271,3 +271,34 @@ fn tail_follow_prints_new_events_as_they_are_journaled() {
     child.wait().unwrap();
     rt.block_on(p.shutdown(Duration::from_secs(5)));
 }
+
+#[test]
+fn shutdown_does_not_hang_when_fail_closed_is_holding_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = tmp.path().join("journal");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let p = Pipeline::start(
+            &EventsConfig {
+                segment_bytes: 4096,
+                journal_max_bytes: 8192,
+                ..cfg(&journal)
+            },
+            None,
+        )
+        .unwrap();
+        // Emitting regardless of `accepting()`: the writer must hold the excess.
+        for i in 0..100 {
+            p.sink().emit(event(i));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let m = p.metrics();
+        assert!(m.journal_full && m.queued_bytes > 0, "{m:?}");
+        let sink = p.sink();
+        tokio::time::timeout(Duration::from_secs(20), p.shutdown(Duration::from_secs(1)))
+            .await
+            .expect("shutdown hung with a full journal");
+        let m = sink.metrics();
+        assert!(m.dropped > 0 && m.dropped + m.written == 100, "{m:?}");
+    });
+}

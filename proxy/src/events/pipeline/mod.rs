@@ -4,7 +4,7 @@
 mod writer;
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     max_bytes: u64,
     policy: FullPolicy,
     queue_size: u64,
+    /// Set at shutdown: a writer waiting for room (fail-closed) gives up.
+    pub(crate) stopping: AtomicBool,
 }
 
 impl Shared {
@@ -215,6 +217,7 @@ impl Pipeline {
             max_bytes: events.journal_max_bytes,
             policy: events.full_policy,
             queue_size: events.queue_size as u64,
+            stopping: AtomicBool::new(false),
         });
         let m = &shared.metrics;
         m.journal_bytes.store(recovery.bytes, Relaxed);
@@ -281,6 +284,7 @@ impl Pipeline {
     /// within `grace`, and stops. Unshipped events stay in the journal for
     /// the next start.
     pub async fn shutdown(mut self, grace: Duration) {
+        self.sink.shared.stopping.store(true, Relaxed);
         let (tx, rx) = mpsc::channel();
         let sent = self.sink.tx.send(Msg::Stop(tx)).is_ok();
         let writer = self.writer.take();

@@ -74,7 +74,9 @@ pub(crate) fn run(mut w: JournalWriter, rx: Receiver<Msg>, shared: Arc<Shared>, 
         while !rest.is_empty() {
             let fit = make_room(&mut w, rest, &shared, &cfg);
             write_group(&mut w, &rest[..fit], &shared);
-            rest = if fit == 0 && cfg.full_policy != FullPolicy::FailClosed {
+            let giving_up =
+                cfg.full_policy != FullPolicy::FailClosed || shared.stopping.load(Relaxed);
+            rest = if fit == 0 && giving_up {
                 &[] // dropped (counted by make_room)
             } else {
                 &rest[fit..]
@@ -171,6 +173,17 @@ fn make_room(
             return fit;
         }
         match cfg.full_policy {
+            FullPolicy::FailClosed if shared.stopping.load(Relaxed) => {
+                shared
+                    .metrics
+                    .dropped
+                    .fetch_add(group.len() as u64, Relaxed);
+                tracing::error!(
+                    lost = group.len(),
+                    "stopping with the event journal full: these events could not be journaled"
+                );
+                return 0;
+            }
             FullPolicy::FailClosed => {
                 shared.metrics.journal_full.store(true, Relaxed);
                 if !warned {
