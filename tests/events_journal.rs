@@ -302,3 +302,23 @@ fn shutdown_does_not_hang_when_fail_closed_is_holding_events() {
         assert!(m.dropped > 0 && m.dropped + m.written == 100, "{m:?}");
     });
 }
+
+#[test]
+fn a_cursor_beyond_the_recovered_end_is_moved_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = tmp.path().join("journal");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let p = Pipeline::start(&cfg(&journal), None).unwrap();
+        p.sink().emit(event(1));
+        p.shutdown(Duration::from_secs(5)).await;
+    });
+    let (id, len) = *list_segments(&journal).unwrap().last().unwrap();
+    std::fs::write(journal.join("cursor"), format!("{id} {}\n", len + 1000)).unwrap();
+    rt.block_on(async {
+        let p = Pipeline::start(&cfg(&journal), None).unwrap();
+        p.shutdown(Duration::from_secs(5)).await;
+    });
+    let cursor = std::fs::read_to_string(journal.join("cursor")).unwrap();
+    assert_eq!(cursor.trim(), format!("{id} {len}"));
+}
