@@ -134,3 +134,71 @@ fn sustained_events_per_second_into_clickhouse_and_lag() {
         .args(["-sS", "--data-binary", &format!("DROP DATABASE {db}"), &url])
         .output();
 }
+
+/// How fast a backlog drains: events journaled while ClickHouse was not
+/// configured, then shipped by a pipeline started with it.
+#[test]
+#[ignore = "load harness: run explicitly, in release"]
+fn backlog_drain_rate_into_clickhouse() {
+    let url = common::clickhouse_url();
+    let db = common::unique("gh_ev_drain");
+    let total = env("GATEHOUSE_LOAD_EVENTS", 1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let events = EventsConfig {
+        journal_dir: dir.path().to_path_buf(),
+        node: "load".into(),
+        ..EventsConfig::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let p = Pipeline::start(&events, None).unwrap();
+        let sink = p.sink();
+        for i in 0..total {
+            sink.emit(Event::Connection(ConnectionEvent {
+                client: "10.8.0.5:40000".parse().unwrap(),
+                destination: Some(format!("host-{}.example.com:443", i % 1000)),
+                decision: "passthrough".into(),
+                reason: "client closed".into(),
+                user: format!("user{}", i % 500),
+                host: format!("host-{}.example.com", i % 1000),
+                app: Some("slack".into()),
+                ..Default::default()
+            }));
+        }
+        p.shutdown(Duration::from_secs(5)).await;
+    });
+    let ch = ClickHouseConfig {
+        url: url.clone(),
+        database: db.clone(),
+        validation: false,
+        batch_size: 100_000,
+        batch_interval: Duration::from_millis(500),
+        ..ClickHouseConfig::default()
+    };
+    let start = Instant::now();
+    let shipped = rt.block_on(async {
+        let p = Pipeline::start(&events, Some(&ch)).unwrap();
+        while p.metrics().shipped_events < total {
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "{:?}",
+                p.metrics()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let m = p.metrics();
+        p.shutdown(Duration::from_secs(5)).await;
+        m
+    });
+    let took = start.elapsed();
+    println!(
+        "drain: {total} journaled events shipped in {:.2}s => {:.0} events/s ({} batches, {} failed)",
+        took.as_secs_f64(),
+        total as f64 / took.as_secs_f64(),
+        shipped.shipped_batches,
+        shipped.failed_batches
+    );
+    let _ = std::process::Command::new("curl")
+        .args(["-sS", "--data-binary", &format!("DROP DATABASE {db}"), &url])
+        .output();
+}
