@@ -7,7 +7,7 @@ use ::clickhouse::Client;
 
 use super::{Counts, Filter, DIMENSIONS};
 use crate::events::schema::table;
-use crate::events::{Record, Severity};
+use crate::events::{EventType, Record, Severity};
 use crate::GatewayError;
 
 /// A value bound to a `?` of the query (the client escapes it).
@@ -67,10 +67,23 @@ fn where_clause(f: &Filter) -> (String, Vec<Bound>) {
     (parts.join(" AND "), binds)
 }
 
-/// `SELECT {cols} FROM t FINAL WHERE … UNION ALL …` over the filter's tables.
-fn union(f: &Filter, cols: &str, final_: bool) -> (String, Vec<Bound>) {
+/// The event kinds whose tables exist (a schema not yet created by the
+/// gateway holds no events rather than failing the query).
+async fn existing(client: &Client, f: &Filter) -> Result<Vec<EventType>, GatewayError> {
+    let names: Vec<String> = client
+        .query("SELECT name FROM system.tables WHERE database = currentDatabase()")
+        .fetch_all()
+        .await
+        .map_err(failed("listing tables"))?;
+    Ok(f.kinds()
+        .into_iter()
+        .filter(|k| names.iter().any(|n| n == table(*k)))
+        .collect())
+}
+
+/// `SELECT {cols} FROM t FINAL WHERE … UNION ALL …` over `kinds`' tables.
+fn union(f: &Filter, kinds: &[EventType], cols: &str, final_: bool) -> (String, Vec<Bound>) {
     let (clause, binds) = where_clause(f);
-    let kinds = f.kinds();
     let fin = if final_ { " FINAL" } else { "" };
     let sql = kinds
         .iter()
@@ -99,7 +112,11 @@ fn failed(what: &'static str) -> impl FnOnce(::clickhouse::error::Error) -> Gate
 }
 
 pub(super) async fn search(client: &Client, f: &Filter) -> Result<Vec<Record>, GatewayError> {
-    let (inner, binds) = union(f, "ts_ms, id, event", true);
+    let kinds = existing(client, f).await?;
+    if kinds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (inner, binds) = union(f, &kinds, "ts_ms, id, event", true);
     let limit = if f.limit > 0 {
         format!(" LIMIT {}", f.limit)
     } else {
@@ -125,14 +142,22 @@ pub(super) async fn stats(
     f: &Filter,
     top: usize,
 ) -> Result<Vec<Counts>, GatewayError> {
+    let kinds = existing(client, f).await?;
     let mut out = Vec::new();
     for dimension in DIMENSIONS {
+        if kinds.is_empty() {
+            out.push(Counts {
+                dimension,
+                values: Vec::new(),
+            });
+            continue;
+        }
         let key = if dimension == "type" {
             "'{kind}'".to_string()
         } else {
             dimension.to_string()
         };
-        let (inner, binds) = union(f, &format!("{key} AS k, id"), false);
+        let (inner, binds) = union(f, &kinds, &format!("{key} AS k, id"), false);
         let sql = format!(
             "SELECT k, uniqExact(id) AS n FROM ({inner}) WHERE k != '' \
              GROUP BY k ORDER BY n DESC, k LIMIT {top}"

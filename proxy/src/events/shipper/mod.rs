@@ -36,6 +36,15 @@ pub(crate) struct Shipper {
     client: Client,
 }
 
+/// The INSERT of one batch, running while the next batch is read and decoded.
+struct InFlight {
+    handle: tokio::task::JoinHandle<Option<Batch>>,
+    /// Journal position just after the batch: acknowledged once inserted.
+    pos: journal::Position,
+    started: Instant,
+    decoded: Duration,
+}
+
 /// Rows of one batch, by event type, and the newest event time.
 struct Batch {
     rows: BTreeMap<EventType, Vec<EventRow>>,
@@ -91,7 +100,14 @@ impl Shipper {
         let mut pending: Vec<Vec<u8>> = Vec::new();
         let mut first_seen: Option<Instant> = None;
         let mut durable = self.shared.durable.subscribe();
+        let mut in_flight: Option<InFlight> = None;
         loop {
+            if in_flight.as_ref().is_some_and(|f| f.handle.is_finished()) {
+                let f = in_flight.take().expect("checked");
+                if !self.finish(f).await {
+                    return;
+                }
+            }
             let until = *durable.borrow_and_update();
             let want = self.cfg.batch_size.saturating_sub(pending.len());
             let (r, p, res) = {
@@ -121,7 +137,8 @@ impl Shipper {
                 && (pending.len() >= self.cfg.batch_size || due || (draining && caught_up))
             {
                 let pos = reader.as_ref().expect("reader").position();
-                // Decoding 10⁵ records is CPU work: keep it off the runtime's workers.
+                // Decoding 10⁵ records is CPU work: keep it off the runtime's
+                // workers. It overlaps the previous batch's INSERT.
                 let records = std::mem::take(&mut pending);
                 let shared = self.shared.clone();
                 let started = Instant::now();
@@ -129,22 +146,31 @@ impl Shipper {
                     .await
                     .expect("decode task");
                 let decoded = started.elapsed();
-                if !self.ship(&client, &batch, &mut backoff, &drain).await {
-                    return; // stopping; the journal keeps the batch
+                // One INSERT in flight at a time, acknowledged in order.
+                if let Some(f) = in_flight.take() {
+                    if !self.finish(f).await {
+                        return; // stopping; the journal keeps the batch
+                    }
                 }
-                let inserted = started.elapsed() - decoded;
-                self.acknowledge(pos, &batch).await;
-                tracing::debug!(
-                    events = batch.events,
-                    decode_ms = decoded.as_millis() as u64,
-                    insert_ms = inserted.as_millis() as u64,
-                    ack_ms = (started.elapsed() - decoded - inserted).as_millis() as u64,
-                    "batch shipped"
-                );
+                in_flight = Some(InFlight {
+                    handle: tokio::spawn(ship(
+                        client.clone(),
+                        batch,
+                        Backoff::new(self.cfg.backoff_min, self.cfg.backoff_max),
+                        drain.clone(),
+                        self.shared.clone(),
+                    )),
+                    pos,
+                    started: Instant::now(),
+                    decoded,
+                });
                 first_seen = None;
                 continue;
             }
             if draining && caught_up && pending.is_empty() {
+                if let Some(f) = in_flight.take() {
+                    self.finish(f).await;
+                }
                 return;
             }
             if !caught_up && pending.len() < self.cfg.batch_size {
@@ -157,36 +183,28 @@ impl Shipper {
                 _ = durable.changed() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = drain.cancelled(), if !draining => {}
+                // Acknowledge a finished INSERT promptly (see the loop's top).
+                _ = tokio::time::sleep(Duration::from_millis(10)), if in_flight.is_some() => {}
             }
         }
     }
 
-    /// Inserts the batch, retrying until it succeeds; false if told to stop meanwhile.
-    async fn ship(
-        &self,
-        client: &Client,
-        batch: &Batch,
-        backoff: &mut Backoff,
-        drain: &CancellationToken,
-    ) -> bool {
-        loop {
-            match insert(client, batch).await {
-                Ok(()) => {
-                    backoff.reset();
-                    return true;
-                }
-                Err(e) => {
-                    self.shared.metrics.failed_batches.fetch_add(1, Relaxed);
-                    let delay = backoff.next_delay();
-                    tracing::warn!(error = %e, events = batch.events, retry_in = ?delay,
-                        "shipping events to ClickHouse failed; they wait in the journal");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = drain.cancelled() => return false,
-                    }
-                }
-            }
-        }
+    /// Waits for the INSERT in flight and acknowledges it; false if it gave
+    /// up because the shipper is stopping.
+    async fn finish(&self, f: InFlight) -> bool {
+        let Ok(Some(batch)) = f.handle.await else {
+            return false;
+        };
+        let inserted = f.started.elapsed();
+        self.acknowledge(f.pos, &batch).await;
+        tracing::debug!(
+            events = batch.events,
+            decode_ms = f.decoded.as_millis() as u64,
+            insert_ms = inserted.as_millis() as u64,
+            ack_ms = (f.started.elapsed() - inserted).as_millis() as u64,
+            "batch shipped"
+        );
+        true
     }
 
     async fn acknowledge(&self, pos: journal::Position, batch: &Batch) {
@@ -217,6 +235,32 @@ impl Shipper {
             // Shipped but not recorded: the batch is sent again later and
             // collapses on its ids.
             Err(e) => tracing::error!(error = %e, "cannot store the journal cursor"),
+        }
+    }
+}
+
+/// Inserts the batch, retrying with backoff until it succeeds; `None` if
+/// told to stop meanwhile.
+async fn ship(
+    client: Client,
+    batch: Batch,
+    mut backoff: Backoff,
+    drain: CancellationToken,
+    shared: Arc<Shared>,
+) -> Option<Batch> {
+    loop {
+        match insert(&client, &batch).await {
+            Ok(()) => return Some(batch),
+            Err(e) => {
+                shared.metrics.failed_batches.fetch_add(1, Relaxed);
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, events = batch.events, retry_in = ?delay,
+                    "shipping events to ClickHouse failed; they wait in the journal");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = drain.cancelled() => return None,
+                }
+            }
         }
     }
 }
