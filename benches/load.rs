@@ -26,7 +26,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 struct Pki {
@@ -55,12 +58,14 @@ fn pki() -> Pki {
 }
 
 async fn upstream(p: &Pki) -> SocketAddr {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(p.chain.clone(), p.key.clone_key())
-        .unwrap();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(p.chain.clone(), p.key.clone_key())
+    .unwrap();
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -68,11 +73,15 @@ async fn upstream(p: &Pki) -> SocketAddr {
     let kib = Bytes::from(vec![b'x'; 1024]);
     tokio::spawn(async move {
         loop {
-            let Ok((tcp, _)) = l.accept().await else { return };
+            let Ok((tcp, _)) = l.accept().await else {
+                return;
+            };
             let _ = tcp.set_nodelay(true);
             let (acceptor, kib) = (acceptor.clone(), kib.clone());
             tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
                 let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let kib = kib.clone();
                     async move {
@@ -121,7 +130,10 @@ fn gatehouse(p: &Pki) -> Gatehouse {
         .spawn()
         .expect("taskset + gatehouse");
     let mut proxy = None;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines().map_while(Result::ok) {
+    for line in BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+    {
         if let Some(rest) = line.strip_prefix("gatehouse: explicit proxy on ") {
             proxy = Some(rest.split(',').next().unwrap().parse().unwrap());
         }
@@ -143,18 +155,24 @@ fn gatehouse(p: &Pki) -> Gatehouse {
 fn client_cfg(root: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root.clone()).unwrap();
-    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     c.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(c)
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn session(server: SocketAddr, proxy: Option<SocketAddr>, cfg: Arc<rustls::ClientConfig>) -> Sender {
+async fn session(
+    server: SocketAddr,
+    proxy: Option<SocketAddr>,
+    cfg: Arc<rustls::ClientConfig>,
+) -> Sender {
     let mut tcp = TcpStream::connect(proxy.unwrap_or(server)).await.unwrap();
     tcp.set_nodelay(true).unwrap();
     if proxy.is_some() {
@@ -172,13 +190,22 @@ async fn session(server: SocketAddr, proxy: Option<SocketAddr>, cfg: Arc<rustls:
         .connect(ServerName::try_from("load.test").unwrap(), tcp)
         .await
         .unwrap();
-    let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
     tokio::spawn(c);
     s
 }
 
 /// Runs `clients` keep-alive sessions for `secs`; returns (requests/s, p50, p99).
-async fn run(server: SocketAddr, proxy: Option<SocketAddr>, cfg: Arc<rustls::ClientConfig>, clients: u64, secs: u64, body: Bytes) -> (f64, Duration, Duration) {
+async fn run(
+    server: SocketAddr,
+    proxy: Option<SocketAddr>,
+    cfg: Arc<rustls::ClientConfig>,
+    clients: u64,
+    secs: u64,
+    body: Bytes,
+) -> (f64, Duration, Duration) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for _ in 0..clients {
@@ -234,7 +261,11 @@ fn main() {
     let mut set = nix::sched::CpuSet::new();
     set.set(1).unwrap();
     let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let secs = env_or("LOAD_SECONDS", 5);
     let clients = env_or("LOAD_CLIENTS", 32);
     let p = pki();
@@ -245,10 +276,30 @@ fn main() {
     let post = Bytes::from(vec![b'p'; 64 * 1024]);
     println!("scenario                          req/s      p50        p99");
     for (name, proxy, cfg, body) in [
-        ("direct   GET 1 KiB keep-alive", None, direct_cfg.clone(), Bytes::new()),
-        ("gateway  GET 1 KiB keep-alive", Some(gw.proxy), via_cfg.clone(), Bytes::new()),
-        ("direct   POST 64 KiB keep-alive", None, direct_cfg.clone(), post.clone()),
-        ("gateway  POST 64 KiB keep-alive", Some(gw.proxy), via_cfg.clone(), post.clone()),
+        (
+            "direct   GET 1 KiB keep-alive",
+            None,
+            direct_cfg.clone(),
+            Bytes::new(),
+        ),
+        (
+            "gateway  GET 1 KiB keep-alive",
+            Some(gw.proxy),
+            via_cfg.clone(),
+            Bytes::new(),
+        ),
+        (
+            "direct   POST 64 KiB keep-alive",
+            None,
+            direct_cfg.clone(),
+            post.clone(),
+        ),
+        (
+            "gateway  POST 64 KiB keep-alive",
+            Some(gw.proxy),
+            via_cfg.clone(),
+            post.clone(),
+        ),
     ] {
         let (rps, p50, p99) = rt.block_on(run(server, proxy, cfg, clients, secs, body));
         println!("{name:32} {rps:9.0}  {p50:>9.2?}  {p99:>9.2?}");
@@ -261,8 +312,17 @@ fn main() {
         for _ in 0..idle {
             let mut s = session(server, Some(gw.proxy), via_cfg.clone()).await;
             s.ready().await.unwrap();
-            let req = http::Request::get("/r").header("host", "load.test").body(Full::new(Bytes::new())).unwrap();
-            let _ = s.send_request(req).await.unwrap().into_body().collect().await;
+            let req = http::Request::get("/r")
+                .header("host", "load.test")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let _ = s
+                .send_request(req)
+                .await
+                .unwrap()
+                .into_body()
+                .collect()
+                .await;
             held.push(s);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

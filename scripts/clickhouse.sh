@@ -1,23 +1,55 @@
 #!/usr/bin/env bash
 # Starts or stops a throw-away ClickHouse server on loopback for the tests.
 #   scripts/clickhouse.sh start   # prints the HTTP URL; data in a temp dir
-#   scripts/clickhouse.sh stop
-# Port: $GATEHOUSE_CH_PORT (default 18123). State: /tmp/gatehouse-clickhouse.
+#   scripts/clickhouse.sh stop    # stops it and deletes its data
+#   scripts/clickhouse.sh pause   # stops the server, keeps its data
+#   scripts/clickhouse.sh resume  # starts a paused server again on its data
+# Port: $GATEHOUSE_CH_PORT (default 18123; the native protocol uses the next
+# port). State: /tmp/gatehouse-clickhouse-$port, so instances on different
+# ports do not collide.
 set -euo pipefail
 
 port="${GATEHOUSE_CH_PORT:-18123}"
 tcp_port=$((port + 1))
-state=/tmp/gatehouse-clickhouse
+state="/tmp/gatehouse-clickhouse-$port"
 pidfile="$state/server.pid"
 
-stop() {
+pause() {
   if [ -f "$pidfile" ]; then
     pid=$(cat "$pidfile")
     kill "$pid" 2>/dev/null || true
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -9 "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
   fi
+}
+
+stop() {
+  pause
   rm -rf "$state"
+}
+
+# Starts the server on the config in $state and waits until it answers.
+launch() {
+  clickhouse-server --config-file="$state/config.xml" >>"$state/log/stdout.log" 2>&1 &
+  echo $! > "$pidfile"
+  for _ in $(seq 1 300); do
+    if curl -fsS "http://127.0.0.1:$port/ping" >/dev/null 2>&1; then
+      echo "http://127.0.0.1:$port"
+      return 0
+    fi
+    kill -0 "$(cat "$pidfile")" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "ClickHouse did not start; its log:" >&2
+  tail -n 30 "$state/log/stdout.log" "$state/log/error.log" >&2 2>/dev/null || true
+  return 1
+}
+
+resume() {
+  [ -f "$state/config.xml" ] || { echo "no ClickHouse state in $state: use start" >&2; exit 1; }
+  pause
+  launch
 }
 
 start() {
@@ -68,24 +100,13 @@ XML
   <max_concurrent_queries>100</max_concurrent_queries>
 </yandex>
 XML
-  clickhouse-server --config-file="$state/config.xml" >"$state/log/stdout.log" 2>&1 &
-  echo $! > "$pidfile"
-  for _ in $(seq 1 300); do
-    if curl -fsS "http://127.0.0.1:$port/ping" >/dev/null 2>&1; then
-      echo "http://127.0.0.1:$port"
-      return 0
-    fi
-    kill -0 "$(cat "$pidfile")" 2>/dev/null || break
-    sleep 0.1
-  done
-  echo "ClickHouse did not start; its log:" >&2
-  tail -n 30 "$state/log/stdout.log" "$state/log/error.log" >&2 2>/dev/null || true
-  stop
-  exit 1
+  launch || { stop; exit 1; }
 }
 
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  pause) pause ;;
+  resume) resume ;;
+  *) echo "usage: $0 start|stop|pause|resume" >&2; exit 2 ;;
 esac

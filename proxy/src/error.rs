@@ -51,4 +51,15 @@ pub enum GatewayError {
         /// What went wrong.
         reason: String,
     },
+    /// ClickHouse could not be reached or refused a query.
+    #[error("ClickHouse ({what}): {source}")]
+    ClickHouse {
+        /// What was being done.
+        what: &'static str,
+        /// The client's error.
+        source: clickhouse::error::Error,
+    },
+    /// An event query could not be run as asked.
+    #[error("{0}")]
+    Query(String),
 }

@@ -1,16 +1,26 @@
-//! `gatehouse check`: config, CA and rules; every problem at once.
+//! `gatehouse check`: config, CA and rules; every problem at once. With
+//! `[clickhouse]`, also whether its schema is one the gateway can use.
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use gatehouse::config;
+use gatehouse::config::{self, ClickHouseConfig};
+use gatehouse::events::schema;
 
-/// Prints every problem; exit status 1 on any error.
+/// Prints every problem; exit status 1 on any.
 pub fn main(path: Option<&Path>) -> ExitCode {
     match config::load(path) {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 println!("warning: {w}");
+            }
+            let schema_ok = match &loaded.config.clickhouse {
+                Some(ch) => check_clickhouse(ch),
+                None => true,
+            };
+            if !schema_ok {
+                return ExitCode::FAILURE;
             }
             println!("ok: {}", loaded.source);
             ExitCode::SUCCESS
@@ -19,6 +29,56 @@ pub fn main(path: Option<&Path>) -> ExitCode {
             print!("{problems}");
             println!("{} problem(s)", problems.error_count());
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reports the ClickHouse schema; false if the gateway cannot use it. An
+/// unreachable server is a warning: the gateway runs and keeps events in
+/// its journal until it can ship them.
+fn check_clickhouse(ch: &ClickHouseConfig) -> bool {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            println!("error: clickhouse: cannot start a runtime to check it: {e}");
+            return false;
+        }
+    };
+    let client = schema::client(ch);
+    let report = rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            schema::check(&client, &ch.database),
+        )
+        .await
+    });
+    let where_ = format!("{} database {}", ch.url, ch.database);
+    match report {
+        Err(_) => {
+            println!("warning: clickhouse: {where_}: UNREACHABLE (no answer within 10s); events will wait in the journal");
+            true
+        }
+        Ok(Err(e)) => {
+            println!("warning: clickhouse: {where_}: UNREACHABLE or refused: {e}; events will wait in the journal");
+            true
+        }
+        Ok(Ok(r)) => {
+            for n in &r.notes {
+                println!("note: clickhouse: {n}");
+            }
+            for p in &r.problems {
+                println!("error: clickhouse: {where_}: {p}");
+            }
+            if r.problems.is_empty() {
+                let version = r.version.map_or("none yet".to_string(), |v| v.to_string());
+                println!("ok: clickhouse {where_}: schema usable (version {version})");
+            } else {
+                println!("{} problem(s) with the ClickHouse schema", r.problems.len());
+            }
+            r.problems.is_empty()
         }
     }
 }

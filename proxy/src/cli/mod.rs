@@ -2,6 +2,7 @@
 
 mod ca;
 mod check;
+mod events;
 mod logging;
 mod run;
 
@@ -35,6 +36,8 @@ enum Command {
     /// The interception CA: init, import, show, export.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Investigate recorded events: search, show, stats, tail.
+    Events(events::EventsArgs),
 }
 
 /// Overrides for `gatehouse run`.
@@ -67,6 +70,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracing::warn!("{w}");
             }
             run::main(loaded, args)
+        }
+        Command::Events(args) => {
+            let Some(loaded) = load_or_report(cli.config.as_deref())? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            events::main(loaded.config, args)
         }
     }
 }

@@ -1,11 +1,10 @@
 //! `gatehouse run`: the gateway until SIGTERM/SIGINT.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use gatehouse::config::{ClickHouseConfig, Loaded};
-use gatehouse::events::LogSink;
+use gatehouse::events::Pipeline;
 use gatehouse::Gateway;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -33,7 +32,8 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let gateway = Gateway::bind(config, Arc::new(LogSink)).await?;
+        let pipeline = Pipeline::start(&config.events, config.clickhouse.as_ref())?;
+        let gateway = Gateway::bind(config, pipeline.sink()).await?;
         let ca = gateway
             .ca()
             .files()
@@ -62,6 +62,8 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         gateway.run(stop).await?;
+        // Bounded: what is not shipped by then ships at the next start.
+        pipeline.shutdown(std::time::Duration::from_secs(5)).await;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -305,16 +305,62 @@ impl Default for RulesConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
-    /// Directory of journal segments.
+    /// Directory of journal segments and the shipping cursor.
     pub journal_dir: PathBuf,
+    /// Name of this gateway in every event; empty means the host name.
+    pub node: String,
+    /// Events held in memory between the flows and the journal writer.
+    pub queue_size: usize,
+    /// A segment file is closed and a new one started past this size (bytes).
+    pub segment_bytes: u64,
+    /// Largest size of the journal on disk (bytes); beyond it `full_policy` applies.
+    pub journal_max_bytes: u64,
+    /// When the journal is made durable.
+    pub fsync: FsyncPolicy,
+    /// With `fsync = "interval"`: how often.
+    #[serde(with = "humantime_serde")]
+    pub fsync_interval: Duration,
+    /// What happens when the journal is full.
+    pub full_policy: FullPolicy,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
         Self {
             journal_dir: PathBuf::from("var/journal"),
+            node: String::new(),
+            queue_size: 65_536,
+            segment_bytes: 64 << 20,
+            journal_max_bytes: 4 << 30,
+            fsync: FsyncPolicy::Batch,
+            fsync_interval: Duration::from_secs(1),
+            full_policy: FullPolicy::FailClosed,
         }
     }
+}
+
+/// When journal writes are made durable.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// After every group of records written together (group commit).
+    Batch,
+    /// At most every `fsync_interval`: a crash may lose that much.
+    Interval,
+    /// Never explicitly; the OS writes back when it likes.
+    Never,
+}
+
+/// What the journal does when it reaches `journal_max_bytes`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FullPolicy {
+    /// Refuse new flows (the sink stops accepting) and keep every event.
+    FailClosed,
+    /// Keep serving; drop new events and count them.
+    DropNew,
+    /// Keep serving; delete the oldest segment, shipped or not, and count it.
+    DropOldest,
 }
 
 /// `[clickhouse]`: where events are shipped.
@@ -331,6 +377,19 @@ pub struct ClickHouseConfig {
     pub password: String,
     /// Check row types against the server's schema (off for ClickHouse 18.x).
     pub validation: bool,
+    /// Most events in one INSERT.
+    pub batch_size: usize,
+    /// Longest an event waits in the journal for its batch to fill.
+    #[serde(with = "humantime_serde")]
+    pub batch_interval: Duration,
+    /// First retry delay after a failed batch; doubles up to `backoff_max`, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub backoff_min: Duration,
+    /// Longest retry delay.
+    #[serde(with = "humantime_serde")]
+    pub backoff_max: Duration,
+    /// Days each table keeps; 0 keeps forever. Older day partitions are dropped daily.
+    pub retention_days: RetentionDays,
 }
 
 impl Default for ClickHouseConfig {
@@ -341,6 +400,42 @@ impl Default for ClickHouseConfig {
             user: "default".into(),
             password: String::new(),
             validation: true,
+            batch_size: 50_000,
+            batch_interval: Duration::from_secs(1),
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+            retention_days: RetentionDays::default(),
+        }
+    }
+}
+
+/// `[clickhouse.retention_days]`: days kept per table; 0 keeps forever.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionDays {
+    /// Connections.
+    pub connection: u32,
+    /// Messages (metadata only).
+    pub message: u32,
+    /// DLP findings.
+    pub dlp_finding: u32,
+    /// Opaque tunnels.
+    pub opaque_tunnel: u32,
+    /// Policy decisions.
+    pub policy: u32,
+    /// Audit trail.
+    pub audit: u32,
+}
+
+impl Default for RetentionDays {
+    fn default() -> Self {
+        Self {
+            connection: 90,
+            message: 90,
+            dlp_finding: 365,
+            opaque_tunnel: 90,
+            policy: 180,
+            audit: 730,
         }
     }
 }

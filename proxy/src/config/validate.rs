@@ -204,6 +204,35 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
         );
     }
 
+    let ev = &config.events;
+    if ev.queue_size == 0 {
+        err(&mut out, "events.queue_size", "must be at least 1".into());
+    }
+    if ev.segment_bytes < 4096 {
+        err(
+            &mut out,
+            "events.segment_bytes",
+            "must be at least 4096".into(),
+        );
+    }
+    if ev.journal_max_bytes < ev.segment_bytes {
+        err(
+            &mut out,
+            "events.journal_max_bytes",
+            format!(
+                "must be at least events.segment_bytes ({})",
+                ev.segment_bytes
+            ),
+        );
+    }
+    if ev.fsync_interval.is_zero() {
+        err(
+            &mut out,
+            "events.fsync_interval",
+            "must be longer than zero".into(),
+        );
+    }
+
     if let Some(ch) = &config.clickhouse {
         match ch.url.parse::<http::Uri>() {
             Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {}
@@ -212,6 +241,28 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
                 "clickhouse.url",
                 format!("`{}` is not an http:// or https:// URL", ch.url),
             ),
+        }
+        if ch.batch_size == 0 {
+            err(
+                &mut out,
+                "clickhouse.batch_size",
+                "must be at least 1".into(),
+            );
+        }
+        for (key, d) in [
+            ("clickhouse.batch_interval", ch.batch_interval),
+            ("clickhouse.backoff_min", ch.backoff_min),
+        ] {
+            if d.is_zero() {
+                err(&mut out, key, "must be longer than zero".into());
+            }
+        }
+        if ch.backoff_max < ch.backoff_min {
+            err(
+                &mut out,
+                "clickhouse.backoff_max",
+                "must not be shorter than clickhouse.backoff_min".into(),
+            );
         }
         if ch.database.is_empty()
             || !ch

@@ -56,16 +56,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let mut ev = ConnectionEvent {
-        flow_id: Some(uuid::Uuid::now_v7()),
+        flow_id: uuid::Uuid::now_v7(),
         mode: start.mode.into(),
-        client: Some(start.client),
-        user: start.identity.user.clone(),
-        device: start.identity.device.clone(),
+        client: start.client,
+        user: start.identity.user.clone().unwrap_or_default(),
+        device: start.identity.device.clone().unwrap_or_default(),
         destination: Some(host_port(&start.host, start.port)),
         server_addr: start.upstream.peer_addr().ok(),
         started_ms: now_ms(),
         ..ConnectionEvent::default()
     };
+    let requested_host = start.host.clone();
     let timeout = shared.config.proxy.header_read_timeout;
     let (peeked, first) = peek(&mut client, start.port, timeout).await;
     let client_stream = Rewind::new(first, client);
@@ -144,6 +145,10 @@ where
         }
     }
     ev.ended_ms = now_ms();
+    ev.duration_ms = ev.ended_ms.saturating_sub(ev.started_ms);
+    if ev.host.is_empty() {
+        ev.host = ev.sni.clone().unwrap_or(requested_host);
+    }
     shared.events.emit(Event::Connection(ev));
 }
 
@@ -342,7 +347,7 @@ async fn intercept<S>(
     }
 
     let flow = Arc::new(FlowContext {
-        id: ev.flow_id.unwrap_or_default(),
+        id: ev.flow_id,
         client: start.client,
         user: start.identity.user.clone(),
         device: start.identity.device.clone(),

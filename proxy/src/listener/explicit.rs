@@ -42,8 +42,16 @@ pub async fn accept_loop(listener: TcpListener, shared: Shared) {
             tracing::warn!(client = %peer, "refused: client not in proxy.allowed_clients");
             continue; // dropping the stream closes it
         }
-        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
-            tracing::warn!(client = %peer, "refused: proxy.max_connections reached");
+        // Fail-closed: a flow whose events could not be recorded is not served.
+        let recording = shared.events.accepting();
+        if !recording {
+            tracing::warn!(client = %peer, "refused: event journal full (events.full_policy = fail_closed)");
+        }
+        let slot = shared.slots.clone().try_acquire_owned().ok();
+        let Some(slot) = slot.filter(|_| recording) else {
+            if recording {
+                tracing::warn!(client = %peer, "refused: proxy.max_connections reached");
+            }
             shared.tracker.spawn(async move {
                 let _ = stream
                     .write_all(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
@@ -143,11 +151,11 @@ async fn plain_http(
     };
     let port = uri.port_u16().unwrap_or(80);
     let mut ev = ConnectionEvent {
-        flow_id: Some(uuid::Uuid::now_v7()),
+        flow_id: uuid::Uuid::now_v7(),
         mode: "explicit-http".into(),
-        client: Some(peer),
-        user: identity.user.clone(),
-        device: identity.device.clone(),
+        client: peer,
+        user: identity.user.clone().unwrap_or_default(),
+        device: identity.device.clone().unwrap_or_default(),
         destination: Some(format!("{host}:{port}")),
         started_ms: now_ms(),
         ..ConnectionEvent::default()
@@ -173,7 +181,7 @@ async fn plain_http(
             Ok(upstream) => {
                 ev.server_addr = upstream.peer_addr().ok();
                 let flow = Arc::new(FlowContext {
-                    id: ev.flow_id.unwrap_or_default(),
+                    id: ev.flow_id,
                     client: peer,
                     user: identity.user.clone(),
                     device: identity.device.clone(),
@@ -229,11 +237,11 @@ async fn connect(
         Err((status, reason)) => {
             tracing::info!(client = %peer, %destination, %reason, "CONNECT refused");
             shared.events.emit(Event::Connection(ConnectionEvent {
-                flow_id: Some(uuid::Uuid::now_v7()),
+                flow_id: uuid::Uuid::now_v7(),
                 mode: "explicit".into(),
-                client: Some(peer),
-                user: identity.user.clone(),
-                device: identity.device.clone(),
+                client: peer,
+                user: identity.user.clone().unwrap_or_default(),
+                device: identity.device.clone().unwrap_or_default(),
                 destination: Some(destination),
                 decision: "block".into(),
                 reason: reason.clone(),
@@ -241,6 +249,7 @@ async fn connect(
                 started_ms: now_ms(),
                 ended_ms: now_ms(),
                 close_reason: "refused".into(),
+                host: host.clone(),
                 ..ConnectionEvent::default()
             }));
             return text(status, &format!("Gatehouse: {reason}\n"));

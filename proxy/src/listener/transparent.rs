@@ -28,6 +28,10 @@ pub async fn accept_loop(listener: TcpListener, shared: Shared) {
             tracing::warn!(client = %peer, "refused: client not in proxy.allowed_clients");
             continue;
         }
+        if !shared.events.accepting() {
+            tracing::warn!(client = %peer, "refused: event journal full");
+            continue;
+        }
         let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
             tracing::warn!(client = %peer, "refused: proxy.max_connections reached");
             continue;
@@ -46,11 +50,11 @@ async fn serve(stream: TcpStream, peer: SocketAddr, own: Option<SocketAddr>, sha
     let refuse = |reason: String, dst: Option<SocketAddr>| {
         tracing::info!(client = %peer, %reason, "transparent flow refused");
         shared.events.emit(Event::Connection(ConnectionEvent {
-            flow_id: Some(uuid::Uuid::now_v7()),
+            flow_id: uuid::Uuid::now_v7(),
             mode: "transparent".into(),
-            client: Some(peer),
-            user: identity.user.clone(),
-            device: identity.device.clone(),
+            client: peer,
+            user: identity.user.clone().unwrap_or_default(),
+            device: identity.device.clone().unwrap_or_default(),
             destination: dst.map(|d| d.to_string()),
             decision: "block".into(),
             reason,

@@ -1,0 +1,111 @@
+//! Events: every decision the gateway makes, recorded so that nothing
+//! acknowledged is lost and investigators can find it.
+//!
+//! `emit` → bounded queue → durable [`journal`] (group commit) → [`shipper`]
+//! into ClickHouse in batches. [`Pipeline`] wires them; [`LogSink`] is the
+//! stand-in for tests and tools that need no journal.
+
+mod columns;
+pub mod journal;
+mod metrics;
+mod model;
+mod pipeline;
+pub mod query;
+pub mod schema;
+pub mod shipper;
+
+pub use columns::Columns;
+pub use metrics::MetricsSnapshot;
+pub use model::{
+    AuditEvent, ConnectionEvent, Direction, DlpFindingEvent, Event, EventType, Masked,
+    MessageEvent, OpaqueTunnelEvent, PolicyEvent, Record, Severity,
+};
+pub use pipeline::{JournalSink, Pipeline};
+
+/// Why an event was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmitError {
+    /// The queue or the journal is full (fail-closed): refuse the flow.
+    #[error("event journal full")]
+    Full,
+    /// The pipeline has stopped.
+    #[error("event pipeline stopped")]
+    Closed,
+}
+
+/// Where events go. Implementations must not lose an event they accepted.
+pub trait EventSink: Send + Sync + 'static {
+    /// Hands over one event. Under the fail-closed policy this waits for
+    /// room rather than drop it; listeners check [`accepting`](Self::accepting)
+    /// before taking a flow so that it rarely has to.
+    fn emit(&self, event: Event);
+
+    /// Hands over one event unless the sink is full; never waits.
+    fn try_emit(&self, event: Event) -> Result<(), EmitError> {
+        self.emit(event);
+        Ok(())
+    }
+
+    /// Whether new flows may start: false when the journal is full under the
+    /// fail-closed policy. Listeners refuse new flows meanwhile.
+    fn accepting(&self) -> bool {
+        true
+    }
+
+    /// Makes every accepted event durable; called at shutdown.
+    fn flush(&self) {}
+}
+
+/// Writes each event to the log at info level.
+#[derive(Debug, Default)]
+pub struct LogSink;
+
+impl EventSink for LogSink {
+    fn emit(&self, event: Event) {
+        match serde_json::to_string(&event) {
+            Ok(json) => tracing::info!(target: "gatehouse::event", event = %json, "event"),
+            Err(e) => tracing::error!(error = %e, "event not serialisable"),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{ClickHouseConfig, Config, EventsConfig};
+
+    /// The documented `[events]` and (commented) `[clickhouse]` sections of
+    /// the example file are exactly the defaults.
+    #[test]
+    fn example_config_documents_the_defaults() {
+        let text = include_str!("../../../gatehouse.example.toml");
+        let start = text.find("[events]").unwrap();
+        let end = text.find("[admin]").unwrap();
+        let section: String = text[start..end]
+            .lines()
+            .map(|l| match l.strip_prefix("# ") {
+                Some(rest) if is_setting(rest) => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let config: Config = toml::from_str(&section).unwrap();
+        assert_eq!(config.events, EventsConfig::default());
+        assert_eq!(config.clickhouse, Some(ClickHouseConfig::default()));
+    }
+
+    fn is_setting(line: &str) -> bool {
+        line.starts_with('[')
+            || line
+                .split_once(" = ")
+                .is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+    }
+}
