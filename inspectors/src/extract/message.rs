@@ -35,7 +35,8 @@ pub struct Message {
     /// Sender id or name, when the payload carries one (outbound requests
     /// usually do not: the sender is the authenticated user).
     pub sender: Option<String>,
-    /// The text fields, in payload order. Never empty for a returned message
+    /// The text fields: the main text first, then nested ones (members of
+    /// one JSON object in name order). Never empty for a returned message
     /// unless `attachments` is non-empty.
     pub texts: Vec<TextField>,
     /// Names of attached files.
