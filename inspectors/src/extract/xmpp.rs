@@ -18,8 +18,10 @@ use quick_xml::Reader;
 
 use super::message::{Direction, Extracted, Message};
 
-/// A stanza larger than this is dropped with the rest of the buffer.
-const MAX_STANZA: usize = 1 << 20;
+/// A stanza larger than this is dropped with the rest of the buffer. Prosody's
+/// default limit is 256 KiB (ejabberd's 64 KiB); the cap also bounds the
+/// cost of re-reading a pending stanza on every feed.
+const MAX_STANZA: usize = 256 << 10;
 
 const E2EE_NAMESPACES: &[(&str, &str, &str)] = &[
     (
@@ -94,6 +96,13 @@ struct Stanza {
 impl Stream {
     fn feed(&mut self, direction: Direction, bytes: &[u8]) -> Extracted {
         self.buf.extend_from_slice(bytes);
+        // Only a '>' can complete a stanza: skip the re-read otherwise.
+        if memchr::memchr(b'>', bytes).is_none() {
+            if self.buf.len() > MAX_STANZA {
+                self.buf.clear();
+            }
+            return Extracted::none();
+        }
         let valid = match std::str::from_utf8(&self.buf) {
             Ok(s) => s.len(),
             // A sequence cut by the chunk boundary: wait for the rest.
@@ -265,5 +274,55 @@ impl Stanza {
             .map(str::to_owned)
             .collect();
         Extracted::message(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &[u8] =
+        b"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
+
+    #[test]
+    fn utf8_split_inside_a_character() {
+        let stanza = "<message to='a@b'><body>gr\u{fc}\u{df}e \u{1F600}</body></message>";
+        let mut x = XmppExtractor::new();
+        x.feed(Direction::Outbound, HEADER);
+        let bytes = stanza.as_bytes();
+        let cut = stanza.find('\u{1F600}').unwrap() + 2;
+        assert!(x.feed(Direction::Outbound, &bytes[..cut]).is_empty());
+        let out = x.feed(Direction::Outbound, &bytes[cut..]);
+        assert_eq!(
+            out.messages[0].text("body"),
+            Some("gr\u{fc}\u{df}e \u{1F600}")
+        );
+    }
+
+    #[test]
+    fn oversized_stanza_is_dropped_and_stream_recovers() {
+        let mut x = XmppExtractor::new();
+        x.feed(Direction::Outbound, HEADER);
+        x.feed(Direction::Outbound, b"<message to='a@b'><body>");
+        x.feed(Direction::Outbound, &vec![b'a'; MAX_STANZA + 1]);
+        assert!(x.up.buf.is_empty());
+        let out = x.feed(
+            Direction::Outbound,
+            b"<message to='c@d'><body>ok</body></message>",
+        );
+        assert_eq!(out.messages[0].conversation.as_deref(), Some("c@d"));
+    }
+
+    #[test]
+    fn omemo2_and_legacy_pgp_and_oob() {
+        let mut x = XmppExtractor::new();
+        x.feed(Direction::Inbound, HEADER);
+        let o = x.feed(Direction::Inbound, b"<message from='a@b'><encrypted xmlns='urn:xmpp:omemo:2'><header sid='1'/><payload>AA==</payload></encrypted></message>");
+        assert!(o.opaque.unwrap().evidence.contains("OMEMO 2"));
+        let o = x.feed(Direction::Inbound, b"<message from='a@b'><body>This message is encrypted.</body><x xmlns='jabber:x:encrypted'>hQEMA</x></message>");
+        assert!(o.opaque.unwrap().evidence.contains("XEP-0027"));
+        assert!(o.messages.is_empty());
+        let m = x.feed(Direction::Inbound, b"<message from='a@b'><body>https://up.example/x/report.pdf</body><x xmlns='jabber:x:oob'><url>https://up.example/x/report.pdf</url></x></message>");
+        assert_eq!(m.messages[0].attachments, ["report.pdf"]);
     }
 }

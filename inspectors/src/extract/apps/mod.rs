@@ -57,8 +57,9 @@ pub(super) fn segments(path: &str) -> Vec<String> {
 
 /// `%21abc%3Aexample.org` → `!abc:example.org`.
 pub(super) fn percent_decode(s: &str) -> String {
-    // form_urlencoded also turns '+' into ' ', which paths do not mean.
-    let protected = s.replace('+', "%2B");
+    // form_urlencoded also turns '+' into ' ' and splits at '&', which
+    // paths do not mean.
+    let protected = s.replace('+', "%2B").replace('&', "%26");
     form_urlencoded::parse(format!("x={protected}").as_bytes())
         .next()
         .map(|(_, v)| v.into_owned())
