@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod extract;
 pub mod identify;
 
 pub use error::InspectError;
