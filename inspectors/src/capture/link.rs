@@ -31,6 +31,20 @@ pub mod linktype {
     pub const LINUX_SLL2: i32 = 276;
 }
 
+/// The EtherType and payload of a Linux cooked header of `len` bytes
+/// whose EtherType is at `proto`.
+fn cooked<'a>(
+    frame: &'a [u8],
+    len: usize,
+    proto: usize,
+    name: &str,
+) -> Result<(EtherType, &'a [u8]), String> {
+    match (frame.get(proto..proto + 2), frame.get(len..)) {
+        (Some(p), Some(payload)) => Ok((EtherType(u16::from_be_bytes([p[0], p[1]])), payload)),
+        _ => Err(format!("{name} header cut short")),
+    }
+}
+
 /// A TCP or UDP segment, as far as flow assembly needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment<'a> {
@@ -74,16 +88,17 @@ pub fn decode(linktype: i32, frame: &[u8]) -> Result<Decoded<'_>, String> {
     use linktype::*;
     let sliced = match linktype {
         ETHERNET => SlicedPacket::from_ethernet(frame),
-        LINUX_SLL => SlicedPacket::from_linux_sll(frame),
-        LINUX_SLL2 => {
-            // etherparse has no SLL2; its 20-byte header starts with the
-            // EtherType of the payload.
-            let proto = frame.get(..2).ok_or("SLL2 header cut short")?;
-            let payload = frame.get(20..).ok_or("SLL2 header cut short")?;
-            SlicedPacket::from_ether_type(
-                EtherType(u16::from_be_bytes([proto[0], proto[1]])),
-                payload,
-            )
+        // etherparse's SLL reader refuses hardware types other than
+        // Ethernet's, yet `tcpdump -i any` records loopback (772) and
+        // tun/WireGuard (65534) interfaces that way; both SLL versions name
+        // the payload's EtherType, which is all that is needed here.
+        LINUX_SLL | LINUX_SLL2 => {
+            let (ether_type, payload) = if linktype == LINUX_SLL {
+                cooked(frame, 16, 14, "SLL")?
+            } else {
+                cooked(frame, 20, 0, "SLL2")?
+            };
+            SlicedPacket::from_ether_type(ether_type, payload)
         }
         // The family field's byte order depends on the capturing host; the
         // IP version nibble says the same more reliably.
@@ -154,7 +169,8 @@ mod tests {
         let mut eth = vec![0u8; 12];
         eth.extend([0x81, 0x00, 0x00, 0x07, 0x08, 0x00]); // VLAN 7, then IPv4
         eth.extend(&ip);
-        let mut sll = vec![0, 0, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0x08, 0x00];
+        // Hardware type 772: loopback, as `tcpdump -i any` writes it.
+        let mut sll = vec![0, 0, 3, 4, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0x08, 0x00];
         sll.extend(&ip);
         let mut sll2 = vec![
             0x08, 0x00, 0, 0, 0, 0, 0, 1, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0,

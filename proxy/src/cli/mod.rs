@@ -2,6 +2,7 @@
 
 mod ca;
 mod check;
+mod identify;
 mod logging;
 mod run;
 
@@ -35,6 +36,8 @@ enum Command {
     /// The interception CA: init, import, show, export.
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Classify the flows of a pcap/pcapng capture, one line per flow.
+    Identify(identify::IdentifyArgs),
 }
 
 /// Overrides for `gatehouse run`.
@@ -52,6 +55,7 @@ pub struct RunArgs {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check => Ok(check::main(cli.config.as_deref())),
+        Command::Identify(args) => Ok(identify::main(args)),
         Command::Ca(cmd) => {
             let Some(loaded) = load_or_report(cli.config.as_deref())? else {
                 return Ok(ExitCode::FAILURE);
