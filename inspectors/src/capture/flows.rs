@@ -167,7 +167,8 @@ impl Assembler {
                 if *datagrams == 1 {
                     first.extend_from_slice(seg.payload);
                 }
-                let decided = udp_datagram(quic, *datagrams, first, seg.payload, limits);
+                let port = st.flow.server.port();
+                let decided = udp_datagram(quic, *datagrams, first, seg.payload, port, limits);
                 if let Some(id) = decided {
                     st.decide(id);
                 }
@@ -271,12 +272,15 @@ fn udp_datagram(
     count: usize,
     first: &[u8],
     datagram: &[u8],
+    port: u16,
     limits: Limits,
 ) -> Option<Identification> {
     let initial = quic::looks_like_initial(datagram) == Some(true);
     if quic.is_none() {
-        if count > 1 || !initial {
-            return Some(identify::identify_final(first, Transport::Udp, 443));
+        // Only a flow's first datagram gets here: a flow that did not open
+        // with an Initial is decided at once.
+        if !initial {
+            return Some(identify::identify_final(first, Transport::Udp, port));
         }
         *quic = Some(InitialParser::new());
     }
