@@ -365,3 +365,28 @@ fn malformed_packet_is_skipped_counted_and_reported() {
     assert!(err.contains("skipped 1 malformed packet"), "{err}");
     assert!(err.contains("bad-packet.pcap"), "{err}");
 }
+
+/// Style rule 3: every prefix of a real capture parses without panic; a
+/// cut inside a record is reported, and flows only accumulate.
+#[test]
+fn every_prefix_of_a_capture_reads_or_reports_the_cut() {
+    use gatehouse_inspectors::capture::{self, Limits};
+    for name in ["loopback.pcapng", "loopback-be.pcap"] {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        let mut flows = 0;
+        for len in (0..bytes.len()).step_by(3).chain([bytes.len()]) {
+            match capture::read(&bytes[..len], Limits::default()) {
+                Err(_) => assert!(len < 28, "{name}: header of {len} bytes refused"),
+                Ok(cap) => {
+                    assert!(cap.flows.len() >= flows, "{name} at {len}");
+                    flows = cap.flows.len();
+                    if len == bytes.len() {
+                        assert_eq!(cap.damage, None);
+                        assert_eq!(cap.malformed, 0);
+                    }
+                }
+            }
+        }
+        assert_eq!(flows, if name.ends_with("pcapng") { 8 } else { 7 });
+    }
+}
