@@ -22,6 +22,11 @@ pub struct Frame<'a> {
     pub data: &'a [u8],
 }
 
+/// The link type given to a pcapng packet of an interface no Interface
+/// Description Block declared: nothing in it can be read, and decoding
+/// says so.
+pub const UNDECLARED_INTERFACE: i32 = -1;
+
 /// Why reading stopped before the end of the file: the file is cut short
 /// or a record is corrupt. Frames before it are still good.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -221,11 +226,9 @@ impl<'a> Frames<'a> {
                 }
                 _ => continue,
             };
-            let Some(&(linktype, _, _)) = interfaces.get(if_id) else {
-                // A packet of an undeclared interface has no link type:
-                // nothing in it can be read.
-                continue;
-            };
+            let linktype = interfaces
+                .get(if_id)
+                .map_or(UNDECLARED_INTERFACE, |&(linktype, _, _)| linktype);
             return Some(Ok(Frame {
                 linktype,
                 timestamp: ts,
@@ -316,6 +319,48 @@ mod tests {
         let damage = frames[1].clone().unwrap_err();
         assert_eq!(damage.offset, 24 + 16 + 5);
         assert!(damage.reason.contains("cut short"), "{damage:?}");
+    }
+
+    fn ng_block(kind: u32, body: &[u8]) -> Vec<u8> {
+        let len = (12 + body.len()) as u32;
+        [
+            &kind.to_le_bytes()[..],
+            &len.to_le_bytes(),
+            body,
+            &len.to_le_bytes(),
+        ]
+        .concat()
+    }
+
+    #[test]
+    fn pcapng_packets_take_their_interface_link_type_and_resolution() {
+        let shb = ng_block(
+            0x0a0d_0d0a,
+            &[
+                0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+            ],
+        );
+        // Link type 101 (raw IP), snaplen 0, option if_tsresol = 3 (ms).
+        let idb = ng_block(
+            1,
+            &[101, 0, 0, 0, 0, 0, 0, 0, 9, 0, 1, 0, 3, 0, 0, 0, 0, 0, 0, 0],
+        );
+        let epb = |if_id: u32| {
+            let ts: u64 = 1_700_000_000_500;
+            let mut body = if_id.to_le_bytes().to_vec();
+            body.extend(((ts >> 32) as u32).to_le_bytes());
+            body.extend((ts as u32).to_le_bytes());
+            body.extend(3u32.to_le_bytes());
+            body.extend(3u32.to_le_bytes());
+            body.extend(b"abc\0");
+            ng_block(6, &body)
+        };
+        let file = [shb, idb, epb(0), epb(1)].concat();
+        let frames: Vec<_> = Frames::open(&file).unwrap().map(Result::unwrap).collect();
+        assert_eq!(frames.len(), 2);
+        assert_eq!((frames[0].linktype, frames[0].data), (101, &b"abc"[..]));
+        assert_eq!(frames[0].timestamp, Some(1_700_000_000.5));
+        assert_eq!(frames[1].linktype, UNDECLARED_INTERFACE);
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub fn decode(linktype: i32, frame: &[u8]) -> Result<Decoded<'_>, String> {
         // IP version nibble says the same more reliably.
         NULL | LOOP => SlicedPacket::from_ip(frame.get(4..).ok_or("loopback header cut short")?),
         RAW | RAW_DLT | RAW_OPENBSD | IPV4 | IPV6 => SlicedPacket::from_ip(frame),
+        super::file::UNDECLARED_INTERFACE => {
+            return Err("packet of an undeclared pcapng interface".into())
+        }
         other => return Err(format!("link type {other} is not read")),
     }
     .map_err(|e| e.to_string())?;

@@ -18,7 +18,7 @@ mod flows;
 pub mod link;
 mod tcp;
 
-pub use file::{Damage, Frame, Frames};
+pub use file::{Damage, Frame, Frames, UNDECLARED_INTERFACE};
 pub use flows::{Assembler, Flow, Limits};
 pub use tcp::StreamStart;
 
