@@ -3,6 +3,7 @@
 mod ca;
 mod check;
 mod events;
+mod identify;
 mod logging;
 mod run;
 
@@ -38,6 +39,8 @@ enum Command {
     Ca(ca::CaCommand),
     /// Investigate recorded events: search, show, stats, tail.
     Events(events::EventsArgs),
+    /// Classify the flows of a pcap/pcapng capture, one line per flow.
+    Identify(identify::IdentifyArgs),
 }
 
 /// Overrides for `gatehouse run`.
@@ -55,6 +58,7 @@ pub struct RunArgs {
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check => Ok(check::main(cli.config.as_deref())),
+        Command::Identify(args) => Ok(identify::main(args)),
         Command::Ca(cmd) => {
             let Some(loaded) = load_or_report(cli.config.as_deref())? else {
                 return Ok(ExitCode::FAILURE);
