@@ -5,6 +5,7 @@ mod check;
 mod events;
 mod identify;
 mod logging;
+mod rules;
 mod run;
 
 use std::net::SocketAddr;
@@ -41,6 +42,9 @@ enum Command {
     Events(events::EventsArgs),
     /// Classify the flows of a pcap/pcapng capture, one line per flow.
     Identify(identify::IdentifyArgs),
+    /// DLP rules: check, test, explain, scan.
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
 }
 
 /// Overrides for `gatehouse run`.
@@ -59,6 +63,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check => Ok(check::main(cli.config.as_deref())),
         Command::Identify(args) => Ok(identify::main(args)),
+        Command::Rules(cmd) => {
+            let Some(loaded) = load_or_report(cli.config.as_deref())? else {
+                return Ok(ExitCode::FAILURE);
+            };
+            rules::main(&loaded.config, cmd)
+        }
         Command::Ca(cmd) => {
             let Some(loaded) = load_or_report(cli.config.as_deref())? else {
                 return Ok(ExitCode::FAILURE);
