@@ -214,6 +214,10 @@ fn corpus() -> Vec<Event> {
             action: "passthrough".into(),
             bytes_up: 10,
             bytes_down: 20,
+            reason: "e2ee".into(),
+            evidence: "signal envelopes".into(),
+            confidence: "high".into(),
+            duration_ms: 1500,
         }));
         out.push(Event::Policy(PolicyEvent {
             flow_id: Uuid::now_v7(),

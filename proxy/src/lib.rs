@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod gateway;
+pub mod inspect;
 pub mod intercept;
 pub mod listener;
 pub mod policy;

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use gatehouse::config::{ClickHouseConfig, Loaded};
 use gatehouse::events::Pipeline;
+use gatehouse::inspect::{Inspection, Rules};
 use gatehouse::Gateway;
+use std::sync::Arc;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::RunArgs;
@@ -32,8 +34,31 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let pipeline = Pipeline::start(&config.events, config.clickhouse.as_ref())?;
-        let gateway = Gateway::bind(config, pipeline.sink()).await?;
+        let rules = match Rules::load(&config.rules.dir) {
+            Ok(r) => Arc::new(r),
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("error: {e}");
+                }
+                anyhow::bail!("{} error(s) in the DLP rules ({})", errors.len(), config.rules.dir.display());
+            }
+        };
+        tracing::info!(rules = rules.snapshot().len(), dir = %config.rules.dir.display(), "DLP rules loaded");
+        // Reload on SIGHUP, and when a rule file changes.
+        let watched = rules.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+            loop {
+                tokio::select! {
+                    _ = hup.recv() => watched.reload_logged("SIGHUP"),
+                    _ = tick.tick() => watched.reload_if_changed(),
+                }
+            }
+        });
+        let inspection = Arc::new(Inspection::new(rules, pipeline.sink()));
+        let gateway = Gateway::bind_with(config, pipeline.sink(), inspection).await?;
         let ca = gateway
             .ca()
             .files()

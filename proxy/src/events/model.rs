@@ -347,6 +347,18 @@ pub struct OpaqueTunnelEvent {
     pub bytes_up: u64,
     /// Bytes from server to client.
     pub bytes_down: u64,
+    /// Why it is unreadable: pinned, e2ee, non-tls-encryption.
+    #[serde(default)]
+    pub reason: String,
+    /// What was seen (never message content).
+    #[serde(default)]
+    pub evidence: String,
+    /// How sure the app guess is: low, medium, high.
+    #[serde(default)]
+    pub confidence: String,
+    /// How long the tunnel lasted.
+    #[serde(default)]
+    pub duration_ms: u64,
 }
 
 /// A policy decision: block, pinning bypass, upstream rejection.

@@ -149,6 +149,9 @@ where
     if ev.host.is_empty() {
         ev.host = ev.sni.clone().unwrap_or(requested_host);
     }
+    if ev.class.as_deref() == Some("opaque") && ev.decision == "passthrough" {
+        shared.events.emit(Event::OpaqueTunnel(opaque_tunnel(&ev)));
+    }
     shared.events.emit(Event::Connection(ev));
 }
 
@@ -462,6 +465,27 @@ fn fill_bytes(ev: &mut ConnectionEvent, c: &Counters) {
     use std::sync::atomic::Ordering;
     ev.bytes_up = c.read.load(Ordering::Relaxed);
     ev.bytes_down = c.written.load(Ordering::Relaxed);
+}
+
+/// The `opaque_tunnel` event of a flow that passed through unread.
+fn opaque_tunnel(ev: &ConnectionEvent) -> crate::events::OpaqueTunnelEvent {
+    crate::events::OpaqueTunnelEvent {
+        flow_id: ev.flow_id,
+        client: ev.client,
+        user: ev.user.clone(),
+        device: ev.device.clone(),
+        app: ev.app.clone(),
+        host: ev.host.clone(),
+        protocol: ev.protocol.clone().unwrap_or_default(),
+        class: "opaque".into(),
+        action: ev.decision.clone(),
+        bytes_up: ev.bytes_up,
+        bytes_down: ev.bytes_down,
+        reason: ev.class_reasons.join(","),
+        evidence: ev.evidence.join("; "),
+        confidence: if ev.app.is_some() { "high" } else { "low" }.into(),
+        duration_ms: ev.duration_ms,
+    }
 }
 
 /// Copies what the identifier and the catalog said into the event.

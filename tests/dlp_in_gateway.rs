@@ -1,0 +1,174 @@
+//! DLP in the running gateway: a real `gatehouse` process intercepting a
+//! Slack-shaped API call made by curl, the shipped rule packs, the event
+//! journal, and live rule reloads.
+
+mod common;
+
+use std::time::Duration;
+
+use common::pki::{LeafSpec, TestCa};
+use common::upstream::https_server;
+use common::Gatehouse;
+
+const CARD: &str = "4556737586899855";
+
+async fn post(gw: &Gatehouse, server: std::net::SocketAddr, body: &str) -> (String, String) {
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--proxy",
+            &format!("http://{}", gw.proxy),
+        ])
+        .args(["--cacert", gw.ca_cert.to_str().unwrap()])
+        .args(["--connect-to", &format!("slack.com:443:{server}")])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "-w",
+            "\nstatus=%{http_code}",
+        ])
+        .args(["--data", body])
+        .arg("https://slack.com/api/chat.postMessage")
+        .output()
+        .await
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn events(gw: &Gatehouse) -> Vec<serde_json::Value> {
+    let (code, out, err) = common::gatehouse(
+        gw.dir.path(),
+        &["events", "search", "--json", "--limit", "1000"],
+    );
+    assert_eq!(code, 0, "{err}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        } else if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_messages_are_scanned_blocked_recorded_and_rules_reload_live() {
+    let root = TestCa::root("Upstream Test Root");
+    let server = https_server("slack.com", root.leaf(&LeafSpec::new(&["slack.com"]))).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.pem"), root.pem()).unwrap();
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dlp-rules"),
+        &dir.path().join("rules"),
+    );
+    let config = "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\n\
+                  [upstream]\nextra_roots = [\"root.pem\"]\n[rules]\ndir = \"rules\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let gw = Gatehouse::start_in(dir, config);
+
+    let (out, err) = post(
+        &gw,
+        server,
+        &format!("{{\"channel\":\"C042\",\"text\":\"my card is {CARD}\"}}"),
+    )
+    .await;
+    assert!(out.contains("status=403"), "{out}{err}\n{}", gw.log());
+    assert!(out.contains("payment-card") && !out.contains(CARD), "{out}");
+    let (out, _) = post(
+        &gw,
+        server,
+        "{\"channel\":\"C042\",\"text\":\"lunch at noon?\"}",
+    )
+    .await;
+    assert!(
+        out.contains("status=200") && out.contains("/api/chat.postMessage"),
+        "{out}"
+    );
+
+    // Events: a message per post, a finding with masked evidence, never the raw card.
+    let mut evs = Vec::new();
+    for _ in 0..100 {
+        evs = events(&gw);
+        if evs.iter().any(|e| e.to_string().contains("dlp_finding")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = serde_json::Value::from(evs.clone()).to_string();
+    assert!(all.contains("\"payment-card\""), "{all}");
+    assert!(
+        all.contains("9855") && !all.contains(CARD),
+        "evidence must be masked: {all}"
+    );
+    assert!(all.contains("\"conversation\":\"C042\""), "{all}");
+    let journal = gw.path("var/journal");
+    let mut raw_seen = false;
+    for e in walk(&journal) {
+        let bytes = std::fs::read(&e).unwrap();
+        raw_seen |= bytes.windows(CARD.len()).any(|w| w == CARD.as_bytes());
+    }
+    assert!(!raw_seen, "the raw card number reached the journal");
+
+    // A broken rule file is rejected and the old rules stay in force.
+    std::fs::write(
+        gw.path("rules/zz-broken.toml"),
+        "[[rule]]\nid = \"broken\"\nseverity = \"nope\"\n",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (out, _) = post(
+        &gw,
+        server,
+        &format!("{{\"channel\":\"C1\",\"text\":\"again {CARD}\"}}"),
+    )
+    .await;
+    assert!(out.contains("status=403"), "old rules must stay: {out}");
+    assert!(gw.log().contains("new DLP rules rejected"), "{}", gw.log());
+
+    // A valid new rule takes effect without a restart.
+    std::fs::write(
+        gw.path("rules/zz-broken.toml"),
+        "[[rule]]\nid = \"project-zebra\"\nname = \"Project Zebra\"\ndescription = \"code name\"\nseverity = \"high\"\naction = \"block\"\n[rule.keywords]\nwords = [\"zebracorn\"]\n",
+    )
+    .unwrap();
+    let mut blocked = false;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (out, _) = post(
+            &gw,
+            server,
+            "{\"channel\":\"C1\",\"text\":\"the zebracorn launch\"}",
+        )
+        .await;
+        if out.contains("status=403") && out.contains("project-zebra") {
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "the reloaded rule never fired: {}", gw.log());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
