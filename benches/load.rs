@@ -117,8 +117,12 @@ fn gatehouse(p: &Pki) -> Gatehouse {
     std::fs::write(dir.path().join("root.pem"), &p.root_pem).unwrap();
     std::fs::write(
         dir.path().join("gatehouse.toml"),
-        "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\nmax_connections = 100000\n\
-         [upstream]\nextra_roots = [\"root.pem\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\nfilter = \"warn\"\n",
+        format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\nmax_connections = 100000\n\
+         [upstream]\nextra_roots = [\"root.pem\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n[log]\nfilter = \"warn\"\n\
+         [rules]\ndir = \"{}\"\n",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/dlp-rules")
+        ),
     )
     .unwrap();
     let mut child = Command::new("taskset")
