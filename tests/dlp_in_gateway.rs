@@ -111,6 +111,10 @@ async fn slack_messages_are_scanned_blocked_recorded_and_rules_reload_live() {
         "evidence must be masked: {all}"
     );
     assert!(all.contains("\"conversation\":\"C042\""), "{all}");
+    assert!(
+        !all.contains("lunch at noon"),
+        "message text is not stored by default: {all}"
+    );
     let journal = gw.path("var/journal");
     let mut raw_seen = false;
     for e in walk(&journal) {
@@ -171,4 +175,43 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_text_is_stored_only_when_configured() {
+    let root = TestCa::root("Upstream Test Root");
+    let server = https_server("slack.com", root.leaf(&LeafSpec::new(&["slack.com"]))).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.pem"), root.pem()).unwrap();
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dlp-rules");
+    let config = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\n\
+         [upstream]\nextra_roots = [\"root.pem\"]\n[rules]\ndir = \"{}\"\n[events]\nstore_message_text = true\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n",
+        rules.display()
+    );
+    let gw = Gatehouse::start_in(dir, &config);
+    let (out, _) = post(
+        &gw,
+        server,
+        "{\"channel\":\"C7\",\"text\":\"see you at the standup\"}",
+    )
+    .await;
+    assert!(out.contains("status=200"), "{out}");
+    let mut found = false;
+    for _ in 0..100 {
+        if serde_json::Value::from(events(&gw))
+            .to_string()
+            .contains("see you at the standup")
+        {
+            found = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        found,
+        "the message text should be in the message event: {}",
+        gw.log()
+    );
 }

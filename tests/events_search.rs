@@ -178,6 +178,7 @@ fn corpus() -> Vec<Event> {
             chars: 42,
             findings: 1,
             action: "alert".into(),
+            text: None,
         };
         out.push(Event::Message(message));
         for (rule, severity, action) in [

@@ -109,12 +109,18 @@ fn newest_change(dir: &Path) -> Option<SystemTime> {
 pub struct Inspection {
     rules: Arc<Rules>,
     events: Arc<dyn EventSink>,
+    store_text: bool,
 }
 
 impl Inspection {
-    /// Hooks that scan with `rules` and record to `events`.
-    pub fn new(rules: Arc<Rules>, events: Arc<dyn EventSink>) -> Self {
-        Self { rules, events }
+    /// Hooks that scan with `rules` and record to `events`; message text is
+    /// put in `message` events only when `store_text` is set.
+    pub fn new(rules: Arc<Rules>, events: Arc<dyn EventSink>, store_text: bool) -> Self {
+        Self {
+            rules,
+            events,
+            store_text,
+        }
     }
 }
 
@@ -127,6 +133,7 @@ impl Interceptor for Inspection {
             xmpp: None,
             opaque_reported: false,
             block_rule: None,
+            store_text: self.store_text,
         })
     }
 }
@@ -139,6 +146,7 @@ struct FlowInspection {
     opaque_reported: bool,
     /// Rule id of the last blocking finding, named on the block page.
     block_rule: Option<String>,
+    store_text: bool,
 }
 
 impl FlowInspection {
@@ -208,6 +216,10 @@ impl FlowInspection {
                 chars,
                 findings: result.findings.len() as u32,
                 action: action.map_or("allow", |a| a.as_str()).into(),
+                text: self.store_text.then(|| {
+                    let texts: Vec<&str> = m.texts.iter().map(|t| t.text.as_str()).collect();
+                    texts.join("\n")
+                }),
             }));
             for f in &result.findings {
                 let text = m

@@ -57,7 +57,11 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         });
-        let inspection = Arc::new(Inspection::new(rules, pipeline.sink()));
+        let inspection = Arc::new(Inspection::new(
+            rules,
+            pipeline.sink(),
+            config.events.store_message_text,
+        ));
         let gateway = Gateway::bind_with(config, pipeline.sink(), inspection).await?;
         let ca = gateway
             .ca()

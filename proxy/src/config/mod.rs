@@ -322,6 +322,9 @@ pub struct EventsConfig {
     pub fsync_interval: Duration,
     /// What happens when the journal is full.
     pub full_policy: FullPolicy,
+    /// Store the text of extracted messages in `message` events. Off by
+    /// default: events then carry metadata and masked DLP evidence only.
+    pub store_message_text: bool,
 }
 
 impl Default for EventsConfig {
@@ -335,6 +338,7 @@ impl Default for EventsConfig {
             fsync: FsyncPolicy::Batch,
             fsync_interval: Duration::from_secs(1),
             full_policy: FullPolicy::FailClosed,
+            store_message_text: false,
         }
     }
 }

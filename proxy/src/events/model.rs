@@ -203,6 +203,9 @@ pub struct MessageEvent {
     pub findings: u32,
     /// What the gateway did with it (`allow`, `log`, `alert`, `block`, `redact`).
     pub action: String,
+    /// The message text, only when `events.store_message_text` is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// How serious a DLP finding is.
