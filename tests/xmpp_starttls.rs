@@ -83,6 +83,58 @@ async fn xmpp_server(cert: common::pki::ServerCert) -> std::net::SocketAddr {
     addr
 }
 
+/// Plaintext negotiation through the gateway, STARTTLS, then one message.
+async fn converse(gw: &TestGateway, server: std::net::SocketAddr, body: &str) -> String {
+    let (mut tcp, status) = tunnel(gw.proxy, server).await;
+    assert!(status.contains(" 200"), "{status}");
+    tcp.write_all(b"<?xml version='1.0'?><stream:stream to='chat.test' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
+        .await
+        .unwrap();
+    read_until(&mut tcp, "</stream:features>").await;
+    tcp.write_all(format!("<starttls xmlns='{TLS_NS}'/>").as_bytes())
+        .await
+        .unwrap();
+    read_until(&mut tcp, "<proceed").await;
+    let (cfg, _) = client_config(std::slice::from_ref(&gw.ca_der), &[], false);
+    let mut tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(ServerName::try_from("chat.test").unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(format!("<stream:stream to='chat.test' version='1.0'><message to='bob@chat.test'><body>{body}</body></message>").as_bytes())
+        .await
+        .unwrap();
+    read_until(&mut tls, "</message>").await
+}
+
+#[tokio::test]
+async fn messages_after_starttls_are_extracted_and_scanned() {
+    use gatehouse::events::Event;
+    use gatehouse::inspect::{Inspection, Rules};
+    let root = TestCa::root("XMPP Test Root");
+    let server = xmpp_server(root.leaf(&LeafSpec::new(&["chat.test"]))).await;
+    let recorded = Arc::new(common::inproc::Collect::default());
+    let rules = Arc::new(
+        Rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dlp-rules")).unwrap(),
+    );
+    let inspection = Arc::new(Inspection::new(rules, recorded.clone(), false));
+    let gw = TestGateway::start_with(&[&root.pem()], inspection, |_| {}).await;
+    let reply = converse(&gw, server, "card 4556737586899855 for the order").await;
+    assert!(reply.contains("pong"), "{reply}");
+    let mut ok = false;
+    for _ in 0..100 {
+        let evs = recorded.0.lock().unwrap().clone();
+        let message = evs.iter().any(|e| matches!(e, Event::Message(m) if m.app == "xmpp" && m.conversation.as_deref() == Some("bob@chat.test")));
+        let finding = evs.iter().any(|e| matches!(e, Event::DlpFinding(f) if f.rule == "payment-card" && !f.evidence.as_str().contains("4556737586899855")));
+        if message && finding {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(ok, "{:#?}", recorded.0.lock().unwrap());
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn starttls_is_followed_and_intercepted() {
     let root = TestCa::root("XMPP Test Root");
