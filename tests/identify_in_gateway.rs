@@ -118,3 +118,30 @@ async fn wait(
     }
     panic!("no matching event: {:#?}", gw.events.connections());
 }
+
+#[tokio::test]
+async fn a_malformed_client_hello_is_refused_not_spliced() {
+    let server = sink_server().await;
+    let gw = TestGateway::start(&[], |c| {
+        c.proxy.header_read_timeout = std::time::Duration::from_secs(1)
+    })
+    .await;
+    let (mut s, _) = tunnel(gw.proxy, server).await;
+    // A handshake record whose ClientHello claims more bytes than it has,
+    // then garbage: recognisably TLS, not parsable.
+    let mut hello = vec![
+        0x16, 0x03, 0x01, 0x00, 0x30, 0x01, 0x00, 0xff, 0xff, 0x03, 0x03,
+    ];
+    hello.extend_from_slice(&[0xAB; 37]);
+    s.write_all(&hello).await.unwrap();
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply).await;
+    assert!(
+        reply.is_empty(),
+        "nothing may reach or come from the server"
+    );
+    let ev = wait(&gw, |e| e.reason.contains("malformed TLS ClientHello")).await;
+    assert_eq!(ev.decision, "block");
+    assert!(ev.flagged);
+    gw.stop().await;
+}

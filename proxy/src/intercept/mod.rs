@@ -84,7 +84,17 @@ where
                 shared
                     .policy
                     .decide(host.as_deref(), cls.app.as_deref(), false, &start.identity);
-            if decision.action == PolicyAction::Block {
+            if id.protocol == Protocol::Tls {
+                // A ClientHello we cannot parse must not become an unread
+                // passthrough: that would be a way around inspection.
+                ev.decision = "block".into();
+                ev.reason = format!(
+                    "malformed TLS ClientHello: {}",
+                    id.error.as_deref().unwrap_or("unparsable")
+                );
+                ev.flagged = true;
+                ev.close_reason = "malformed_client_hello".into();
+            } else if decision.action == PolicyAction::Block {
                 ev.decision = "block".into();
                 ev.reason = decision.reason;
                 ev.close_reason = "blocked".into();
