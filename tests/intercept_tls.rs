@@ -197,6 +197,13 @@ async fn bad_upstreams_are_refused_without_a_leaf() {
                 ev.verification
             ));
         }
+        let policies = gw.events.policies();
+        if !policies
+            .iter()
+            .any(|p| p.host == *name && p.kind == "upstream_rejected")
+        {
+            failures.push(format!("{name}: no upstream_rejected policy event"));
+        }
     }
     assert!(failures.is_empty(), "{failures:#?}");
     gw.stop().await;
@@ -395,6 +402,10 @@ async fn a_client_that_pins_is_put_on_passthrough() {
             .any(|e| e.reason.contains("pinning learned") && e.flagged),
         "{evs:#?}"
     );
+    let policies = gw.events.policies();
+    assert!(policies
+        .iter()
+        .any(|p| p.kind == "pinning_bypass" && p.host == "pinned.test"));
     for _ in 0..100 {
         if gw
             .events

@@ -37,6 +37,19 @@ impl Collect {
             .collect()
     }
 
+    /// Every `policy` event so far.
+    pub fn policies(&self) -> Vec<gatehouse::events::PolicyEvent> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|e| match e {
+                Event::Policy(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Waits (bounded) until a connection event for `sni` arrives.
     pub async fn wait_connection(&self, sni: &str) -> ConnectionEvent {
         for _ in 0..200 {

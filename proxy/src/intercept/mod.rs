@@ -243,6 +243,14 @@ async fn tls_flow<S>(
             ev.decision = "block".into();
             ev.reason = decision.reason;
             ev.close_reason = "blocked".into();
+            policy_event(
+                shared,
+                ev,
+                &name,
+                "policy_block",
+                "block",
+                &ev.reason.clone(),
+            );
             refuse(client, shared).await;
         }
         PolicyAction::Passthrough => {
@@ -282,6 +290,14 @@ async fn intercept<S>(
             ev.reason = format!("upstream verification failed: {e}");
             ev.flagged = true;
             ev.close_reason = "upstream_unverified".into();
+            policy_event(
+                shared,
+                ev,
+                &name,
+                "upstream_rejected",
+                "block",
+                &ev.reason.clone(),
+            );
             refuse(client, shared).await;
             return;
         }
@@ -336,6 +352,14 @@ async fn intercept<S>(
                     shared.config.intercept.pinning_ttl
                 );
                 ev.flagged = true;
+                policy_event(
+                    shared,
+                    ev,
+                    &name,
+                    "pinning_bypass",
+                    "passthrough",
+                    &ev.reason.clone(),
+                );
             }
             fill_bytes(ev, &counters);
             return;
@@ -475,6 +499,31 @@ fn fill_bytes(ev: &mut ConnectionEvent, c: &Counters) {
     use std::sync::atomic::Ordering;
     ev.bytes_up = c.read.load(Ordering::Relaxed);
     ev.bytes_down = c.written.load(Ordering::Relaxed);
+}
+
+/// A `policy` event: blocks, upstream rejections, learned pinning bypasses.
+fn policy_event(
+    shared: &Shared,
+    ev: &ConnectionEvent,
+    host: &str,
+    kind: &str,
+    action: &str,
+    reason: &str,
+) {
+    shared
+        .events
+        .emit(Event::Policy(crate::events::PolicyEvent {
+            flow_id: ev.flow_id,
+            client: ev.client,
+            user: ev.user.clone(),
+            device: ev.device.clone(),
+            app: ev.app.clone(),
+            host: host.to_string(),
+            kind: kind.into(),
+            action: action.into(),
+            rule: None,
+            reason: reason.into(),
+        }));
 }
 
 /// The `opaque_tunnel` event of a flow that passed through unread.
