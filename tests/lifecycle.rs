@@ -171,3 +171,71 @@ fn json_log_format_writes_one_object_per_line() {
         );
     }
 }
+
+fn admin_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp
+}
+
+#[test]
+fn admin_operations_need_the_bearer_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "s3cr3t-admin-token-0123456789";
+    std::fs::write(dir.path().join("admin.token"), token).unwrap();
+    std::fs::set_permissions(
+        dir.path().join("admin.token"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let gw = Gatehouse::start_in(
+        dir,
+        "[proxy]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin.token\"\n",
+    );
+    assert!(admin_get(gw.admin, "/healthz", None).starts_with("HTTP/1.1 200"));
+    assert!(admin_get(gw.admin, "/metrics", None).starts_with("HTTP/1.1 401"));
+    assert!(
+        admin_get(gw.admin, "/metrics", Some("wrong-token-wrong-token"))
+            .starts_with("HTTP/1.1 401")
+    );
+    let ok = admin_get(gw.admin, "/metrics", Some(token));
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let body = ok.split("\r\n\r\n").nth(1).unwrap();
+    let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert!(
+        v["events"]["emitted"].is_u64() || v["events"].is_object(),
+        "{v}"
+    );
+    assert!(v["connections_in_flight"].is_u64(), "{v}");
+}
+
+#[test]
+fn a_world_readable_admin_token_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("admin.token"), "0123456789abcdef0123").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("admin.token"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        "[admin]\ntoken_file = \"admin.token\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = common::gatehouse(dir.path(), &["check"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("admin.token_file") && out.contains("chmod 600"),
+        "{out}"
+    );
+}

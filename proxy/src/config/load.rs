@@ -270,6 +270,7 @@ impl Config {
         self.ca.chain.iter_mut().for_each(fix);
         self.upstream.extra_roots.iter_mut().for_each(fix);
         self.intercept.app_catalog.iter_mut().for_each(fix);
+        self.admin.token_file.iter_mut().for_each(fix);
         fix(&mut self.rules.dir);
         fix(&mut self.events.journal_dir);
     }

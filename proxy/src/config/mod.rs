@@ -450,12 +450,16 @@ impl Default for RetentionDays {
 pub struct AdminConfig {
     /// Listener; loopback by default.
     pub listen: SocketAddr,
+    /// File holding the bearer token that operations endpoints require
+    /// (mode 0600). Without it only `/healthz` answers.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            token_file: None,
         }
     }
 }

@@ -186,6 +186,39 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
         }
     }
 
+    if let Some(path) = &config.admin.token_file {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(path) {
+            Err(e) => err(
+                &mut out,
+                "admin.token_file",
+                format!("{}: {e}", path.display()),
+            ),
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => err(
+                &mut out,
+                "admin.token_file",
+                format!(
+                    "{}: readable by group or others; run `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                ),
+            ),
+            Ok(_) => match std::fs::read_to_string(path) {
+                Ok(t) if t.trim().len() >= 16 => {}
+                Ok(_) => err(
+                    &mut out,
+                    "admin.token_file",
+                    format!("{}: token shorter than 16 characters", path.display()),
+                ),
+                Err(e) => err(
+                    &mut out,
+                    "admin.token_file",
+                    format!("{}: {e}", path.display()),
+                ),
+            },
+        }
+    }
+
     if config.intercept.app_catalog.is_some() {
         if let Err(e) = crate::gateway::load_catalog(config) {
             let e = e.trim_start_matches("intercept.app_catalog: ").to_string();

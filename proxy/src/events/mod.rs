@@ -55,6 +55,11 @@ pub trait EventSink: Send + Sync + 'static {
 
     /// Makes every accepted event durable; called at shutdown.
     fn flush(&self) {}
+
+    /// Counters of the pipeline behind this sink, for the admin endpoint.
+    fn metrics(&self) -> Option<MetricsSnapshot> {
+        None
+    }
 }
 
 /// Writes each event to the log at info level.

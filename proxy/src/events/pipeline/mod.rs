@@ -112,6 +112,10 @@ impl JournalSink {
 }
 
 impl EventSink for JournalSink {
+    fn metrics(&self) -> Option<MetricsSnapshot> {
+        Some(JournalSink::metrics(self))
+    }
+
     fn emit(&self, event: Event) {
         let Some(bytes) = self.encode(event) else {
             return;
