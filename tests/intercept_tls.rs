@@ -429,23 +429,10 @@ async fn a_client_that_pins_is_put_on_passthrough() {
 /// with both directions shown to the hooks.
 #[tokio::test]
 async fn other_alpn_protocols_relay_bytes_through_a_tap() {
-    use gatehouse::intercept::hooks::{Direction, FlowContext, FlowHooks, Interceptor};
-    use std::sync::{Arc, Mutex};
+    use common::inproc::{ByteTap, TapLog};
+    use gatehouse::intercept::hooks::Direction;
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    type Log = Arc<Mutex<Vec<(Direction, Vec<u8>)>>>;
-    struct Tap(Log);
-    struct TapHooks(Log);
-    impl Interceptor for Tap {
-        fn open(&self, _f: &FlowContext) -> Box<dyn FlowHooks> {
-            Box::new(TapHooks(self.0.clone()))
-        }
-    }
-    impl FlowHooks for TapHooks {
-        fn on_bytes(&mut self, _f: &FlowContext, dir: Direction, bytes: &[u8]) {
-            self.0.lock().unwrap().push((dir, bytes.to_vec()));
-        }
-    }
 
     let root = TestCa::root("Upstream Test Root");
     let cert = root.leaf(&LeafSpec::new(&["xmpp.test"]));
@@ -471,8 +458,8 @@ async fn other_alpn_protocols_relay_bytes_through_a_tap() {
         tls.shutdown().await.unwrap();
     });
 
-    let log: Log = Arc::default();
-    let gw = TestGateway::start_with(&[&root.pem()], Arc::new(Tap(log.clone())), |_| {}).await;
+    let log: TapLog = Arc::default();
+    let gw = TestGateway::start_with(&[&root.pem()], Arc::new(ByteTap(log.clone())), |_| {}).await;
     let (cfg, _) = client_config(std::slice::from_ref(&gw.ca_der), &[b"xmpp-client"], false);
     let mut tls = tls_through(gw.proxy, server, "xmpp.test", cfg)
         .await

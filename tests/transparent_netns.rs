@@ -21,12 +21,7 @@ fn redirected_flows_are_intercepted_over_ipv4_and_ipv6() {
     let leaf = root.leaf(&LeafSpec::new(&["svc.test"]));
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("root.pem"), root.pem()).unwrap();
-    std::fs::write(dir.path().join("svc.pem"), &leaf.pem).unwrap();
-    let key_pem = match &leaf.key {
-        rustls::pki_types::PrivateKeyDer::Pkcs8(k) => pem("PRIVATE KEY", k.secret_pkcs8_der()),
-        _ => unreachable!(),
-    };
-    std::fs::write(dir.path().join("svc.key"), key_pem).unwrap();
+    leaf.write_pem(dir.path(), "svc");
     let mut server = Command::new("ip")
         .args([
             "netns",
@@ -122,16 +117,4 @@ fn redirected_flows_are_intercepted_over_ipv4_and_ipv6() {
     let _ = server.wait();
     drop(gw);
     drop(net);
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap());
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }

@@ -4,29 +4,16 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use common::inproc::{client_config, tunnel, TestGateway};
+use common::inproc::{ByteTap, TapLog};
 use common::pki::{LeafSpec, TestCa};
-use gatehouse::intercept::hooks::{Direction, FlowContext, FlowHooks, Interceptor};
+use gatehouse::intercept::hooks::Direction;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-
-type Log = Arc<Mutex<Vec<(Direction, Vec<u8>)>>>;
-struct Tap(Log);
-struct TapHooks(Log);
-impl Interceptor for Tap {
-    fn open(&self, _f: &FlowContext) -> Box<dyn FlowHooks> {
-        Box::new(TapHooks(self.0.clone()))
-    }
-}
-impl FlowHooks for TapHooks {
-    fn on_bytes(&mut self, _f: &FlowContext, dir: Direction, bytes: &[u8]) {
-        self.0.lock().unwrap().push((dir, bytes.to_vec()));
-    }
-}
 
 async fn read_until<S: AsyncRead + Unpin>(s: &mut S, marker: &str) -> String {
     let mut got = Vec::new();
@@ -139,8 +126,8 @@ async fn messages_after_starttls_are_extracted_and_scanned() {
 async fn starttls_is_followed_and_intercepted() {
     let root = TestCa::root("XMPP Test Root");
     let server = xmpp_server(root.leaf(&LeafSpec::new(&["chat.test"]))).await;
-    let log: Log = Arc::default();
-    let gw = TestGateway::start_with(&[&root.pem()], Arc::new(Tap(log.clone())), |_| {}).await;
+    let log: TapLog = Arc::default();
+    let gw = TestGateway::start_with(&[&root.pem()], Arc::new(ByteTap(log.clone())), |_| {}).await;
 
     let (mut tcp, status) = tunnel(gw.proxy, server).await;
     assert!(status.contains(" 200"), "{status}");

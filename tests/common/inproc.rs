@@ -291,3 +291,31 @@ pub async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     let _ = s.read_to_end(&mut out).await;
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// What a [`ByteTap`] saw: each chunk of a byte relay with its direction.
+pub type TapLog = Arc<Mutex<Vec<(gatehouse::intercept::hooks::Direction, Vec<u8>)>>>;
+
+/// Hooks that record the bytes of non-HTTP relays inside TLS.
+pub struct ByteTap(pub TapLog);
+
+struct ByteTapHooks(TapLog);
+
+impl gatehouse::intercept::hooks::Interceptor for ByteTap {
+    fn open(
+        &self,
+        _f: &gatehouse::intercept::hooks::FlowContext,
+    ) -> Box<dyn gatehouse::intercept::hooks::FlowHooks> {
+        Box::new(ByteTapHooks(self.0.clone()))
+    }
+}
+
+impl gatehouse::intercept::hooks::FlowHooks for ByteTapHooks {
+    fn on_bytes(
+        &mut self,
+        _f: &gatehouse::intercept::hooks::FlowContext,
+        dir: gatehouse::intercept::hooks::Direction,
+        bytes: &[u8],
+    ) {
+        self.0.lock().unwrap().push((dir, bytes.to_vec()));
+    }
+}
