@@ -8,7 +8,6 @@ mod events_support;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,30 +20,11 @@ use gatehouse::events::{
 };
 use uuid::Uuid;
 
-fn echo_server() -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[test]
 fn gateway_connections_become_rows_that_search_finds() {
     let url = common::clickhouse_url();
     let db = common::unique("gh_ev_gw");
-    let echo = echo_server();
+    let echo = common::echo_server();
     let gw = Gatehouse::start_in(tempfile::tempdir().unwrap(), &format!(
         "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.1/32\"]\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\

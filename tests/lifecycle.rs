@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -24,26 +24,6 @@ fn connect(proxy: std::net::SocketAddr, target: &str) -> (TcpStream, String) {
         }
     }
     (s, String::from_utf8_lossy(&head).into_owned())
-}
-
-/// A TCP echo server on loopback; returns its address.
-fn echo_server() -> std::net::SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { return };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = s.read(&mut buf) {
-                    if n == 0 || s.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    addr
 }
 
 #[test]
@@ -67,7 +47,7 @@ fn first_run_creates_a_protected_ca_and_answers_health() {
 
 #[test]
 fn connect_to_loopback_is_refused_unless_allowed() {
-    let echo = echo_server();
+    let echo = common::echo_server();
     let gw = Gatehouse::start("");
     let (_s, head) = connect(gw.proxy, &echo.to_string());
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
@@ -110,7 +90,7 @@ fn clients_outside_allowed_clients_are_refused() {
 
 #[test]
 fn sigterm_drains_in_flight_tunnels_then_exits_zero() {
-    let echo = echo_server();
+    let echo = common::echo_server();
     let mut gw = Gatehouse::start_in(
         tempfile::tempdir().unwrap(),
         "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\nshutdown_grace = \"10s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
@@ -139,7 +119,7 @@ fn sigterm_drains_in_flight_tunnels_then_exits_zero() {
 
 #[test]
 fn grace_period_cuts_remaining_connections_and_still_exits_zero() {
-    let echo = echo_server();
+    let echo = common::echo_server();
     let mut gw = Gatehouse::start_in(
         tempfile::tempdir().unwrap(),
         "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\nshutdown_grace = \"500ms\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",

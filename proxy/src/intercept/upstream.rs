@@ -23,6 +23,12 @@ use crate::config::{UpstreamConfig, VerifyException};
 /// The crypto provider both legs use: ring, restricted to AEAD +
 /// forward-secret suites (rustls offers nothing else, but say so explicitly).
 pub fn provider() -> Arc<CryptoProvider> {
+    // Built once: every flow's client and server configs share it.
+    static PROVIDER: std::sync::OnceLock<Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    PROVIDER.get_or_init(build_provider).clone()
+}
+
+fn build_provider() -> Arc<CryptoProvider> {
     let mut p = rustls::crypto::ring::default_provider();
     p.cipher_suites.retain(|s| {
         use rustls::CipherSuite::*;

@@ -61,11 +61,15 @@ const SPECIAL: &[&str] = &[
 /// Whether `ip` is loopback, private, link-local, metadata or otherwise not a
 /// public unicast address.
 pub fn is_special_destination(ip: IpAddr) -> bool {
+    static NETS: std::sync::OnceLock<Vec<IpNet>> = std::sync::OnceLock::new();
+    let nets = NETS.get_or_init(|| {
+        SPECIAL
+            .iter()
+            .map(|s| s.parse::<IpNet>().expect("static CIDR"))
+            .collect()
+    });
     let ip = canonical_ip(ip);
-    SPECIAL
-        .iter()
-        .map(|s| s.parse::<IpNet>().expect("static CIDR"))
-        .any(|net| net.contains(&ip))
+    nets.iter().any(|net| net.contains(&ip))
 }
 
 #[cfg(test)]
