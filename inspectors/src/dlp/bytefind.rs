@@ -44,19 +44,21 @@ impl ByteFinder {
                         | (x == c)
                         | (x == d)
                 };
-                let mut chunks = hay.chunks_exact(64);
+                // A fixed-size OR-reduction vectorises, and most chunks of
+                // chat stop there; 32 bytes keeps the byte-by-byte pass of a
+                // chunk with a hit short.
+                let mut chunks = hay.chunks_exact(32);
                 let mut base = 0;
                 for chunk in &mut chunks {
-                    // An OR-reduction vectorises; most chunks stop here.
-                    let any = chunk.iter().fold(false, |acc, &x| acc | hit(x));
-                    if any {
+                    let any = chunk.iter().fold(0u8, |acc, &x| acc | u8::from(hit(x)));
+                    if any != 0 {
                         for (j, &x) in chunk.iter().enumerate() {
                             if hit(x) {
                                 out.push(base + j);
                             }
                         }
                     }
-                    base += 64;
+                    base += 32;
                 }
                 for (j, &x) in chunks.remainder().iter().enumerate() {
                     if hit(x) {

@@ -42,6 +42,7 @@ mod load;
 mod mask;
 pub mod normalize;
 mod pattern;
+mod prefilter;
 mod rule;
 mod ruleset;
 mod scan;

@@ -173,7 +173,8 @@ pub fn normalize(text: &str) -> Normalized<'_> {
 
 fn normalize_ascii(text: &str) -> Normalized<'_> {
     // Case is left alone: matchers are ASCII case-insensitive. Only
-    // whitespace runs change, so copy the runs between them whole.
+    // whitespace runs other than a single space change, so the text between
+    // them is copied whole.
     let is_ws = |c: u8| c.is_ascii_whitespace() || c == 0x0b;
     let b = text.as_bytes();
     let mut out = String::with_capacity(text.len());
@@ -183,10 +184,12 @@ fn normalize_ascii(text: &str) -> Normalized<'_> {
     };
     let mut i = 0;
     while i < b.len() {
-        let j = b[i..]
-            .iter()
-            .position(|&c| is_ws(c))
-            .map_or(b.len(), |k| i + k);
+        let odd = next_odd_space(b, i);
+        // The run holding the odd byte may start with spaces before it.
+        let mut j = odd;
+        while j > i && b[j - 1] == b' ' {
+            j -= 1;
+        }
         if j > i {
             map.push(out.len(), i, j - i, j - i, true);
             out.push_str(&text[i..j]);
@@ -206,6 +209,32 @@ fn normalize_ascii(text: &str) -> Normalized<'_> {
         text: Cow::Owned(out),
         map,
     }
+}
+
+/// The first offset from `from` holding whitespace that is not a single
+/// space (a tab, a line break, or a second space), or `b.len()`.
+fn next_odd_space(b: &[u8], from: usize) -> usize {
+    let odd = |x: u8, y: u8| (x.wrapping_sub(9) < 5) | ((x == b' ') & (y == b' '));
+    let mut k = from;
+    // Whole chunks first: the OR-reduction vectorises.
+    while k + 33 <= b.len() {
+        let c = &b[k..k + 33];
+        if c[..32]
+            .iter()
+            .zip(&c[1..])
+            .fold(false, |acc, (&x, &y)| acc | odd(x, y))
+        {
+            break;
+        }
+        k += 32;
+    }
+    while k < b.len() {
+        if odd(b[k], b.get(k + 1).copied().unwrap_or(0)) {
+            return k;
+        }
+        k += 1;
+    }
+    b.len()
 }
 
 fn normalize_unicode(text: &str) -> Normalized<'_> {
@@ -290,22 +319,24 @@ pub fn normalize_str(s: &str) -> String {
 /// the keywords of leet rules are folded, so ambiguous digits ("1" as i or
 /// l) are resolved by folding those letters together too.
 pub fn leet_fold(s: &str) -> String {
-    let mut out = s.as_bytes().to_vec();
-    for b in &mut out {
-        *b = match b.to_ascii_lowercase() {
-            b'0' => b'o',
-            b'1' | b'!' | b'|' | b'l' => b'i',
-            b'3' => b'e',
-            b'4' | b'@' => b'a',
-            b'5' | b'$' => b's',
-            b'7' => b't',
-            b'8' => b'b',
-            b'9' => b'g',
-            other => other,
-        };
-    }
+    let out: Vec<u8> = s.bytes().map(leet_byte).collect();
     // Only ASCII bytes were replaced by ASCII bytes.
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// One byte of [`leet_fold`].
+pub(crate) fn leet_byte(b: u8) -> u8 {
+    match b.to_ascii_lowercase() {
+        b'0' => b'o',
+        b'1' | b'!' | b'|' | b'l' => b'i',
+        b'3' => b'e',
+        b'4' | b'@' => b'a',
+        b'5' | b'$' => b's',
+        b'7' => b't',
+        b'8' => b'b',
+        b'9' => b'g',
+        other => other,
+    }
 }
 
 #[cfg(test)]
@@ -387,5 +418,28 @@ mod tests {
         assert_eq!(leet_fold("c0nf1d3nt14l"), "confidentiai");
         assert_eq!(leet_fold("confidential"), "confidentiai");
         assert_eq!(leet_fold("p@$$").len(), 4);
+    }
+
+    proptest::proptest! {
+        /// ASCII runs of whitespace become one space, everything else is
+        /// kept, and every kept byte maps back to itself.
+        #[test]
+        fn ascii_whitespace_runs_collapse(text in "[a-c \t\r\n]{0,120}") {
+            let n = normalize(&text);
+            let mut want = String::new();
+            for c in text.chars() {
+                let ws = c.is_ascii_whitespace();
+                if !(ws && want.ends_with(' ')) {
+                    want.push(if ws { ' ' } else { c });
+                }
+            }
+            proptest::prop_assert_eq!(&*n.text, want.as_str());
+            for (v, c) in n.text.char_indices() {
+                if c != ' ' {
+                    let o = n.map.start(v);
+                    proptest::prop_assert_eq!(&text[o..o + 1], &n.text[v..v + 1]);
+                }
+            }
+        }
     }
 }

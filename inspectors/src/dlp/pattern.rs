@@ -137,7 +137,7 @@ pub(crate) fn analyse(src: &str) -> Result<Pattern, String> {
         .build()
         .parse(src)
         .map_err(|e| e.to_string())?;
-    let max_len = folded_hir.properties().maximum_len();
+    let max_len = view_max_len(&folded_hir);
     // Literal prefixes from the case-sensitive reading: case variants would
     // blow the literal budget, and Aho-Corasick matches ASCII case-insensitively.
     let exact_hir = regex_syntax::ParserBuilder::new()
@@ -189,6 +189,43 @@ fn prefixes(hir: &Hir) -> Option<Vec<String>> {
     out.sort();
     out.dedup();
     Some(out)
+}
+
+/// Longest match in bytes on a normalised view, if bounded. Case-insensitive
+/// ASCII letters also match the Kelvin sign and the long s (3 and 2 bytes),
+/// which would inflate every window; NFKC turns both into ASCII letters
+/// before matching, so they never occur in a view and are not counted.
+fn view_max_len(hir: &Hir) -> Option<usize> {
+    const NEVER_IN_VIEW: [char; 2] = ['\u{17F}', '\u{212A}'];
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => Some(0),
+        HirKind::Literal(lit) => Some(lit.0.len()),
+        HirKind::Class(Class::Bytes(_)) => Some(1),
+        HirKind::Class(Class::Unicode(c)) => c
+            .ranges()
+            .iter()
+            .filter_map(|r| {
+                let mut end = r.end();
+                while NEVER_IN_VIEW.contains(&end) && end > r.start() {
+                    end = char::from_u32(end as u32 - 1)?;
+                }
+                (!NEVER_IN_VIEW.contains(&end)).then(|| end.len_utf8())
+            })
+            .max(),
+        HirKind::Repetition(rep) => {
+            let sub = view_max_len(&rep.sub)?;
+            let max = rep.max?;
+            sub.checked_mul(max as usize)
+        }
+        HirKind::Capture(cap) => view_max_len(&cap.sub),
+        HirKind::Concat(subs) => subs
+            .iter()
+            .try_fold(0usize, |acc, h| acc.checked_add(view_max_len(h)?)),
+        HirKind::Alternation(subs) => subs
+            .iter()
+            .map(view_max_len)
+            .try_fold(0usize, |acc, l| Some(acc.max(l?))),
+    }
 }
 
 /// A set of bytes at least one of which occurs in every match, if we can
@@ -304,6 +341,11 @@ mod tests {
         }
         assert_eq!(p.max_len, Some(38), "Unicode digits are up to 4 bytes");
         assert_eq!(p.min_triggers, 1, "Unicode \\d is not within ASCII digits");
+        // Letters are ASCII in a view: the Kelvin sign and long s that
+        // case-insensitive `k` and `s` also match never occur there.
+        let p = analyse(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}\b").unwrap();
+        assert_eq!(p.max_len, Some(2 + 2 + 7 * 5));
+        assert_eq!(analyse("(?:ſ|é)").unwrap().max_len, Some(2));
         let p = analyse(r"\b[0-9]{3}[- ]?[0-9]{2}[- ]?[0-9]{4}\b").unwrap();
         assert_eq!((p.max_len, p.min_triggers), (Some(11), 9));
         // A required literal byte is the smallest trigger.

@@ -6,6 +6,7 @@ use super::format::{EvidenceMode, RuleSpec};
 use super::load::{self, Parsed, Sourced};
 use super::normalize::{leet_fold, normalize_str};
 use super::pattern::{self, ByteSet, Mode};
+use super::prefilter::{GramSet, Prefilter};
 use super::rule::{compact, Bands, Context, Evidence, Examples, Exclude, Rule, Scope, Term};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use std::collections::HashMap;
@@ -42,9 +43,12 @@ pub struct RuleSet {
     /// common words they tend to be ("card", "order") cost nothing on text
     /// without candidates.
     pub(crate) ctx_ac: Option<AhoCorasick>,
-    /// SIMD search for the first bytes of every literal of `ac`, when there
-    /// are few enough distinct ones (Teddy takes up to 64).
-    pub(crate) prefilter: Option<aho_corasick::packed::Searcher>,
+    /// Finds where literals of `ac` can be, so the automaton runs only
+    /// there; `None` for sets it does not suit (then it runs everywhere).
+    pub(crate) prefilter: Option<Prefilter>,
+    /// 4-byte grams of the leet spellings: a leet character outside every
+    /// one of them starts no leet keyword. `None`: check every one.
+    pub(crate) leet_grams: Option<GramSet>,
     /// Longest literal of `ac`, in bytes.
     pub(crate) max_keyword_len: usize,
     pub(crate) ctx_uses: Vec<Vec<Use>>,
@@ -186,7 +190,16 @@ impl RuleSet {
             .filter(|(_, u)| u.iter().any(|u| u.role != Role::LeetKeyword))
             .map(|(p, _)| p)
             .collect();
-        let prefilter = prefilter(&plain);
+        let plain: Vec<&str> = plain.into_iter().map(String::as_str).collect();
+        let prefilter = Prefilter::new(&plain);
+        let leet: Vec<&str> = b
+            .patterns
+            .iter()
+            .zip(&b.uses)
+            .filter(|(_, u)| u.iter().any(|u| u.role == Role::LeetKeyword))
+            .map(|(p, _)| p.as_str())
+            .collect();
+        let leet_grams = GramSet::new(&leet);
         let max_keyword_len = b.patterns.iter().map(String::len).max().unwrap_or(0);
         let mut window_rules = Vec::new();
         let mut union = ByteSet::default();
@@ -229,6 +242,7 @@ impl RuleSet {
             ctx_ac,
             ctx_uses: ctx.uses,
             prefilter,
+            leet_grams,
             max_keyword_len,
             window_rules,
             special_finder: super::bytefind::ByteFinder::new(&special),
@@ -271,32 +285,6 @@ impl RuleSet {
     pub fn literal_count(&self) -> usize {
         self.uses.len() + self.ctx_uses.len()
     }
-}
-
-/// Distinct literal prefixes for a Teddy prefilter: 4 bytes if that gives
-/// at most 64 of them, else 3; otherwise no prefilter (big dictionaries run
-/// the automaton over all text).
-fn prefilter(patterns: &[&String]) -> Option<aho_corasick::packed::Searcher> {
-    if patterns.is_empty() {
-        return None;
-    }
-    // Slim Teddy (≤ 32 patterns) is about twice as fast as fat Teddy.
-    for (len, limit) in [(4usize, 32usize), (3, 32), (4, 64), (3, 64)] {
-        let mut prefixes: Vec<&[u8]> = patterns
-            .iter()
-            .map(|p| &p.as_bytes()[..p.len().min(len)])
-            .collect();
-        prefixes.sort_unstable();
-        prefixes.dedup();
-        if prefixes.len() <= limit {
-            let mut b = aho_corasick::packed::Config::new()
-                .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
-                .builder();
-            b.extend(prefixes);
-            return b.build();
-        }
-    }
-    None
 }
 
 /// Patterns up to this many get a full DFA: the fastest search, and still

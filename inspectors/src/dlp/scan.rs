@@ -4,7 +4,7 @@
 use super::count::ConversationTracker;
 use super::format::{Action, Direction, Severity};
 use super::mask;
-use super::normalize::{leet_fold, normalize, Normalized};
+use super::normalize::{leet_byte, leet_fold, normalize, Normalized};
 use super::pattern::Pattern;
 use super::rule::{Confidence, Rule};
 use super::ruleset::{Role, RuleSet};
@@ -414,11 +414,24 @@ impl RuleSet {
             // bare number ("id 1234", "$20") spells no word.
             let vb = view.as_bytes();
             let letter = |i: usize| vb.get(i).is_some_and(u8::is_ascii_alphabetic);
+            // And only where a gram around it belongs to a leet spelling.
+            let gram_hit = |i: usize| {
+                self.leet_grams.as_ref().is_none_or(|g| {
+                    let (lo, hi) = (i.saturating_sub(3), (i + 4).min(vb.len()));
+                    let mut folded = [0u8; 7];
+                    for (f, &b) in folded.iter_mut().zip(&vb[lo..hi]) {
+                        *f = leet_byte(b);
+                    }
+                    g.any_around(&folded[..hi - lo], i - lo)
+                })
+            };
             let leet_at: Vec<usize> = special
                 .iter()
                 .copied()
                 .filter(|&i| {
-                    self.leet_set.contains(vb[i]) && (letter(i + 1) || (i > 0 && letter(i - 1)))
+                    self.leet_set.contains(vb[i])
+                        && (letter(i + 1) || (i > 0 && letter(i - 1)))
+                        && gram_hit(i)
                 })
                 .collect();
             // Windows get one extra character each side for word boundaries.
@@ -534,9 +547,8 @@ impl RuleSet {
     }
 
     /// Every literal match (pattern, start, end) in the view. With a
-    /// prefilter, a SIMD search for the literals' first bytes finds the few
-    /// candidate positions and the automaton only runs there; benign text
-    /// costs one prefilter pass.
+    /// prefilter the automaton runs only in the windows it finds; benign
+    /// text costs the prefilter pass alone.
     fn literal_matches(
         &self,
         ac: &aho_corasick::AhoCorasick,
@@ -549,30 +561,25 @@ impl RuleSet {
             }
             return out;
         };
-        // The prefilter is case-sensitive over lowercased prefixes.
         let lowered;
-        let hay: &[u8] = if view.bytes().any(|b| b.is_ascii_uppercase()) {
+        let lower: &[u8] = if pf.needs_lowercase() && has_ascii_uppercase(view.as_bytes()) {
             lowered = view.as_bytes().to_ascii_lowercase();
             &lowered
         } else {
             view.as_bytes()
         };
-        let mut at = 0;
-        while at < hay.len() {
-            let Some(m) = pf.find_in(hay, aho_corasick::Span::from(at..hay.len())) else {
-                break;
-            };
-            let p = m.start();
-            if view.is_char_boundary(p) {
-                let hi = ceil(view, (p + self.max_keyword_len).min(view.len()));
-                let input = aho_corasick::Input::new(view).range(p..hi);
-                for m in ac.find_overlapping_iter(input) {
-                    if m.start() == p {
-                        out.push((m.pattern().as_usize(), m.start(), m.end()));
-                    }
-                }
+        let mut windows = Vec::new();
+        pf.windows(view.as_bytes(), lower, &mut windows);
+        let mut last = 0;
+        for (lo, hi) in windows {
+            // Widening to character boundaries may reach into the previous
+            // window; start where it ended so no match is reported twice.
+            let (lo, hi) = (floor(view, lo).max(last), ceil(view, hi));
+            last = hi;
+            let input = aho_corasick::Input::new(view).range(lo..hi);
+            for m in ac.find_overlapping_iter(input) {
+                out.push((m.pattern().as_usize(), m.start(), m.end()));
             }
-            at = p + 1;
         }
         out
     }
@@ -744,6 +751,12 @@ fn shrink(
         }
     }
     None
+}
+
+/// Whether `b` has an ASCII capital; chunked so the test vectorises.
+fn has_ascii_uppercase(b: &[u8]) -> bool {
+    b.chunks(64)
+        .any(|c| c.iter().fold(false, |acc, x| acc | x.is_ascii_uppercase()))
 }
 
 /// Merge windows of `radius` around each position (sorted) into ranges.

@@ -1,0 +1,361 @@
+//! The first pass over every byte: where can a literal be?
+//!
+//! Chat DLP literals are mostly English words and phrases ("confidential",
+//! "do not share", "password"). One Teddy searcher over all of them slows
+//! down on English text: its buckets fill with look-alike letter prefixes
+//! and nearly every position needs a check (55 prefixes ran at 0.5–0.8 GB/s
+//! on chat). So the literals are split in two tiers:
+//!
+//! - **short** literals (under [`LONG`] bytes; mostly vendor token prefixes
+//!   such as `ghp_` or `eyj`) go to a slim Teddy searcher. Few and
+//!   distinctive, it runs at over 10 GB/s;
+//! - **long** literals are found by sampling: the 4-byte gram at every
+//!   [`STRIDE`]-th position is looked up in a bit table of the first
+//!   `STRIDE` grams of every long literal, so each occurrence is sampled at
+//!   least once. A sample hit is confirmed against the literals' 8-byte
+//!   grams before it counts.
+//!
+//! A literal that contains another literal is left out: the window around
+//! the contained one covers it. Each candidate position becomes a window as
+//! wide as the longest literal on each side, where the Aho-Corasick
+//! automaton gives the exact matches. Grams compare with bit 0x20 set on
+//! every byte, which folds ASCII case (and merges a few punctuation pairs:
+//! only more candidates, never fewer).
+
+use aho_corasick::packed;
+
+/// Literals this long or longer are sampled; shorter ones go to Teddy.
+pub(crate) const LONG: usize = 8;
+/// Sampling step: a literal of `LONG` bytes holds `LONG - 3` grams.
+const STRIDE: usize = LONG - 3;
+/// Teddy takes up to 64 literals (slim up to 32).
+const TEDDY_MAX: usize = 64;
+/// Bit tables stay within L2 cache; past this, sampling is not worth it.
+const MAX_TABLE_BITS: u32 = 21;
+/// Past this occupancy (1/64) a table filters too little.
+const MAX_TABLE_OVERSHOOT: u32 = 3;
+
+#[derive(Debug, Clone)]
+struct BitTable {
+    words: Vec<u64>,
+    shift: u32,
+}
+
+impl BitTable {
+    /// A table sized for `n` keys at about 1/512 occupancy: small sets
+    /// still fit in L1 cache, and a stray hit is rare.
+    fn for_keys(n: usize) -> Option<Self> {
+        let want = (n.max(1) * 512)
+            .next_power_of_two()
+            .trailing_zeros()
+            .max(12);
+        if want > MAX_TABLE_BITS + MAX_TABLE_OVERSHOOT {
+            return None;
+        }
+        let bits = want.min(MAX_TABLE_BITS);
+        Some(BitTable {
+            words: vec![0; 1 << (bits - 6)],
+            shift: 64 - bits,
+        })
+    }
+
+    fn slot(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.shift) as usize
+    }
+
+    fn insert(&mut self, key: u64) {
+        let k = self.slot(key);
+        self.words[k >> 6] |= 1 << (k & 63);
+    }
+
+    fn contains(&self, key: u64) -> bool {
+        let k = self.slot(key);
+        self.words[k >> 6] >> (k & 63) & 1 != 0
+    }
+}
+
+fn gram4(b: &[u8], at: usize) -> u64 {
+    let w: [u8; 4] = b[at..at + 4].try_into().unwrap_or_default();
+    u64::from(u32::from_le_bytes(w) | 0x2020_2020)
+}
+
+fn gram8(b: &[u8], at: usize) -> u64 {
+    let w: [u8; 8] = b[at..at + 8].try_into().unwrap_or_default();
+    u64::from_le_bytes(w) | 0x2020_2020_2020_2020
+}
+
+/// The two-tier literal prefilter.
+#[derive(Debug, Clone)]
+pub(crate) struct Prefilter {
+    teddy: Option<packed::Searcher>,
+    /// Grams at offsets `0..STRIDE` of every long literal.
+    sample: Option<BitTable>,
+    /// Every 8-byte gram of every long literal.
+    confirm: Option<BitTable>,
+    /// Widest literal: the radius of verification windows.
+    radius: usize,
+}
+
+impl Prefilter {
+    /// A prefilter for lowercase `literals`, or `None` when the set does not
+    /// suit one (too many short literals, a huge dictionary, no SIMD): then
+    /// the automaton runs over all text.
+    pub(crate) fn new(literals: &[&str]) -> Option<Self> {
+        let kept = minimal(literals);
+        if kept.is_empty() {
+            return None;
+        }
+        let radius = literals.iter().map(|l| l.len()).max().unwrap_or(0);
+        let (short, long): (Vec<&str>, Vec<&str>) = kept.iter().partition(|l| l.len() < LONG);
+        let teddy = if short.is_empty() {
+            None
+        } else if short.len() > TEDDY_MAX {
+            return None;
+        } else {
+            let mut b = packed::Config::new()
+                .match_kind(packed::MatchKind::LeftmostFirst)
+                .builder();
+            b.extend(&short);
+            Some(b.build()?)
+        };
+        let (sample, confirm) = if long.is_empty() {
+            (None, None)
+        } else {
+            let grams8: usize = long.iter().map(|l| l.len() - 7).sum();
+            let mut sample = BitTable::for_keys(long.len() * STRIDE)?;
+            let mut confirm = BitTable::for_keys(grams8)?;
+            for l in &long {
+                let b = l.as_bytes();
+                for j in 0..STRIDE {
+                    sample.insert(gram4(b, j));
+                }
+                for j in 0..=b.len() - 8 {
+                    confirm.insert(gram8(b, j));
+                }
+            }
+            (Some(sample), Some(confirm))
+        };
+        Some(Prefilter {
+            teddy,
+            sample,
+            confirm,
+            radius,
+        })
+    }
+
+    /// Whether Teddy needs the haystack lowercased (it compares bytes).
+    pub(crate) fn needs_lowercase(&self) -> bool {
+        self.teddy.is_some()
+    }
+
+    /// Ranges of `hay` that may hold a literal, sorted and disjoint. Every
+    /// occurrence of every literal lies inside one of them. `lower` is
+    /// `hay` with ASCII lowercased when [`Self::needs_lowercase`] (it may be
+    /// `hay` itself when that has no uppercase).
+    pub(crate) fn windows(&self, hay: &[u8], lower: &[u8], out: &mut Vec<(usize, usize)>) {
+        let mut hits = Vec::new();
+        if let Some(t) = &self.teddy {
+            let mut at = 0;
+            while let Some(m) = t.find_in(lower, aho_corasick::Span::from(at..lower.len())) {
+                hits.push(m.start());
+                at = m.start() + 1;
+            }
+        }
+        if let (Some(sample), Some(confirm)) = (&self.sample, &self.confirm) {
+            let from = hits.len();
+            // Samples at every STRIDE-th byte; a last partial step still
+            // samples when it holds a whole gram.
+            let mut steps = hay.chunks_exact(STRIDE);
+            for (k, c) in (&mut steps).enumerate() {
+                let g = u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]]) | 0x2020_2020);
+                if sample.contains(g) && confirmed(confirm, hay, k * STRIDE) {
+                    hits.push(k * STRIDE);
+                }
+            }
+            let i = hay.len() - steps.remainder().len();
+            if i + 4 <= hay.len() && sample.contains(gram4(hay, i)) && confirmed(confirm, hay, i) {
+                hits.push(i);
+            }
+            if from > 0 && hits.len() > from {
+                hits.sort_unstable();
+            }
+        }
+        let r = self.radius;
+        for p in hits {
+            let (lo, hi) = (p.saturating_sub(r), (p + r + 4).min(hay.len()));
+            match out.last_mut() {
+                Some(w) if lo <= w.1 => w.1 = w.1.max(hi),
+                _ => out.push((lo, hi)),
+            }
+        }
+    }
+}
+
+/// A set of 4-byte grams: the leet pass asks it whether any gram around a
+/// leet character belongs to a leet spelling before running the automaton.
+#[derive(Debug, Clone)]
+pub(crate) struct GramSet(BitTable);
+
+impl GramSet {
+    /// Every gram of `literals`; `None` when one is shorter than a gram (it
+    /// could hide anywhere) or the set is too big for a table.
+    pub(crate) fn new(literals: &[&str]) -> Option<Self> {
+        if literals.is_empty() || literals.iter().any(|l| l.len() < 4) {
+            return None;
+        }
+        let n = literals.iter().map(|l| l.len() - 3).sum();
+        let mut t = BitTable::for_keys(n)?;
+        for l in literals {
+            for j in 0..=l.len() - 4 {
+                t.insert(gram4(l.as_bytes(), j));
+            }
+        }
+        Some(GramSet(t))
+    }
+
+    /// Whether a gram of `hay` covering byte `i` may be in the set.
+    pub(crate) fn any_around(&self, hay: &[u8], i: usize) -> bool {
+        (i.saturating_sub(3)..=i)
+            .take_while(|s| s + 4 <= hay.len())
+            .any(|s| self.0.contains(gram4(hay, s)))
+    }
+}
+
+/// Some 8-byte gram holding the 4 bytes at `i` is a gram of a long literal.
+fn confirmed(confirm: &BitTable, hay: &[u8], i: usize) -> bool {
+    (i.saturating_sub(4)..=i)
+        .take_while(|s| s + 8 <= hay.len())
+        .any(|s| confirm.contains(gram8(hay, s)))
+}
+
+/// The literals no other literal is a part of.
+fn minimal<'a>(literals: &[&'a str]) -> Vec<&'a str> {
+    let mut by_len: Vec<&str> = literals.iter().copied().filter(|l| !l.is_empty()).collect();
+    by_len.sort_unstable_by_key(|l| (l.len(), *l));
+    by_len.dedup();
+    let mut kept: Vec<&str> = Vec::new();
+    for l in by_len {
+        if !kept.iter().any(|k| l.contains(k)) {
+            kept.push(l);
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn windows(pf: &Prefilter, text: &str) -> Vec<(usize, usize)> {
+        let lower = text.to_ascii_lowercase();
+        let mut out = Vec::new();
+        pf.windows(text.as_bytes(), lower.as_bytes(), &mut out);
+        out
+    }
+
+    fn covered(ws: &[(usize, usize)], s: usize, e: usize) -> bool {
+        ws.iter().any(|&(lo, hi)| lo <= s && e <= hi)
+    }
+
+    #[test]
+    fn contained_literals_are_dropped() {
+        assert_eq!(
+            minimal(&[
+                "strictly confidential",
+                "confidential",
+                "aws_secret",
+                "secret"
+            ]),
+            vec!["secret", "confidential"]
+        );
+    }
+
+    #[test]
+    fn both_tiers_find_their_literals_in_any_case() {
+        let pf = Prefilter::new(&["ghp_", "eyj", "do not share", "confidential"]).unwrap();
+        let text = "hello there, this is CONFIDENTIAL: Do Not Share the ghp_ token or eyJhb";
+        let ws = windows(&pf, text);
+        for lit in ["CONFIDENTIAL", "Do Not Share", "ghp_", "eyJ"] {
+            let s = text.find(lit).unwrap();
+            assert!(covered(&ws, s, s + lit.len()), "{lit}: {ws:?}");
+        }
+        assert!(windows(&pf, "nothing to see here, just chat about lunch").is_empty());
+    }
+
+    #[test]
+    fn too_many_short_literals_means_no_prefilter() {
+        let many: Vec<String> = (0..100).map(|i| format!("k{i:03}")).collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(Prefilter::new(&refs).is_none());
+    }
+
+    proptest! {
+        /// Every occurrence of every literal lies inside a window, wherever
+        /// it sits relative to the sampling grid.
+        #[test]
+        fn every_occurrence_is_covered(
+            pre in "[a-z .]{0,40}",
+            post in "[a-z .]{0,40}",
+            pick in 0usize..6,
+        ) {
+            let lits = ["internal only", "red kite", "xox", "akia", "secret", "bluebird project"];
+            let pf = Prefilter::new(&lits).unwrap();
+            let lit = lits[pick].to_ascii_uppercase();
+            let text = format!("{pre}{lit}{post}");
+            let ws = windows(&pf, &text);
+            prop_assert!(covered(&ws, pre.len(), pre.len() + lit.len()), "{text:?} {ws:?}");
+        }
+    }
+
+    fn shipped() -> crate::dlp::RuleSet {
+        crate::dlp::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../dlp-rules"))
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    const FRAGMENTS: &[&str] = &[
+        "Confidential",
+        "do not share",
+        "INTERNAL ONLY",
+        "c0nf1dential",
+        "Red Kite",
+        "password: Hunter2Hunter2x",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "AKIAABCDEFGHIJKLMNOP",
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.abcdefghijklmnop",
+        "4111 1111 1111 1111",
+        "536-22-1234",
+        "lunch",
+        "at 12pm",
+        "the",
+        " ",
+        "\n",
+        "é",
+        "secret",
+        "trade secret",
+        "api_key = \"Zx9Qw8Er7Ty6Ui5Op4As3Df2Gh1Jk0Lz\"",
+    ];
+
+    /// The shipped set twice: as built, and with the prefilter and leet gram
+    /// filter taken out.
+    static SETS: std::sync::LazyLock<(crate::dlp::RuleSet, crate::dlp::RuleSet)> =
+        std::sync::LazyLock::new(|| {
+            let mut without = shipped();
+            without.prefilter = None;
+            without.leet_grams = None;
+            (shipped(), without)
+        });
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// The prefilter only skips work: findings are the same as when
+        /// the automaton runs over every byte.
+        #[test]
+        fn prefilter_changes_no_finding(picks in proptest::collection::vec(0usize..FRAGMENTS.len(), 0..40)) {
+            let (with, without) = &*SETS;
+            prop_assert!(with.prefilter.is_some());
+            let text: String = picks.iter().map(|&i| FRAGMENTS[i]).collect::<Vec<_>>().join(" ");
+            prop_assert_eq!(with.scan_text(&text), without.scan_text(&text));
+        }
+    }
+}
