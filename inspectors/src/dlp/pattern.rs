@@ -95,6 +95,10 @@ pub(crate) struct Pattern {
     /// In window mode: how many trigger bytes every match has at least
     /// (a card number has 13 digits; "3pm" does not start a search).
     pub min_triggers: usize,
+    /// In window mode: when every match has its first trigger byte at the
+    /// same offset from its start (an IBAN's check digits follow two
+    /// letters), candidates are tried anchored there instead of searched.
+    pub trigger_offset: Option<usize>,
 }
 
 /// The longest literal set we hand to Aho-Corasick for one pattern.
@@ -154,9 +158,15 @@ pub(crate) fn analyse(src: &str) -> Result<Pattern, String> {
             _ => Mode::Full,
         }
     };
-    let min_triggers = match &mode {
-        Mode::Window(set) => min_count(&folded_hir, set).max(1),
-        _ => 0,
+    let (min_triggers, trigger_offset) = match &mode {
+        Mode::Window(set) => (
+            min_count(&folded_hir, set).max(1),
+            match lead(&folded_hir, set) {
+                Lead::TriggerAt(k) => Some(k),
+                _ => None,
+            },
+        ),
+        _ => (0, None),
     };
     Ok(Pattern {
         re,
@@ -164,6 +174,7 @@ pub(crate) fn analyse(src: &str) -> Result<Pattern, String> {
         mode,
         max_len,
         min_triggers,
+        trigger_offset,
     })
 }
 
@@ -191,12 +202,15 @@ fn prefixes(hir: &Hir) -> Option<Vec<String>> {
     Some(out)
 }
 
+/// Characters that case-insensitive ASCII letters also match but that a
+/// normalised view never holds (NFKC makes them `s` and `k`).
+const NEVER_IN_VIEW: [char; 2] = ['\u{17F}', '\u{212A}'];
+
 /// Longest match in bytes on a normalised view, if bounded. Case-insensitive
 /// ASCII letters also match the Kelvin sign and the long s (3 and 2 bytes),
 /// which would inflate every window; NFKC turns both into ASCII letters
 /// before matching, so they never occur in a view and are not counted.
 fn view_max_len(hir: &Hir) -> Option<usize> {
-    const NEVER_IN_VIEW: [char; 2] = ['\u{17F}', '\u{212A}'];
     match hir.kind() {
         HirKind::Empty | HirKind::Look(_) => Some(0),
         HirKind::Literal(lit) => Some(lit.0.len()),
@@ -225,6 +239,81 @@ fn view_max_len(hir: &Hir) -> Option<usize> {
             .iter()
             .map(view_max_len)
             .try_fold(0usize, |acc, l| Some(acc.max(l?))),
+    }
+}
+
+/// What the start of a match looks like relative to trigger bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lead {
+    /// Always this many bytes, none of them a trigger.
+    NoTrigger(usize),
+    /// The first trigger byte is always at this offset.
+    TriggerAt(usize),
+    Unknown,
+}
+
+/// Where the first trigger byte of every match is, if fixed. Widths are
+/// those of a normalised view (see [`view_max_len`]).
+fn lead(hir: &Hir, set: &ByteSet) -> Lead {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => Lead::NoTrigger(0),
+        HirKind::Literal(lit) => match lit.0.iter().position(|&b| set.contains(b)) {
+            Some(k) => Lead::TriggerAt(k),
+            None => Lead::NoTrigger(lit.0.len()),
+        },
+        HirKind::Class(class) => {
+            if class_within(class, set) {
+                return Lead::TriggerAt(0);
+            }
+            // Single-byte characters none of which is a trigger.
+            let ascii_outside = match class {
+                Class::Bytes(c) => c
+                    .ranges()
+                    .iter()
+                    .all(|r| r.end() < 0x80 && (r.start()..=r.end()).all(|b| !set.contains(b))),
+                Class::Unicode(c) => c.ranges().iter().all(|r| {
+                    (r.start()..=r.end()).all(|c| {
+                        if c.is_ascii() {
+                            !set.contains(c as u8)
+                        } else {
+                            NEVER_IN_VIEW.contains(&c)
+                        }
+                    })
+                }),
+            };
+            if ascii_outside {
+                Lead::NoTrigger(1)
+            } else {
+                Lead::Unknown
+            }
+        }
+        HirKind::Repetition(rep) => match lead(&rep.sub, set) {
+            Lead::TriggerAt(k) if rep.min >= 1 => Lead::TriggerAt(k),
+            Lead::NoTrigger(0) => Lead::NoTrigger(0),
+            Lead::NoTrigger(w) if Some(rep.min) == rep.max => Lead::NoTrigger(w * rep.min as usize),
+            _ => Lead::Unknown,
+        },
+        HirKind::Capture(cap) => lead(&cap.sub, set),
+        HirKind::Concat(subs) => {
+            let mut off = 0;
+            for sub in subs {
+                match lead(sub, set) {
+                    Lead::NoTrigger(w) => off += w,
+                    Lead::TriggerAt(k) => return Lead::TriggerAt(off + k),
+                    Lead::Unknown => return Lead::Unknown,
+                }
+            }
+            Lead::NoTrigger(off)
+        }
+        HirKind::Alternation(subs) => {
+            let mut leads = subs.iter().map(|s| lead(s, set));
+            let first = leads.next().unwrap_or(Lead::Unknown);
+            if leads.all(|l| l == first) {
+                first
+            } else {
+                Lead::Unknown
+            }
+        }
     }
 }
 
@@ -346,6 +435,22 @@ mod tests {
         let p = analyse(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}\b").unwrap();
         assert_eq!(p.max_len, Some(2 + 2 + 7 * 5));
         assert_eq!(analyse("(?:ſ|é)").unwrap().max_len, Some(2));
+    }
+
+    #[test]
+    fn fixed_first_trigger_offsets_are_found() {
+        let off = |re: &str| analyse(re).unwrap().trigger_offset;
+        // An IBAN's check digits follow exactly two letters.
+        assert_eq!(off(r"\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}\b"), Some(2));
+        // The trigger here is the dash (rarer than digits), after 3 digits.
+        assert_eq!(off(r"\b[0-9]{3}-[0-9]{2}-[0-9]{4}\b"), Some(3));
+        assert_eq!(off(r"\b[0-9]{3}[- ][0-9]{2}[- ][0-9]{4}\b"), Some(0));
+        // An optional prefix or a variable run of letters: no fixed offset.
+        assert_eq!(off(r"(?:\+[0-9]{1,3} )?[0-9]{3}-[0-9]{4}"), None);
+        assert_eq!(off(r"[a-z]{1,3}[0-9]{2}"), None);
+        assert_eq!(off(r"[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}\.[a-z]{2,24}"), None);
+        // Any character could be multi-byte or a trigger.
+        assert_eq!(off(r"\w{2}[0-9]{4}"), None);
         let p = analyse(r"\b[0-9]{3}[- ]?[0-9]{2}[- ]?[0-9]{4}\b").unwrap();
         assert_eq!((p.max_len, p.min_triggers), (Some(11), 9));
         // A required literal byte is the smallest trigger.

@@ -243,6 +243,41 @@ fn find_in(p: &Pattern, view: &str, lo: usize, hi: usize, out: &mut Vec<(usize, 
     }
 }
 
+/// Matches of `p` whose first trigger byte is at `off` from their start:
+/// tried anchored at each qualifying trigger, leftmost first and without
+/// overlaps, as a search would find them.
+fn anchored_at_triggers(
+    p: &Pattern,
+    view: &str,
+    triggers: &[usize],
+    off: usize,
+    qualifies: &dyn Fn(usize, usize) -> bool,
+    out: &mut Vec<(usize, usize)>,
+) {
+    let mut caps = p.re.create_captures();
+    let mut next = 0;
+    for (k, &i) in triggers.iter().enumerate() {
+        let Some(s) = i.checked_sub(off) else {
+            continue;
+        };
+        if s < next || !qualifies(k, i) || !view.is_char_boundary(s) {
+            continue;
+        }
+        let hi = ceil(
+            view,
+            p.max_len.map_or(view.len(), |l| (s + l).min(view.len())),
+        );
+        let input = Input::new(view).range(s..hi).anchored(Anchored::Yes);
+        p.re.search_captures(&input, &mut caps);
+        if let Some(m) = caps.get_match() {
+            if let Some(span) = pattern_span(p, &caps) {
+                out.push(span);
+            }
+            next = m.end().max(s + 1);
+        }
+    }
+}
+
 impl RuleSet {
     /// Scan a message, without per-conversation counts.
     pub fn scan(&self, msg: &MessageInput<'_>) -> ScanResult {
@@ -486,10 +521,21 @@ impl RuleSet {
                         .filter(|&i| table[usize::from(bytes[i])])
                         .collect();
                     let need = p.min_triggers.max(1);
+                    // A match starting at the first of its trigger bytes
+                    // has `need` of them within `radius`.
+                    let qualifies = |k: usize, i: usize| {
+                        mine.get(k + need - 1).is_some_and(|&j| j < i + radius)
+                    };
+                    if let Some(off) = p.trigger_offset {
+                        anchored_at_triggers(p, view, &mine, off, &qualifies, &mut spans);
+                        if !spans.is_empty() {
+                            touch(&mut hits, *r);
+                            hits[*r as usize].spans.extend(spans);
+                        }
+                        continue;
+                    }
                     for (k, &i) in mine.iter().enumerate() {
-                        // A match starting at the first of its trigger bytes
-                        // has `need` of them within `radius`.
-                        if mine.get(k + need - 1).is_none_or(|&j| j >= i + radius) {
+                        if !qualifies(k, i) {
                             continue;
                         }
                         let (lo, hi) =
