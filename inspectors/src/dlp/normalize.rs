@@ -172,43 +172,80 @@ pub fn normalize(text: &str) -> Normalized<'_> {
 }
 
 fn normalize_ascii(text: &str) -> Normalized<'_> {
-    // Case is left alone: matchers are ASCII case-insensitive. Only
-    // whitespace runs other than a single space change, so the text between
-    // them is copied whole.
-    let is_ws = |c: u8| c.is_ascii_whitespace() || c == 0x0b;
-    let b = text.as_bytes();
+    // Case is left alone: matchers are ASCII case-insensitive.
     let mut out = String::with_capacity(text.len());
     let mut map = OffsetMap {
         orig_len: text.len(),
         ..OffsetMap::default()
     };
-    let mut i = 0;
-    while i < b.len() {
-        let odd = next_odd_space(b, i);
-        // The run holding the odd byte may start with spaces before it.
-        let mut j = odd;
-        while j > i && b[j - 1] == b' ' {
-            j -= 1;
-        }
-        if j > i {
-            map.push(out.len(), i, j - i, j - i, true);
-            out.push_str(&text[i..j]);
-        }
-        if j == b.len() {
-            break;
-        }
-        let k = b[j..]
-            .iter()
-            .position(|&c| !is_ws(c))
-            .map_or(b.len(), |k| j + k);
-        map.push(out.len(), j, 1, 1, true);
-        out.push(' ');
-        i = k;
-    }
+    push_ascii(text, 0..text.len(), false, &mut false, &mut out, &mut map);
     Normalized {
         text: Cow::Owned(out),
         map,
     }
+}
+
+/// Append the ASCII `range` of `text` to the view: whitespace runs become
+/// one space (none right after whitespace, per `prev_ws`), the text between
+/// them is copied whole, lowercased if `lower`.
+fn push_ascii(
+    text: &str,
+    range: std::ops::Range<usize>,
+    lower: bool,
+    prev_ws: &mut bool,
+    out: &mut String,
+    map: &mut OffsetMap,
+) {
+    let is_ws = |c: u8| c.is_ascii_whitespace() || c == 0x0b;
+    let hi = range.end;
+    let b = &text.as_bytes()[..hi];
+    let mut i = range.start;
+    while i < hi {
+        if *prev_ws {
+            while i < hi && is_ws(b[i]) {
+                i += 1;
+            }
+            if i == hi {
+                return;
+            }
+        }
+        let odd = next_odd_space(b, i);
+        // The run holding the odd byte may start with spaces before it; with
+        // no odd byte, a last single space is copied like any other.
+        let mut j = odd;
+        while odd < hi && j > i && b[j - 1] == b' ' {
+            j -= 1;
+        }
+        if j > i {
+            map.push(out.len(), i, j - i, j - i, true);
+            let at = out.len();
+            out.push_str(&text[i..j]);
+            if lower {
+                out[at..].make_ascii_lowercase();
+            }
+            *prev_ws = b[j - 1] == b' ';
+        }
+        if j == hi {
+            return;
+        }
+        let k = b[j..].iter().position(|&c| !is_ws(c)).map_or(hi, |k| j + k);
+        map.push(out.len(), j, 1, 1, true);
+        out.push(' ');
+        *prev_ws = true;
+        i = k;
+    }
+}
+
+/// The first non-ASCII byte from `from`, or `b.len()`.
+fn next_non_ascii(b: &[u8], from: usize) -> usize {
+    let mut k = from;
+    while k + 32 <= b.len() && b[k..k + 32].iter().fold(0u8, |acc, &x| acc | x) < 0x80 {
+        k += 32;
+    }
+    b[k..]
+        .iter()
+        .position(|&x| x >= 0x80)
+        .map_or(b.len(), |p| k + p)
 }
 
 /// The first offset from `from` holding whitespace that is not a single
@@ -245,32 +282,40 @@ fn normalize_unicode(text: &str) -> Normalized<'_> {
     };
     let mut prev_ws = false;
     let mut scratch = String::new();
-    let mut chars = text.char_indices().peekable();
-    while let Some((start, c)) = chars.next() {
-        let next_combines = chars
-            .peek()
-            .is_some_and(|&(_, n)| !n.is_ascii() && canonical_combining_class(n) != 0);
-        if c.is_ascii() && !next_combines {
-            let ws = c.is_ascii_whitespace() || c == '\u{0b}';
-            if ws && prev_ws {
+    let b = text.as_bytes();
+    let combines = |at: usize| {
+        text[at..]
+            .chars()
+            .next()
+            .is_some_and(|n| !n.is_ascii() && canonical_combining_class(n) != 0)
+    };
+    let mut start = 0;
+    while start < b.len() {
+        if b[start] < 0x80 {
+            // ASCII runs are copied whole, but the last character before a
+            // combining mark composes with it, as a cluster.
+            let mut end = next_non_ascii(b, start);
+            if end < b.len() && combines(end) {
+                end -= 1;
+            }
+            if end > start {
+                push_ascii(text, start..end, true, &mut prev_ws, &mut out, &mut map);
+                start = end;
                 continue;
             }
-            prev_ws = ws;
-            map.push(out.len(), start, 1, 1, true);
-            out.push(if ws { ' ' } else { c.to_ascii_lowercase() });
-            continue;
         }
+        let Some(c) = text[start..].chars().next() else {
+            break;
+        };
         // A cluster: this character and the combining marks after it, so
         // that NFKC composition stays inside one atomic piece of the map.
         let mut end = start + c.len_utf8();
-        while let Some(&(i, m)) = chars.peek() {
-            if canonical_combining_class(m) == 0 {
-                break;
-            }
-            end = i + m.len_utf8();
-            chars.next();
+        while end < b.len() && combines(end) {
+            end += text[end..].chars().next().map_or(1, char::len_utf8);
         }
         let cluster = &text[start..end];
+        let at = start;
+        start = end;
         scratch.clear();
         for n in cluster.nfkc() {
             if is_invisible(n) {
@@ -295,9 +340,9 @@ fn normalize_unicode(text: &str) -> Normalized<'_> {
         }
         prev_ws = scratch.ends_with(' ');
         if scratch == cluster {
-            map.push(out.len(), start, cluster.len(), cluster.len(), true);
+            map.push(out.len(), at, cluster.len(), cluster.len(), true);
         } else {
-            map.push(out.len(), start, scratch.len(), cluster.len(), false);
+            map.push(out.len(), at, scratch.len(), cluster.len(), false);
         }
         out.push_str(&scratch);
     }
@@ -439,6 +484,101 @@ mod tests {
                     let o = n.map.start(v);
                     proptest::prop_assert_eq!(&text[o..o + 1], &n.text[v..v + 1]);
                 }
+            }
+        }
+    }
+
+    /// The character-by-character normaliser the run-copying one replaced.
+    fn reference(text: &str) -> Normalized<'_> {
+        let mut out = String::with_capacity(text.len() + text.len() / 8);
+        let mut map = OffsetMap {
+            orig_len: text.len(),
+            ..OffsetMap::default()
+        };
+        let mut prev_ws = false;
+        let mut scratch = String::new();
+        let mut chars = text.char_indices().peekable();
+        while let Some((start, c)) = chars.next() {
+            let next_combines = chars
+                .peek()
+                .is_some_and(|&(_, n)| !n.is_ascii() && canonical_combining_class(n) != 0);
+            if c.is_ascii() && !next_combines {
+                let ws = c.is_ascii_whitespace() || c == '\u{0b}';
+                if ws && prev_ws {
+                    continue;
+                }
+                prev_ws = ws;
+                map.push(out.len(), start, 1, 1, true);
+                out.push(if ws { ' ' } else { c.to_ascii_lowercase() });
+                continue;
+            }
+            // A cluster: this character and the combining marks after it, so
+            // that NFKC composition stays inside one atomic piece of the map.
+            let mut end = start + c.len_utf8();
+            while let Some(&(i, m)) = chars.peek() {
+                if canonical_combining_class(m) == 0 {
+                    break;
+                }
+                end = i + m.len_utf8();
+                chars.next();
+            }
+            let cluster = &text[start..end];
+            scratch.clear();
+            for n in cluster.nfkc() {
+                if is_invisible(n) {
+                    continue;
+                }
+                if n.is_whitespace() {
+                    if !(prev_ws || scratch.ends_with(' ')) {
+                        scratch.push(' ');
+                    }
+                    continue;
+                }
+                scratch.extend(n.to_lowercase());
+            }
+            if scratch.is_empty() {
+                continue;
+            }
+            if prev_ws && scratch.starts_with(' ') {
+                scratch.remove(0);
+                if scratch.is_empty() {
+                    continue;
+                }
+            }
+            prev_ws = scratch.ends_with(' ');
+            if scratch == cluster {
+                map.push(out.len(), start, cluster.len(), cluster.len(), true);
+            } else {
+                map.push(out.len(), start, scratch.len(), cluster.len(), false);
+            }
+            out.push_str(&scratch);
+        }
+        Normalized {
+            text: Cow::Owned(out),
+            map,
+        }
+    }
+
+    proptest::proptest! {
+        /// Copying ASCII runs whole gives the same view and map as going
+        /// character by character, around marks, wide letters and spaces.
+        #[test]
+        fn unicode_runs_match_char_by_char(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "a", "B", " ", "  ", "\n", "\t", "é", "e\u{301}", "\u{301}", "Ａ",
+                    "\u{200B}", "\u{3000}", "ﬁ", "x1", "K", "ß",
+                ]),
+                0..30,
+            )
+        ) {
+            let text: String = parts.concat();
+            let n = normalize_unicode(&text);
+            let r = reference(&text);
+            proptest::prop_assert_eq!(&n.text, &r.text);
+            for v in 0..=n.text.len() {
+                proptest::prop_assert_eq!(n.map.start(v), r.map.start(v));
+                proptest::prop_assert_eq!(n.map.end(v), r.map.end(v));
             }
         }
     }

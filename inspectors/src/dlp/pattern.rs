@@ -448,7 +448,10 @@ mod tests {
         // An optional prefix or a variable run of letters: no fixed offset.
         assert_eq!(off(r"(?:\+[0-9]{1,3} )?[0-9]{3}-[0-9]{4}"), None);
         assert_eq!(off(r"[a-z]{1,3}[0-9]{2}"), None);
-        assert_eq!(off(r"[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}\.[a-z]{2,24}"), None);
+        assert_eq!(
+            off(r"[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}\.[a-z]{2,24}"),
+            None
+        );
         // Any character could be multi-byte or a trigger.
         assert_eq!(off(r"\w{2}[0-9]{4}"), None);
         let p = analyse(r"\b[0-9]{3}[- ]?[0-9]{2}[- ]?[0-9]{4}\b").unwrap();

@@ -115,7 +115,7 @@ impl Prefilter {
             let mut b = packed::Config::new()
                 .match_kind(packed::MatchKind::LeftmostFirst)
                 .builder();
-            b.extend(&short);
+            b.extend(teddy_order(short));
             Some(b.build()?)
         };
         let (sample, confirm) = if long.is_empty() {
@@ -189,6 +189,95 @@ impl Prefilter {
             }
         }
     }
+}
+
+/// How often each byte occurs in lowercased English chat, roughly (per
+/// mille): what Teddy's fingerprints are tested against.
+fn chat_byte_weight(b: u8) -> f64 {
+    const LETTERS: &[u8; 26] = b"abcdefghijklmnopqrstuvwxyz";
+    const FREQ: [f64; 26] = [
+        65.0, 12.0, 22.0, 34.0, 100.0, 18.0, 16.0, 49.0, 57.0, 1.0, 6.0, 33.0, 20.0, 55.0, 62.0,
+        15.0, 1.0, 48.0, 51.0, 75.0, 23.0, 8.0, 19.0, 1.5, 16.0, 0.7,
+    ];
+    match b {
+        b' ' => 180.0,
+        b'a'..=b'z' => FREQ[LETTERS.iter().position(|&l| l == b).unwrap_or(0)],
+        b'.' | b',' => 10.0,
+        b'0'..=b'9' => 2.0,
+        _ => 0.5,
+    }
+}
+
+/// Teddy puts literals in buckets by their order (the first literal with a
+/// new low-nibble prefix goes to bucket `n - 1 - id % n`), and tests each
+/// bucket's fingerprint by nibbles: literals whose nibbles differ widely
+/// share a bucket, and its fingerprint then passes much of ordinary text.
+/// Order the literals so that, by a model of chat bytes, the fingerprints
+/// pass as little as possible (by local search over swaps; the sets are
+/// small). If the crate assigns buckets differently, only speed changes.
+fn teddy_order(mut lits: Vec<&str>) -> Vec<&str> {
+    let mask = lits.iter().map(|l| l.len()).min().unwrap_or(1).min(4);
+    let buckets = if lits.len() > 32 { 16 } else { 8 };
+    let weights: Vec<f64> = (0..=255u8).map(chat_byte_weight).collect();
+    let total: f64 = weights.iter().sum();
+    let cost = |order: &[&str]| -> f64 {
+        // Per bucket and position: the nibbles its literals use.
+        let mut lo = vec![[0u16; 4]; buckets];
+        let mut hi = vec![[0u16; 4]; buckets];
+        let mut seen: Vec<(Vec<u8>, usize)> = Vec::new();
+        for (id, l) in order.iter().enumerate() {
+            let key: Vec<u8> = l.bytes().take(mask).map(|b| b & 0xF).collect();
+            let bucket = match seen.iter().find(|(k, _)| *k == key) {
+                Some(&(_, b)) => b,
+                None => {
+                    let b = buckets - 1 - id % buckets;
+                    seen.push((key, b));
+                    b
+                }
+            };
+            for (i, b) in l.bytes().take(mask).enumerate() {
+                lo[bucket][i] |= 1 << (b & 0xF);
+                hi[bucket][i] |= 1 << (b >> 4);
+            }
+        }
+        (0..buckets)
+            .map(|k| {
+                (0..mask)
+                    .map(|i| {
+                        let pass: f64 = (0..=255u8)
+                            .filter(|&b| {
+                                lo[k][i] >> (b & 0xF) & 1 == 1 && hi[k][i] >> (b >> 4) & 1 == 1
+                            })
+                            .map(|b| weights[usize::from(b)])
+                            .sum();
+                        pass / total
+                    })
+                    .product::<f64>()
+            })
+            .sum()
+    };
+    let mut best = cost(&lits);
+    // Each round tries every swap; big sets get fewer rounds (compile time).
+    let rounds = if lits.len() > 32 { 2 } else { 8 };
+    for _round in 0..rounds {
+        let mut improved = false;
+        for i in 0..lits.len() {
+            for j in i + 1..lits.len() {
+                lits.swap(i, j);
+                let c = cost(&lits);
+                if c + 1e-12 < best {
+                    best = c;
+                    improved = true;
+                } else {
+                    lits.swap(i, j);
+                }
+            }
+        }
+        if !improved {
+            break;
+        }
+    }
+    lits
 }
 
 /// A set of 4-byte grams: the leet pass asks it whether any gram around a
@@ -281,6 +370,19 @@ mod tests {
             assert!(covered(&ws, s, s + lit.len()), "{lit}: {ws:?}");
         }
         assert!(windows(&pf, "nothing to see here, just chat about lunch").is_empty());
+    }
+
+    #[test]
+    fn teddy_order_is_a_permutation() {
+        let lits = vec![
+            "eyj", "pwd", "xox", "abia", "acca", "gho_", "ghp_", "secret", "api_key",
+        ];
+        let mut ordered = teddy_order(lits.clone());
+        assert_eq!(ordered.len(), lits.len());
+        ordered.sort_unstable();
+        let mut want = lits;
+        want.sort_unstable();
+        assert_eq!(ordered, want);
     }
 
     #[test]

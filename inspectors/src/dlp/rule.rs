@@ -59,9 +59,10 @@ impl Scope {
         let app_ok = self.apps.is_empty()
             || app.is_some_and(|a| self.apps.iter().any(|x| x.eq_ignore_ascii_case(a)));
         // Decoded parts are named "body#json" etc.; a scope on "body" covers them.
-        let base = field.split('#').next().unwrap_or(field);
-        let field_ok =
-            self.fields.is_empty() || self.fields.iter().any(|f| f == field || f == base);
+        let field_ok = self.fields.is_empty() || {
+            let base = field.split('#').next().unwrap_or(field);
+            self.fields.iter().any(|f| f == field || f == base)
+        };
         dir_ok && app_ok && field_ok
     }
 }

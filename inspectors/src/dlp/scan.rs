@@ -254,7 +254,7 @@ fn anchored_at_triggers(
     qualifies: &dyn Fn(usize, usize) -> bool,
     out: &mut Vec<(usize, usize)>,
 ) {
-    let mut caps = p.re.create_captures();
+    let mut caps = None;
     let mut next = 0;
     for (k, &i) in triggers.iter().enumerate() {
         let Some(s) = i.checked_sub(off) else {
@@ -268,9 +268,10 @@ fn anchored_at_triggers(
             p.max_len.map_or(view.len(), |l| (s + l).min(view.len())),
         );
         let input = Input::new(view).range(s..hi).anchored(Anchored::Yes);
-        p.re.search_captures(&input, &mut caps);
+        let caps = caps.get_or_insert_with(|| p.re.create_captures());
+        p.re.search_captures(&input, caps);
         if let Some(m) = caps.get_match() {
-            if let Some(span) = pattern_span(p, &caps) {
+            if let Some(span) = pattern_span(p, caps) {
                 out.push(span);
             }
             next = m.end().max(s + 1);
@@ -506,6 +507,7 @@ impl RuleSet {
                 .filter(|&i| self.window_set.contains(bytes[i]))
                 .collect();
             if !triggers.is_empty() {
+                let mut mine = Vec::new();
                 for (r, table) in &self.window_rules {
                     let rule = &self.rules[*r as usize];
                     if !admits(rule, *r) {
@@ -515,11 +517,14 @@ impl RuleSet {
                     let radius = p.max_len.unwrap_or(view.len());
                     let mut spans = Vec::new();
                     let mut win: Option<(usize, usize)> = None;
-                    let mine: Vec<usize> = triggers
-                        .iter()
-                        .copied()
-                        .filter(|&i| table[usize::from(bytes[i])])
-                        .collect();
+                    mine.clear();
+                    mine.extend(
+                        triggers
+                            .iter()
+                            .copied()
+                            .filter(|&i| table[usize::from(bytes[i])]),
+                    );
+                    let mine = &mine;
                     let need = p.min_triggers.max(1);
                     // A match starting at the first of its trigger bytes
                     // has `need` of them within `radius`.
@@ -527,7 +532,7 @@ impl RuleSet {
                         mine.get(k + need - 1).is_some_and(|&j| j < i + radius)
                     };
                     if let Some(off) = p.trigger_offset {
-                        anchored_at_triggers(p, view, &mine, off, &qualifies, &mut spans);
+                        anchored_at_triggers(p, view, mine, off, &qualifies, &mut spans);
                         if !spans.is_empty() {
                             touch(&mut hits, *r);
                             hits[*r as usize].spans.extend(spans);
