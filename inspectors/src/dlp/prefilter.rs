@@ -317,18 +317,25 @@ fn confirmed(confirm: &BitTable, hay: &[u8], i: usize) -> bool {
         .any(|s| confirm.contains(gram8(hay, s)))
 }
 
-/// The literals no other literal is a part of.
+/// The literals no other literal is a part of (shortest first). One
+/// automaton pass over each literal finds the others inside it, so big
+/// dictionaries stay linear.
 fn minimal<'a>(literals: &[&'a str]) -> Vec<&'a str> {
     let mut by_len: Vec<&str> = literals.iter().copied().filter(|l| !l.is_empty()).collect();
     by_len.sort_unstable_by_key(|l| (l.len(), *l));
     by_len.dedup();
-    let mut kept: Vec<&str> = Vec::new();
-    for l in by_len {
-        if !kept.iter().any(|k| l.contains(k)) {
-            kept.push(l);
-        }
-    }
-    kept
+    let Ok(ac) = aho_corasick::AhoCorasick::new(&by_len) else {
+        return by_len;
+    };
+    by_len
+        .iter()
+        .enumerate()
+        .filter(|&(i, l)| {
+            !ac.find_overlapping_iter(*l)
+                .any(|m| m.pattern().as_usize() != i)
+        })
+        .map(|(_, l)| *l)
+        .collect()
 }
 
 #[cfg(test)]
