@@ -121,6 +121,13 @@ fn compile(c: &mut Criterion) {
         "[[rule]]\nid = \"big\"\nname = \"big\"\nseverity = \"low\"\n[rule.keywords]\nwords = [{}]\n",
         words.join(",")
     );
+    // Memory of the compiled sets (not timed): printed with the timings.
+    let big = RuleSet::from_sources(&[("big.toml", src.as_str())]).unwrap();
+    eprintln!(
+        "compiled memory: shipped packs {} KiB, 10,000 keywords {} KiB",
+        shipped().heap_bytes().div_ceil(1024),
+        big.heap_bytes().div_ceil(1024)
+    );
     let mut g = c.benchmark_group("dlp_compile");
     g.sample_size(10);
     g.bench_with_input(BenchmarkId::new("keywords", 10_000), &src, |b, src| {

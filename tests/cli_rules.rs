@@ -17,6 +17,7 @@ fn shipped_packs_check_and_test_clean() {
         out.contains("ok: ") && out.contains("rules from dlp-rules"),
         "{out}"
     );
+    assert!(out.contains("KiB compiled)"), "{out}");
     let (code, out, _) = gatehouse(&root(), &["rules", "test"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(", 0 failed"), "{out}");

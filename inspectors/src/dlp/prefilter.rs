@@ -143,6 +143,18 @@ impl Prefilter {
         })
     }
 
+    /// Heap bytes held.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.teddy
+            .as_ref()
+            .map_or(0, packed::Searcher::memory_usage)
+            + [&self.sample, &self.confirm]
+                .iter()
+                .filter_map(|t| t.as_ref())
+                .map(|t| t.words.len() * 8)
+                .sum::<usize>()
+    }
+
     /// Whether Teddy needs the haystack lowercased (it compares bytes).
     pub(crate) fn needs_lowercase(&self) -> bool {
         self.teddy.is_some()
@@ -302,6 +314,11 @@ impl GramSet {
         Some(GramSet(t))
     }
 
+    /// Heap bytes held.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.0.words.len() * 8
+    }
+
     /// Whether a gram of `hay` covering byte `i` may be in the set.
     pub(crate) fn any_around(&self, hay: &[u8], i: usize) -> bool {
         (i.saturating_sub(3)..=i)
@@ -377,6 +394,21 @@ mod tests {
             assert!(covered(&ws, s, s + lit.len()), "{lit}: {ws:?}");
         }
         assert!(windows(&pf, "nothing to see here, just chat about lunch").is_empty());
+    }
+
+    #[test]
+    fn compiled_memory_is_counted_and_grows_with_the_dictionary() {
+        let (set, _) = &*SETS;
+        let small = set.heap_bytes();
+        assert!(small > 0);
+        let words: Vec<String> = (0..2000).map(|i| format!("\"codeword{i:05}\"")).collect();
+        let src = format!(
+            "[[rule]]\nid = \"big\"\nname = \"big\"\nseverity = \"low\"\n[rule.keywords]\nwords = [{}]\n",
+            words.join(",")
+        );
+        let big = crate::dlp::RuleSet::from_sources(&[("big.toml", src.as_str())]).unwrap();
+        assert!(big.prefilter.is_some(), "long keywords are sampled");
+        assert!(big.heap_bytes() > 2000 * 14, "{}", big.heap_bytes());
     }
 
     #[test]

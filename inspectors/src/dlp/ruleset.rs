@@ -281,6 +281,30 @@ impl RuleSet {
         })
     }
 
+    /// Heap bytes of the compiled set's matchers (automata, prefilter
+    /// tables, regexes before any search has grown their caches), roughly:
+    /// what `rules check` reports and the benches track.
+    pub fn heap_bytes(&self) -> usize {
+        let ac = |a: &Option<AhoCorasick>| a.as_ref().map_or(0, AhoCorasick::memory_usage);
+        let regexes: usize = self
+            .rules
+            .iter()
+            .map(|r| {
+                r.pattern.as_ref().map_or(0, |p| p.re.memory_usage())
+                    + r.exclude
+                        .patterns
+                        .iter()
+                        .map(|re| re.memory_usage())
+                        .sum::<usize>()
+            })
+            .sum();
+        ac(&self.ac)
+            + ac(&self.ctx_ac)
+            + self.prefilter.as_ref().map_or(0, Prefilter::heap_bytes)
+            + self.leet_grams.as_ref().map_or(0, GramSet::heap_bytes)
+            + regexes
+    }
+
     /// Number of distinct literals in the shared automaton.
     pub fn literal_count(&self) -> usize {
         self.uses.len() + self.ctx_uses.len()

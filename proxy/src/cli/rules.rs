@@ -58,7 +58,13 @@ pub fn main(config: &Config, cmd: RulesCommand) -> anyhow::Result<ExitCode> {
             for lint in set.lint() {
                 println!("{lint}");
             }
-            println!("ok: {} rules from {}", set.len(), dir.display());
+            println!(
+                "ok: {} rules from {} ({} literals, {} KiB compiled)",
+                set.len(),
+                dir.display(),
+                set.literal_count(),
+                set.heap_bytes().div_ceil(1024)
+            );
             Ok(ExitCode::SUCCESS)
         }
         RulesCommand::Test { dir } => {
