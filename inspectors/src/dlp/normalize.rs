@@ -253,17 +253,18 @@ fn next_non_ascii(b: &[u8], from: usize) -> usize {
 fn next_odd_space(b: &[u8], from: usize) -> usize {
     let odd = |x: u8, y: u8| (x.wrapping_sub(9) < 5) | ((x == b' ') & (y == b' '));
     let mut k = from;
-    // Whole chunks first: the OR-reduction vectorises.
-    while k + 33 <= b.len() {
-        let c = &b[k..k + 33];
-        if c[..32]
-            .iter()
-            .zip(&c[1..])
-            .fold(false, |acc, (&x, &y)| acc | odd(x, y))
-        {
+    // Whole chunks first: the OR-reduction over a fixed-size array
+    // vectorises; small chunks keep the byte loop after a hit short.
+    while k + 17 <= b.len() {
+        let c: &[u8; 17] = b[k..k + 17].try_into().unwrap_or(&[0; 17]);
+        let mut any = 0u8;
+        for j in 0..16 {
+            any |= u8::from(odd(c[j], c[j + 1]));
+        }
+        if any != 0 {
             break;
         }
-        k += 32;
+        k += 16;
     }
     while k < b.len() {
         if odd(b[k], b.get(k + 1).copied().unwrap_or(0)) {
