@@ -94,6 +94,8 @@ pub(crate) struct Prefilter {
     confirm: Option<BitTable>,
     /// Widest literal: the radius of verification windows.
     radius: usize,
+    /// Longest literal Teddy searches for.
+    short_max: usize,
 }
 
 impl Prefilter {
@@ -107,6 +109,7 @@ impl Prefilter {
         }
         let radius = literals.iter().map(|l| l.len()).max().unwrap_or(0);
         let (short, long): (Vec<&str>, Vec<&str>) = kept.iter().partition(|l| l.len() < LONG);
+        let short_max = short.iter().map(|l| l.len()).max().unwrap_or(0);
         let teddy = if short.is_empty() {
             None
         } else if short.len() > TEDDY_MAX {
@@ -136,6 +139,7 @@ impl Prefilter {
             (Some(sample), Some(confirm))
         };
         Some(Prefilter {
+            short_max,
             teddy,
             sample,
             confirm,
@@ -155,22 +159,15 @@ impl Prefilter {
                 .sum::<usize>()
     }
 
-    /// Whether Teddy needs the haystack lowercased (it compares bytes).
-    pub(crate) fn needs_lowercase(&self) -> bool {
-        self.teddy.is_some()
-    }
-
     /// Ranges of `hay` that may hold a literal, sorted and disjoint. Every
-    /// occurrence of every literal lies inside one of them. `lower` is
-    /// `hay` with ASCII lowercased when [`Self::needs_lowercase`] (it may be
-    /// `hay` itself when that has no uppercase).
-    pub(crate) fn windows(&self, hay: &[u8], lower: &[u8], out: &mut Vec<(usize, usize)>) {
+    /// occurrence of every literal lies inside one of them.
+    pub(crate) fn windows(&self, hay: &[u8], out: &mut Vec<(usize, usize)>) {
         let mut hits = Vec::new();
         if let Some(t) = &self.teddy {
-            let mut at = 0;
-            while let Some(m) = t.find_in(lower, aho_corasick::Span::from(at..lower.len())) {
-                hits.push(m.start());
-                at = m.start() + 1;
+            if has_ascii_uppercase(hay) {
+                teddy_lowered(t, self.short_max, hay, &mut hits);
+            } else {
+                teddy_all(t, hay, 0, hay.len(), &mut hits);
             }
         }
         if let (Some(sample), Some(confirm)) = (&self.sample, &self.confirm) {
@@ -327,6 +324,48 @@ impl GramSet {
     }
 }
 
+/// Starts of Teddy matches in `hay` that start before `until`, offset by
+/// `base`.
+fn teddy_all(t: &packed::Searcher, hay: &[u8], base: usize, until: usize, hits: &mut Vec<usize>) {
+    let mut at = 0;
+    while let Some(m) = t.find_in(hay, aho_corasick::Span::from(at..hay.len())) {
+        if m.start() >= until {
+            break;
+        }
+        hits.push(base + m.start());
+        at = m.start() + 1;
+    }
+}
+
+/// Teddy compares bytes, and the short literals are lowercase: search a
+/// lowercased copy, a block at a time so the copy stays in L1 cache and
+/// nothing is allocated per message. Blocks overlap by a literal's length.
+fn teddy_lowered(t: &packed::Searcher, longest: usize, hay: &[u8], hits: &mut Vec<usize>) {
+    const BLOCK: usize = 4096;
+    let step = BLOCK - longest.saturating_sub(1);
+    let mut buf = [0u8; BLOCK];
+    let mut at = 0;
+    while at < hay.len() {
+        let end = (at + BLOCK).min(hay.len());
+        let block = &mut buf[..end - at];
+        block.copy_from_slice(&hay[at..end]);
+        block.make_ascii_lowercase();
+        // Starts past `step` are found again, whole, in the next block.
+        let until = if end == hay.len() { block.len() } else { step };
+        teddy_all(t, block, at, until, hits);
+        if end == hay.len() {
+            break;
+        }
+        at += step;
+    }
+}
+
+/// Whether `b` has an ASCII capital; chunked so the test vectorises.
+fn has_ascii_uppercase(b: &[u8]) -> bool {
+    b.chunks(64)
+        .any(|c| c.iter().fold(false, |acc, x| acc | x.is_ascii_uppercase()))
+}
+
 /// Some 8-byte gram holding the 4 bytes at `i` is a gram of a long literal.
 fn confirmed(confirm: &BitTable, hay: &[u8], i: usize) -> bool {
     (i.saturating_sub(4)..=i)
@@ -361,9 +400,8 @@ mod tests {
     use proptest::prelude::*;
 
     fn windows(pf: &Prefilter, text: &str) -> Vec<(usize, usize)> {
-        let lower = text.to_ascii_lowercase();
         let mut out = Vec::new();
-        pf.windows(text.as_bytes(), lower.as_bytes(), &mut out);
+        pf.windows(text.as_bytes(), &mut out);
         out
     }
 
@@ -422,6 +460,19 @@ mod tests {
         let mut want = lits;
         want.sort_unstable();
         assert_eq!(ordered, want);
+    }
+
+    #[test]
+    fn short_literals_across_lowercasing_blocks_are_found() {
+        let pf = Prefilter::new(&["ghp_", "api_key", "confidential"]).unwrap();
+        for at in 4070..4110 {
+            for lit in ["GHP_", "Api_Key"] {
+                let text = format!("Q{}{lit}{}", "x".repeat(at - 1), "y".repeat(50));
+                let ws = windows(&pf, &text);
+                assert!(covered(&ws, at, at + lit.len()), "{lit} at {at}: {ws:?}");
+                assert_eq!(ws.len(), 1, "found once: {ws:?}");
+            }
+        }
     }
 
     #[test]

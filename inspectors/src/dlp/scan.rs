@@ -612,15 +612,8 @@ impl RuleSet {
             }
             return out;
         };
-        let lowered;
-        let lower: &[u8] = if pf.needs_lowercase() && has_ascii_uppercase(view.as_bytes()) {
-            lowered = view.as_bytes().to_ascii_lowercase();
-            &lowered
-        } else {
-            view.as_bytes()
-        };
         let mut windows = Vec::new();
-        pf.windows(view.as_bytes(), lower, &mut windows);
+        pf.windows(view.as_bytes(), &mut windows);
         let mut last = 0;
         for (lo, hi) in windows {
             // Widening to character boundaries may reach into the previous
@@ -802,12 +795,6 @@ fn shrink(
         }
     }
     None
-}
-
-/// Whether `b` has an ASCII capital; chunked so the test vectorises.
-fn has_ascii_uppercase(b: &[u8]) -> bool {
-    b.chunks(64)
-        .any(|c| c.iter().fold(false, |acc, x| acc | x.is_ascii_uppercase()))
 }
 
 /// Merge windows of `radius` around each position (sorted) into ranges.
