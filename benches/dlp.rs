@@ -18,8 +18,8 @@ const WORDS: &[&str] = &[
     "ping", "when", "free", "coffee", "later", "yes", "no", "maybe", "sure",
 ];
 
-/// Deterministic benign chat: lines of common words with the odd time or
-/// count, as chat text really has digits now and then.
+/// Deterministic benign chat: capitalised lines of common words with the
+/// odd time or count, as chat text really has digits now and then.
 fn benign_chat(bytes: usize) -> Vec<String> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {
@@ -45,6 +45,8 @@ fn benign_chat(bytes: usize) -> Vec<String> {
             }
         }
         m.push(if next() % 3 == 0 { '?' } else { '.' });
+        // Messages start with a capital, as chat does.
+        m[..1].make_ascii_uppercase();
         total += m.len() + 1;
         msgs.push(m);
     }

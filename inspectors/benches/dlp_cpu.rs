@@ -45,7 +45,8 @@ fn main() {
                 m.push(words[(x >> 8) as usize % words.len()].to_string());
             }
         }
-        let m = m.join(" ") + ".";
+        let mut m = m.join(" ") + ".";
+        m[..1].make_ascii_uppercase();
         total += m.len() + 1;
         msgs.push(m);
     }
