@@ -166,9 +166,44 @@ pub fn normalize(text: &str) -> Normalized<'_> {
                 map: OffsetMap::identity(text.len()),
             };
         }
+        if !has_whitespace_run(bytes) {
+            // Lone line breaks and tabs: each becomes a space in place, so
+            // the view keeps every offset.
+            let is_ws = |c: u8| c.is_ascii_whitespace() || c == 0x0b;
+            let spaced: Vec<u8> = bytes
+                .iter()
+                .map(|&c| if is_ws(c) { b' ' } else { c })
+                .collect();
+            if let Ok(view) = String::from_utf8(spaced) {
+                return Normalized {
+                    text: Cow::Owned(view),
+                    map: OffsetMap::identity(text.len()),
+                };
+            }
+        }
         return normalize_ascii(text);
     }
     normalize_unicode(text)
+}
+
+/// Whether two ASCII whitespace bytes follow each other anywhere.
+fn has_whitespace_run(b: &[u8]) -> bool {
+    let ws = |c: u8| (c == b' ') | (c.wrapping_sub(9) < 5);
+    // Chunks overlap by a byte, so pairs across their borders are seen.
+    let mut start = 0;
+    while start + 1 < b.len() {
+        let end = (start + 4097).min(b.len());
+        let c = &b[start..end];
+        if c[..c.len() - 1]
+            .iter()
+            .zip(&c[1..])
+            .fold(false, |acc, (&x, &y)| acc | (ws(x) & ws(y)))
+        {
+            return true;
+        }
+        start = end - 1;
+    }
+    false
 }
 
 fn normalize_ascii(text: &str) -> Normalized<'_> {
