@@ -14,8 +14,16 @@
 use super::decode::{decode_body, json_strings_mapped, json_unescape, BodyInput, DecodeLimits};
 use super::format::Action;
 use super::mask::{mask, mask_same_len};
-use super::scan::ScanResult;
+use super::scan::{Finding, ScanResult};
 use std::io::{Read, Write};
+
+impl Finding {
+    /// Letters and digits a redaction of this finding leaves unmasked (the
+    /// rule's `evidence.keep_last`).
+    pub fn keep_last(&self) -> usize {
+        self.keep_last
+    }
+}
 
 /// A span of decoded text to mask, with the characters to keep.
 #[derive(Debug, Clone, Copy)]
