@@ -192,6 +192,10 @@ async fn forward(mut req: Request<Incoming>, relay: &HttpRelay, sender: &Sender)
     };
     let mut resp = match sent {
         Ok(r) => r,
+        // The upstream never saw the end of the body: tell the user why.
+        Err(e) if cut_policy(&e).is_some() => {
+            return blocked_page(&cut_policy(&e).unwrap_or_default())
+        }
         Err(e) => {
             return error_page(
                 StatusCode::BAD_GATEWAY,
@@ -397,8 +401,32 @@ struct Relayed {
     flow: Arc<FlowContext>,
 }
 
+/// The error a body cut by policy ends with.
+#[derive(Debug)]
+struct PolicyCut(String);
+
+impl std::fmt::Display for PolicyCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "body cut by policy {}", self.0)
+    }
+}
+
+impl std::error::Error for PolicyCut {}
+
 fn cut(policy: &str) -> BoxError {
-    format!("body cut by policy {policy}").into()
+    Box::new(PolicyCut(policy.to_string()))
+}
+
+/// The policy that cut a request body, if that is why sending it failed.
+fn cut_policy(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        if let Some(c) = e.downcast_ref::<PolicyCut>() {
+            return Some(c.0.clone());
+        }
+        at = e.source();
+    }
+    None
 }
 
 impl Relayed {
