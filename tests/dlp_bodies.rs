@@ -170,6 +170,18 @@ async fn answer(
         "/leak" => Full::new(Bytes::from(format!("your ticket is {TICKET}, thanks\n"))).boxed(),
         "/outbound-only" => Full::new(Bytes::from(format!("token {TOKEN}\n"))).boxed(),
         "/fine" => Full::new(Bytes::from_static(b"nothing to see\n")).boxed(),
+        "/key-json" => {
+            if let Some(h) = resp.headers_mut() {
+                h.insert(
+                    "content-type",
+                    http::HeaderValue::from_static("application/json"),
+                );
+            }
+            Full::new(Bytes::from_static(
+                br#"{"keys":[{"name":"prod","value":"sk_live_4eC3\u0039HqLyjWDarjt"}],"ok":true}"#,
+            ))
+            .boxed()
+        }
         // Identity, streamed, the ticket far past the window.
         "/late-leak" => streamed(with_at(filler(400_000), 300_000, TICKET), 8_192),
         // Gzip, streamed, the ticket far past the window once decompressed.
@@ -727,12 +739,39 @@ async fn escaped_secrets_are_redacted_and_the_upstream_gets_valid_bodies() {
         &big[120_000 + API_KEY.len()..]
     );
 
+    // Inbound too: a JSON response with an escaped key reaches the client
+    // masked, still valid JSON, with a Content-Length that fits.
+    let head_file = tmp.path().join("head.txt");
+    let (code, body, err) = s
+        .curl(&[
+            "-D",
+            head_file.to_str().unwrap(),
+            "https://api.test/key-json",
+        ])
+        .await;
+    assert_eq!(code, 0, "{body}{err}");
+    let heads = std::fs::read_to_string(&head_file)
+        .unwrap()
+        .to_ascii_lowercase();
+    let head = heads.trim_end().rsplit("\r\n\r\n").next().unwrap();
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{head}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).expect("valid JSON downstream");
+    let value = v["keys"][0]["value"].as_str().unwrap();
+    assert!(
+        value.starts_with("**_****_") && !value.contains(API_KEY),
+        "{value}"
+    );
+    assert_eq!(v["ok"], true);
+
     let redactions = s
         .findings()
         .into_iter()
         .filter(|f| f.rule == "api-key")
         .count();
-    assert_eq!(redactions, 5, "{:#?}", s.findings());
+    assert_eq!(redactions, 6, "{:#?}", s.findings());
     s.assert_events_masked(&[API_KEY]);
     s.gw.stop().await;
 }
