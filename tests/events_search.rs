@@ -175,6 +175,7 @@ fn corpus() -> Vec<Event> {
                 app: app.into(),
                 host: host.into(),
                 rule: rule.into(),
+                direction: Default::default(),
                 severity,
                 score: 90,
                 action: action.into(),

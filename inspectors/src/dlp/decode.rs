@@ -254,40 +254,90 @@ fn finish_part(label: String, text: String, depth: u8, ctx: &mut Ctx<'_>) {
 /// serde_json: bodies are often truncated or streamed, and all we need is
 /// the text of every string, without building a tree.
 pub fn json_strings(s: &str, out: &mut String) {
+    json_strings_mapped(s, out, |_| {});
+}
+
+/// Where one string of a JSON document lies: its content (between the
+/// quotes) in the raw text, and its text in the output of [`json_strings`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct JsonStr {
+    /// Content bytes in the raw document, quotes excluded.
+    pub raw: std::ops::Range<usize>,
+    /// Its decoded text in the output.
+    pub out: std::ops::Range<usize>,
+    /// Whether the closing quote was seen (a truncated body may end inside).
+    pub closed: bool,
+}
+
+/// [`json_strings`], telling `each` where every string came from.
+pub(crate) fn json_strings_mapped(s: &str, out: &mut String, mut each: impl FnMut(JsonStr)) {
     let b = s.as_bytes();
     let mut i = 0;
     while let Some(q) = memchr::memchr(b'"', &b[i..]) {
         i += q + 1;
-        let start_len = out.len();
-        loop {
-            let Some(j) = memchr::memchr2(b'"', b'\\', &b[i..]) else {
-                out.push_str(&s[i..]);
-                return;
-            };
-            out.push_str(&s[i..i + j]);
-            i += j;
-            if b[i] == b'"' {
-                i += 1;
-                break;
-            }
-            // Backslash escape.
-            let Some(&e) = b.get(i + 1) else { return };
-            i += 2;
-            match e {
-                b'n' | b'r' | b't' | b'b' | b'f' => out.push(' '),
-                b'u' => {
-                    let (c, used) = unicode_escape(&b[i - 2..]);
-                    out.push(c);
-                    i += used - 2;
-                }
-                other => out.push(other as char),
-            }
-            while !s.is_char_boundary(i) {
-                i += 1;
-            }
+        let (raw_start, out_start) = (i, out.len());
+        let (end, closed) = json_string_at(s, i, out, false);
+        each(JsonStr {
+            raw: raw_start..end,
+            out: out_start..out.len(),
+            closed,
+        });
+        if !closed {
+            return;
         }
-        if out.len() > start_len {
+        i = end + 1;
+        if out.len() > out_start {
             out.push(' ');
+        }
+    }
+}
+
+/// The content of a JSON string (raw, without quotes), unescaped exactly:
+/// `\n` gives a newline where [`json_strings`] gives a space, so byte
+/// offsets are the same in both.
+pub(crate) fn json_unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    json_string_at(raw, 0, &mut out, true);
+    out
+}
+
+/// Decodes the string whose content starts at `i`, into `out`. Returns the
+/// index of the closing quote (or the end of `s`) and whether it was seen.
+/// `exact` keeps control escapes; otherwise they become spaces.
+#[inline(always)]
+fn json_string_at(s: &str, mut i: usize, out: &mut String, exact: bool) -> (usize, bool) {
+    let b = s.as_bytes();
+    loop {
+        let Some(j) = memchr::memchr2(b'"', b'\\', &b[i..]) else {
+            out.push_str(&s[i..]);
+            return (s.len(), false);
+        };
+        out.push_str(&s[i..i + j]);
+        i += j;
+        if b[i] == b'"' {
+            return (i, true);
+        }
+        // Backslash escape.
+        let Some(&e) = b.get(i + 1) else {
+            return (s.len(), false);
+        };
+        i += 2;
+        match e {
+            b'n' | b'r' | b't' | b'b' | b'f' if !exact => out.push(' '),
+            b'n' => out.push('\n'),
+            b'r' => out.push('\r'),
+            b't' => out.push('\t'),
+            b'b' => out.push('\u{8}'),
+            b'f' => out.push('\u{c}'),
+            b'u' => {
+                let (c, used) = unicode_escape(&b[i - 2..]);
+                out.push(c);
+                i += used - 2;
+            }
+            other => out.push(other as char),
+        }
+        while !s.is_char_boundary(i) {
+            i += 1;
         }
     }
 }

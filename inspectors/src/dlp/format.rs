@@ -77,12 +77,12 @@ pub enum Direction {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DirectionScope {
-    /// Only outbound messages.
+    /// Only outbound messages (the default: DLP is about what leaves).
+    #[default]
     Outbound,
     /// Only inbound messages.
     Inbound,
     /// Both.
-    #[default]
     Both,
 }
 

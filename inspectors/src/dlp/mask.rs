@@ -26,6 +26,29 @@ pub fn mask(s: &str, keep_last: usize) -> String {
         .collect()
 }
 
+/// As [`mask`], keeping the byte length: each masked character becomes as
+/// many `*` as it had UTF-8 bytes, whitespace and separators stay as they
+/// are. For rewriting bytes in place (a streamed body keeps its length).
+pub fn mask_same_len(s: &str, keep_last: usize) -> String {
+    let total = s.chars().filter(|c| c.is_alphanumeric()).count();
+    let keep = keep_last.min(total / 3);
+    let mut seen = 0;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_alphanumeric() {
+            seen += 1;
+            if seen > total - keep {
+                out.push(c);
+            } else {
+                (0..c.len_utf8()).for_each(|_| out.push('*'));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn floor_char(text: &str, mut i: usize) -> usize {
     i = i.min(text.len());
     while !text.is_char_boundary(i) {
@@ -96,6 +119,16 @@ mod tests {
         assert_eq!(mask("4111 1111 1111 1234", 4), "**** **** **** 1234");
         assert_eq!(mask("secret", 4), "****et");
         assert_eq!(mask("abc", 0), "***");
+    }
+
+    #[test]
+    fn mask_same_len_keeps_bytes() {
+        for s in ["4111 1111 1111 1234", "clé secrète", "日本語の秘密", "a\tb"] {
+            let m = mask_same_len(s, 4);
+            assert_eq!(m.len(), s.len(), "{s:?} -> {m:?}");
+        }
+        assert_eq!(mask_same_len("é-1", 0), "**-*");
+        assert_eq!(mask_same_len("a\tb", 0), "*\t*");
     }
 
     #[test]

@@ -29,6 +29,7 @@
 //! assert_eq!(result.redact("text", text), "my ssn is ***-**-*234");
 //! ```
 
+mod body_stream;
 mod bytefind;
 mod count;
 pub mod decode;
@@ -43,12 +44,14 @@ mod mask;
 pub mod normalize;
 mod pattern;
 mod prefilter;
+mod redact;
 mod rule;
 mod ruleset;
 mod scan;
 mod stream;
 pub mod validators;
 
+pub use body_stream::BodyStream;
 pub use count::ConversationTracker;
 pub use decode::{decode_body, BodyInput, DecodeLimits, Decoded};
 pub use error::{Location, RuleError};
@@ -57,7 +60,8 @@ pub use format::{Action, Direction, Severity, ValidatorSpec};
 pub use fs::load_dir;
 pub use json::{JsonFinding, ScanRecord};
 pub use lint::{Lint, LintLevel};
-pub use mask::{excerpt, mask, redact};
+pub use mask::{excerpt, mask, mask_same_len, redact};
+pub use redact::{redact_body, redact_texts};
 pub use rule::Confidence;
 pub use ruleset::{RuleInfo, RuleSet};
 pub use scan::{Contribution, Field, Finding, MessageInput, Rejected, ScanResult};

@@ -34,6 +34,8 @@ pub struct StreamScanner {
     holdback: usize,
     findings: Vec<Finding>,
     dropped: usize,
+    /// Whether invalid UTF-8 was replaced (offsets then drift from bytes).
+    lossy: bool,
 }
 
 impl StreamScanner {
@@ -52,7 +54,26 @@ impl StreamScanner {
             holdback,
             findings: Vec::new(),
             dropped: 0,
+            lossy: false,
         }
+    }
+
+    /// Bytes of text kept before new input so that matches (with their
+    /// context) spanning a chunk boundary are found.
+    pub fn overlap(&self) -> usize {
+        self.holdback
+    }
+
+    /// Stream offset before which no finding can start any more: text
+    /// before it is final (a caller holding bytes back may release them).
+    pub fn settled(&self) -> usize {
+        self.reported.saturating_sub(self.holdback)
+    }
+
+    /// Whether invalid UTF-8 was replaced, so that offsets are no longer
+    /// byte offsets of the input.
+    pub fn lossy(&self) -> bool {
+        self.lossy
     }
 
     /// Bytes held between chunks (bounded by twice the holdback plus one
@@ -65,6 +86,15 @@ impl StreamScanner {
     /// are stream offsets (invalid UTF-8 is replaced by U+FFFD, which shifts
     /// later offsets of that stream).
     pub fn push(&mut self, chunk: &[u8]) -> Vec<Finding> {
+        self.push_matched(chunk)
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect()
+    }
+
+    /// As [`push`](Self::push), each finding with the text it matched (for
+    /// masked evidence: the text leaves the scanner's buffer soon after).
+    pub fn push_matched(&mut self, chunk: &[u8]) -> Vec<(Finding, String)> {
         self.pending.extend_from_slice(chunk);
         let valid_up_to = match std::str::from_utf8(&self.pending) {
             Ok(_) => self.pending.len(),
@@ -72,9 +102,8 @@ impl StreamScanner {
             Err(_) => self.pending.len(),
         };
         let rest = self.pending.split_off(valid_up_to);
-        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        self.push_text();
         self.pending = rest;
-        self.buf.push_str(&text);
         let end = self.base + self.buf.len();
         let upto = end.saturating_sub(self.holdback);
         let new = self.scan_upto(upto);
@@ -91,17 +120,34 @@ impl StreamScanner {
 
     /// End of the message: report the rest and return every finding with the
     /// message verdict.
-    pub fn finish(mut self) -> ScanResult {
+    pub fn finish(self) -> ScanResult {
+        self.finish_matched().1
+    }
+
+    /// As [`finish`](Self::finish), also returning the findings made final
+    /// only now, each with the text it matched.
+    pub fn finish_matched(mut self) -> (Vec<(Finding, String)>, ScanResult) {
         if !self.pending.is_empty() {
-            let text = String::from_utf8_lossy(&self.pending).into_owned();
-            self.buf.push_str(&text);
+            self.push_text();
             self.pending.clear();
         }
         let end = self.base + self.buf.len();
-        self.scan_upto(end);
-        ScanResult {
+        let new = self.scan_upto(end);
+        let result = ScanResult {
             findings: self.findings,
             rejected: Vec::new(),
+        };
+        (new, result)
+    }
+
+    /// Moves `pending` (as text) to the end of `buf`.
+    fn push_text(&mut self) {
+        match String::from_utf8_lossy(&self.pending) {
+            std::borrow::Cow::Borrowed(text) => self.buf.push_str(text),
+            std::borrow::Cow::Owned(text) => {
+                self.lossy = true;
+                self.buf.push_str(&text);
+            }
         }
     }
 
@@ -110,7 +156,7 @@ impl StreamScanner {
         self.dropped
     }
 
-    fn scan_upto(&mut self, upto: usize) -> Vec<Finding> {
+    fn scan_upto(&mut self, upto: usize) -> Vec<(Finding, String)> {
         if upto <= self.reported {
             return Vec::new();
         }
@@ -126,14 +172,16 @@ impl StreamScanner {
         let result = self.set.scan(&msg);
         let mut new = Vec::new();
         for mut f in result.findings {
-            f.start += self.base;
-            f.end += self.base;
-            if f.end > self.reported && f.end <= upto {
-                new.push(f);
+            let end = f.end + self.base;
+            if end > self.reported && end <= upto {
+                let matched = self.buf.get(f.start..f.end).unwrap_or("").to_string();
+                f.start += self.base;
+                f.end = end;
+                new.push((f, matched));
             }
         }
         self.reported = upto;
-        for f in &new {
+        for (f, _) in &new {
             if self.findings.len() < MAX_FINDINGS {
                 self.findings.push(f.clone());
             } else {

@@ -176,8 +176,9 @@ pub struct InterceptConfig {
     /// An app catalog file (TOML) extending or overriding the shipped one,
     /// e.g. for a company's own Mattermost or Matrix host.
     pub app_catalog: Option<PathBuf>,
-    /// Bytes of each request/response body buffered for inspection before
-    /// forwarding; larger bodies stream, inspected chunk by chunk.
+    /// Bytes of each request body (and response body, when a DLP rule
+    /// applies inbound) held for inspection before forwarding; the rest of
+    /// a larger body streams, scanned as it passes.
     pub inspect_window: usize,
 }
 

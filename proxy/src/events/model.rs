@@ -308,6 +308,9 @@ pub struct DlpFindingEvent {
     pub host: String,
     /// Rule id (`pack/rule`).
     pub rule: String,
+    /// Which way the message or body went (up: request, down: response).
+    #[serde(default)]
+    pub direction: Direction,
     /// How serious.
     pub severity: Severity,
     /// Rule score (0–100).

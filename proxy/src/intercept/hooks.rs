@@ -58,7 +58,8 @@ pub struct HttpMessage<'a> {
     /// Response status, for responses.
     pub status: Option<http::StatusCode>,
     /// The body bytes inspected: whole if `complete`, else the first window
-    /// or one later chunk.
+    /// (`intercept.inspect_window` bytes, or what arrived before the body
+    /// paused). Empty for the head of a response that is not held.
     pub body: &'a [u8],
     /// Whether `body` is the whole body.
     pub complete: bool,
@@ -71,9 +72,29 @@ pub trait FlowHooks: Send {
     fn on_request(&mut self, _flow: &FlowContext, _msg: &HttpMessage<'_>) -> Verdict {
         Verdict::Allow
     }
-    /// A response (inbound) head and body window.
+    /// Whether to hold the first window of this response's body (as request
+    /// bodies always are) so that `on_response` sees it, and can block it
+    /// with a 403 page or rewrite it, before anything reaches the client.
+    /// `head` has an empty body. Default: no, the response streams from its
+    /// first byte and `on_response` sees only the head (long-poll and
+    /// server-sent events keep their latency).
+    fn hold_response(&mut self, _flow: &FlowContext, _head: &HttpMessage<'_>) -> bool {
+        false
+    }
+    /// A response (inbound) head, with its body window when held.
     fn on_response(&mut self, _flow: &FlowContext, _msg: &HttpMessage<'_>) -> Verdict {
         Verdict::Allow
+    }
+    /// A body goes on past what `on_request`/`on_response` saw in `msg`:
+    /// hooks for the rest of it, or None to relay the rest uninspected.
+    /// Called right after that hook, under the same lock, unless it blocked.
+    fn stream_body(
+        &mut self,
+        _flow: &FlowContext,
+        _dir: Direction,
+        _msg: &HttpMessage<'_>,
+    ) -> Option<Box<dyn BodyHooks>> {
+        None
     }
     /// A complete WebSocket message (decompressed if permessage-deflate).
     fn on_ws_message(
@@ -89,6 +110,22 @@ pub trait FlowHooks: Send {
     fn on_bytes(&mut self, _flow: &FlowContext, _dir: Direction, _bytes: &[u8]) {}
     /// The flow ended.
     fn on_close(&mut self, _flow: &FlowContext) {}
+}
+
+/// Inspection of the rest of one body, past its window. Owned by the
+/// relay's body stream (no flow lock per chunk; HTTP/2 streams of one flow
+/// are inspected independently). What is forwarded is gone: a verdict can
+/// only change bytes it has not let through yet.
+pub trait BodyHooks: Send {
+    /// The next chunk. `Allow` forwards it; `Rewrite(b)` forwards `b`
+    /// instead (possibly empty, holding bytes back; possibly with bytes held
+    /// before); `Block` cuts the body: the peer sees it end in an error
+    /// (reset), never a clean end.
+    fn on_chunk(&mut self, flow: &FlowContext, chunk: &Bytes) -> Verdict;
+    /// The body is complete; called before its last bytes are forwarded
+    /// when its length is known. `Rewrite(b)` sends `b` (bytes held back)
+    /// before the end; `Block` cuts the body instead of ending it.
+    fn on_end(&mut self, flow: &FlowContext) -> Verdict;
 }
 
 /// Creates the hooks of each intercepted flow.

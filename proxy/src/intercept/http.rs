@@ -4,24 +4,25 @@
 //! same protocol (the client was offered only the ALPN the server chose), so
 //! keep-alive and HTTP/2 multiplexing carry through. Request bodies are held
 //! for inspection up to `intercept.inspect_window` bytes (or until the body
-//! pauses), so a block can stop them before anything leaves; the rest, and
-//! every response, streams with per-chunk inspection.
+//! pauses), so a block can stop them before anything leaves; responses are
+//! held the same way only when the hooks ask (`hold_response`). The rest of
+//! a body streams through the [`BodyHooks`] the hooks give for it, which can
+//! rewrite bytes not yet forwarded or cut the body.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::stream;
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::hooks::{Direction, FlowContext, FlowHooks, HttpMessage, Verdict};
+use super::hooks::{BodyHooks, Direction, FlowContext, FlowHooks, HttpMessage, Verdict};
 use super::websocket;
 
 /// Boxed error of relayed bodies.
@@ -127,6 +128,7 @@ pub async fn forward_plain(
 
 async fn forward(mut req: Request<Incoming>, relay: &HttpRelay, sender: &Sender) -> Response<Body> {
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let client_h1 = req.version() < http::Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
 
     let (window, rest) = match read_window(body, relay.window, relay.window_wait).await {
@@ -138,7 +140,7 @@ async fn forward(mut req: Request<Incoming>, relay: &HttpRelay, sender: &Sender)
             )
         }
     };
-    let verdict = {
+    let (verdict, tap) = {
         let msg = HttpMessage {
             method: &parts.method,
             uri: &parts.uri,
@@ -147,19 +149,19 @@ async fn forward(mut req: Request<Incoming>, relay: &HttpRelay, sender: &Sender)
             body: &window,
             complete: rest.is_done(),
         };
-        relay
-            .hooks
-            .lock()
-            .expect("hooks lock")
-            .on_request(&relay.flow, &msg)
+        inspect_window(relay, Direction::Outbound, &msg)
     };
     let body = match verdict {
         Verdict::Block { policy } => return blocked_page(&policy),
-        Verdict::Rewrite(new) => {
+        Verdict::Rewrite(new) if rest.is_done() => {
             set_length(&mut parts.headers, new.len());
             full(new)
         }
-        Verdict::Allow => chain(window, rest, relay, Direction::Outbound, &parts),
+        Verdict::Rewrite(new) => {
+            adjust_length(&mut parts.headers, window.len(), new.len());
+            relayed(new, rest, tap, relay)
+        }
+        Verdict::Allow => relayed(window, rest, tap, relay),
     };
 
     if client_upgrade.is_none() {
@@ -190,6 +192,10 @@ async fn forward(mut req: Request<Incoming>, relay: &HttpRelay, sender: &Sender)
     };
     let mut resp = match sent {
         Ok(r) => r,
+        // The upstream never saw the end of the body: tell the user why.
+        Err(e) if cut_policy(&e).is_some() => {
+            return blocked_page(&cut_policy(&e).unwrap_or_default())
+        }
         Err(e) => {
             return error_page(
                 StatusCode::BAD_GATEWAY,
@@ -233,9 +239,8 @@ async fn forward(mut req: Request<Incoming>, relay: &HttpRelay, sender: &Sender)
     }
 
     let (mut parts, body) = resp.into_parts();
-    // Responses stream: holding them would break long-poll and server-sent events.
-    let verdict = {
-        let msg = HttpMessage {
+    let hold = {
+        let head = HttpMessage {
             method: &method,
             uri: &uri,
             headers: &parts.headers,
@@ -247,24 +252,77 @@ async fn forward(mut req: Request<Incoming>, relay: &HttpRelay, sender: &Sender)
             .hooks
             .lock()
             .expect("hooks lock")
-            .on_response(&relay.flow, &msg)
+            .hold_response(&relay.flow, &head)
     };
-    if let Verdict::Block { policy } = verdict {
-        return blocked_page(&policy);
-    }
+    // Responses stream unless the hooks want to see a window first: holding
+    // would break long-poll and server-sent events.
+    let (window, rest) = if hold {
+        match read_window(body, relay.window, relay.window_wait).await {
+            Ok(w) => w,
+            Err(e) => {
+                return error_page(
+                    StatusCode::BAD_GATEWAY,
+                    &format!("reading response body: {e}"),
+                )
+            }
+        }
+    } else {
+        (Bytes::new(), Tail::More(body))
+    };
+    let (verdict, tap) = {
+        let msg = HttpMessage {
+            method: &method,
+            uri: &uri,
+            headers: &parts.headers,
+            status: Some(parts.status),
+            body: &window,
+            complete: rest.is_done(),
+        };
+        inspect_window(relay, Direction::Inbound, &msg)
+    };
     strip_hop_by_hop(&mut parts.headers);
-    let mut req_like = Request::new(());
-    *req_like.method_mut() = method;
-    *req_like.uri_mut() = uri;
-    let (req_parts, _) = req_like.into_parts();
-    let body = chain(
-        Bytes::new(),
-        Tail::More(body),
-        relay,
-        Direction::Inbound,
-        &req_parts,
-    );
+    let body = match verdict {
+        Verdict::Block { policy } => {
+            let mut page = blocked_response_page(&policy);
+            if !rest.is_done() && client_h1 {
+                // The upstream connection dies with the unread body; so must
+                // this one, or the client's next request would fail.
+                page.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            return page;
+        }
+        Verdict::Rewrite(new) if rest.is_done() => {
+            set_length(&mut parts.headers, new.len());
+            full(new)
+        }
+        Verdict::Rewrite(new) => {
+            adjust_length(&mut parts.headers, window.len(), new.len());
+            relayed(new, rest, tap, relay)
+        }
+        Verdict::Allow => relayed(window, rest, tap, relay),
+    };
     Response::from_parts(parts, body)
+}
+
+/// Shows a message's head and window to the hooks; when its body goes on,
+/// also asks them for the hooks of the rest (under the same lock).
+fn inspect_window(
+    relay: &HttpRelay,
+    dir: Direction,
+    msg: &HttpMessage<'_>,
+) -> (Verdict, Option<Box<dyn BodyHooks>>) {
+    let mut hooks = relay.hooks.lock().expect("hooks lock");
+    let verdict = match dir {
+        Direction::Outbound => hooks.on_request(&relay.flow, msg),
+        Direction::Inbound => hooks.on_response(&relay.flow, msg),
+    };
+    let tap = if msg.complete || matches!(verdict, Verdict::Block { .. }) {
+        None
+    } else {
+        hooks.stream_body(&relay.flow, dir, msg)
+    };
+    (verdict, tap)
 }
 
 /// What follows the inspection window of a body.
@@ -308,65 +366,168 @@ async fn read_window(
     }
 }
 
-/// The inspected `first` bytes, then the rest of `body` with each chunk
-/// shown to the hooks; a Block verdict aborts the stream.
-fn chain(
-    first: Bytes,
-    rest: Tail,
-    relay: &HttpRelay,
-    dir: Direction,
-    req: &http::request::Parts,
-) -> Body {
-    let head = (!first.is_empty()).then(|| Ok::<_, BoxError>(Frame::data(first)));
-    let rest = match rest {
-        Tail::Done(trailers) => {
-            let trailers = trailers.map(|t| Ok(Frame::trailers(t)));
-            return BodyExt::boxed(StreamBody::new(stream::iter(
-                head.into_iter().chain(trailers),
-            )));
-        }
-        Tail::More(body) => body,
+/// The inspected `first` bytes, then the rest of the body, each chunk
+/// shown to `tap` if there is one.
+fn relayed(first: Bytes, rest: Tail, tap: Option<Box<dyn BodyHooks>>, relay: &HttpRelay) -> Body {
+    let (rest, trailers) = match rest {
+        Tail::Done(trailers) => (None, trailers),
+        Tail::More(body) => (Some(body), None),
     };
-    let head = stream::iter(head);
-    let hooks = relay.hooks.clone();
-    let flow = relay.flow.clone();
-    let (method, uri) = (req.method.clone(), req.uri.clone());
-    let tail = stream::unfold(Some(rest), move |state| {
-        let hooks = hooks.clone();
-        let flow = flow.clone();
-        let (method, uri) = (method.clone(), uri.clone());
-        async move {
-            let mut body = state?;
-            let frame = body.frame().await?;
-            let item = match frame {
-                Err(e) => Err(Box::new(e) as BoxError),
-                Ok(frame) => {
-                    if let Some(data) = frame.data_ref() {
-                        let empty = HeaderMap::new();
-                        let msg = HttpMessage {
-                            method: &method,
-                            uri: &uri,
-                            headers: &empty,
-                            status: None,
-                            body: data,
-                            complete: false,
-                        };
-                        let mut h = hooks.lock().expect("hooks lock");
-                        let v = match dir {
-                            Direction::Outbound => h.on_request(&flow, &msg),
-                            Direction::Inbound => h.on_response(&flow, &msg),
-                        };
-                        if let Verdict::Block { policy } = v {
-                            return Some((Err(format!("blocked by policy {policy}").into()), None));
-                        }
+    if first.is_empty() && trailers.is_none() && tap.is_none() {
+        if let Some(body) = rest {
+            return body.map_err(|e| Box::new(e) as BoxError).boxed();
+        }
+    }
+    BodyExt::boxed(Relayed {
+        first: (!first.is_empty()).then_some(first),
+        rest,
+        trailers,
+        tap: tap.map(std::sync::Mutex::new),
+        flow: relay.flow.clone(),
+    })
+}
+
+/// A body relayed through [`BodyHooks`]: the window first, then each chunk
+/// as the hooks let it through; a Block ends it in an error so the peer
+/// sees a reset, never a clean end.
+struct Relayed {
+    first: Option<Bytes>,
+    /// None once the source body ended.
+    rest: Option<Incoming>,
+    /// Sent last.
+    trailers: Option<HeaderMap>,
+    /// In a mutex only so the body is `Sync`; never contended (`get_mut`).
+    tap: Option<std::sync::Mutex<Box<dyn BodyHooks>>>,
+    flow: Arc<FlowContext>,
+}
+
+/// The error a body cut by policy ends with.
+#[derive(Debug)]
+struct PolicyCut(String);
+
+impl std::fmt::Display for PolicyCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "body cut by policy {}", self.0)
+    }
+}
+
+impl std::error::Error for PolicyCut {}
+
+fn cut(policy: &str) -> BoxError {
+    Box::new(PolicyCut(policy.to_string()))
+}
+
+/// The policy that cut a request body, if that is why sending it failed.
+fn cut_policy(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut at = Some(e);
+    while let Some(e) = at {
+        if let Some(c) = e.downcast_ref::<PolicyCut>() {
+            return Some(c.0.clone());
+        }
+        at = e.source();
+    }
+    None
+}
+
+impl Relayed {
+    /// The source ended (cleanly): what the hooks say to do about it.
+    fn end(&mut self) -> Result<Option<Bytes>, BoxError> {
+        self.rest = None;
+        let Some(tap) = self.tap.take() else {
+            return Ok(None);
+        };
+        let mut tap = tap.into_inner().unwrap_or_else(|e| e.into_inner());
+        match tap.on_end(&self.flow) {
+            Verdict::Allow => Ok(None),
+            Verdict::Rewrite(b) => Ok((!b.is_empty()).then_some(b)),
+            Verdict::Block { policy } => Err(cut(&policy)),
+        }
+    }
+}
+
+impl hyper::body::Body for Relayed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        loop {
+            let Some(body) = this.rest.as_mut() else {
+                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            };
+            let frame = match std::task::ready!(std::pin::Pin::new(body).poll_frame(cx)) {
+                None => {
+                    return Poll::Ready(match this.end() {
+                        Ok(Some(held)) => Some(Ok(Frame::data(held))),
+                        Ok(None) => this.trailers.take().map(|t| Ok(Frame::trailers(t))),
+                        Err(e) => Some(Err(e)),
+                    })
+                }
+                Some(Err(e)) => {
+                    this.rest = None;
+                    this.tap = None;
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                Some(Ok(frame)) => frame,
+            };
+            let data = match frame.into_data() {
+                Ok(data) => data,
+                Err(frame) => {
+                    // Trailers end the body.
+                    if let Ok(t) = frame.into_trailers() {
+                        this.trailers = Some(t);
                     }
-                    Ok(frame)
+                    return Poll::Ready(match this.end() {
+                        Ok(Some(held)) => Some(Ok(Frame::data(held))),
+                        Ok(None) => this.trailers.take().map(|t| Ok(Frame::trailers(t))),
+                        Err(e) => Some(Err(e)),
+                    });
                 }
             };
-            Some((item, Some(body)))
+            let Some(tap) = this.tap.as_mut() else {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            };
+            let tap = tap.get_mut().unwrap_or_else(|e| e.into_inner());
+            let last = this.rest.as_ref().is_some_and(|b| b.is_end_stream());
+            let mut out = match tap.on_chunk(&this.flow, &data) {
+                Verdict::Allow => data,
+                Verdict::Rewrite(b) => b,
+                Verdict::Block { policy } => {
+                    this.rest = None;
+                    this.tap = None;
+                    return Poll::Ready(Some(Err(cut(&policy))));
+                }
+            };
+            if last {
+                // A sized body's last bytes: judge the whole before the peer
+                // has all of it, so a cut still leaves it incomplete.
+                match this.end() {
+                    Ok(Some(held)) => {
+                        let mut joined = BytesMut::with_capacity(out.len() + held.len());
+                        joined.extend_from_slice(&out);
+                        joined.extend_from_slice(&held);
+                        out = joined.freeze();
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                }
+            }
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(Frame::data(out))));
+            }
         }
-    });
-    BodyExt::boxed(StreamBody::new(futures_util::StreamExt::chain(head, tail)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_none() && self.trailers.is_none()
+    }
 }
 
 fn full(bytes: Bytes) -> Body {
@@ -375,6 +536,19 @@ fn full(bytes: Bytes) -> Body {
 
 fn set_length(headers: &mut HeaderMap, len: usize) {
     headers.remove(header::TRANSFER_ENCODING);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+}
+
+/// A rewritten window changed the body's length by `new - old` bytes.
+fn adjust_length(headers: &mut HeaderMap, old: usize, new: usize) {
+    let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+    else {
+        return;
+    };
+    let len = (len + new as u64).saturating_sub(old as u64);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
 }
 
@@ -439,11 +613,20 @@ fn absolute_form(uri: &Uri, headers: &HeaderMap, host: &str) -> Uri {
 /// The page a user sees when a policy blocks a request: names the policy,
 /// never the matched data.
 pub fn blocked_page(policy: &str) -> Response<Body> {
+    policy_page(policy, "sending")
+}
+
+/// The page shown instead of a response a policy blocked.
+pub fn blocked_response_page(policy: &str) -> Response<Body> {
+    policy_page(policy, "receiving")
+}
+
+fn policy_page(policy: &str, what: &str) -> Response<Body> {
     let policy = html_escape(policy);
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>Blocked by Gatehouse</title></head>\
          <body><h1>This message was blocked</h1><p>Your organisation's data-protection policy \
-         <strong>{policy}</strong> does not allow sending this content.</p>\
+         <strong>{policy}</strong> does not allow {what} this content.</p>\
          <p>If you think this is a mistake, contact your security team.</p></body></html>\n"
     );
     Response::builder()

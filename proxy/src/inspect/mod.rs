@@ -9,16 +9,16 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use gatehouse_inspectors::dlp::{
-    self, Action, BodyInput, DecodeLimits, Field, MessageInput, RuleSet, ScanResult,
+    self, Action, BodyInput, BodyStream, DecodeLimits, Field, MessageInput, RuleSet, ScanResult,
 };
 use gatehouse_inspectors::extract::{self, Extracted, Extractor, XmppExtractor};
 
-use crate::events::{
-    DlpFindingEvent, Event, EventSink, Masked, MessageEvent, OpaqueTunnelEvent, Severity,
-};
+use crate::events::{Event, EventSink, MessageEvent, OpaqueTunnelEvent};
 use crate::intercept::hooks::{
-    Direction, FlowContext, FlowHooks, HttpMessage, Interceptor, Verdict,
+    BodyHooks, Direction, FlowContext, FlowHooks, HttpMessage, Interceptor, Verdict,
 };
+
+mod body;
 
 /// The current rule set and where it comes from; swapped whole on reload.
 pub struct Rules {
@@ -126,14 +126,25 @@ impl Inspection {
 
 impl Interceptor for Inspection {
     fn open(&self, flow: &FlowContext) -> Box<dyn FlowHooks> {
+        let rules = self.rules.snapshot();
+        let scope = |d| {
+            (
+                rules.admits_direction(None, d),
+                rules.redacts_direction(None, d),
+            )
+        };
+        let (scan_up, redact_up) = scope(dlp::Direction::Outbound);
+        let (scan_down, redact_down) = scope(dlp::Direction::Inbound);
         Box::new(FlowInspection {
-            rules: self.rules.snapshot(),
             events: self.events.clone(),
             extractor: Extractor::new(None, &flow.host),
             xmpp: None,
             opaque_reported: false,
             block_rule: None,
             store_text: self.store_text,
+            bodies: [(scan_up, redact_up), (scan_down, redact_down)],
+            started: None,
+            rules,
         })
     }
 }
@@ -147,10 +158,21 @@ struct FlowInspection {
     /// Rule id of the last blocking finding, named on the block page.
     block_rule: Option<String>,
     store_text: bool,
+    /// Per direction (outbound, inbound): whether any rule could fire on a
+    /// body, and whether any could redact. No rule: no body scan at all.
+    bodies: [(bool, bool); 2],
+    /// A compressed body's stream, begun on its window by `on_request` /
+    /// `on_response` and handed to the relay by `stream_body` right after.
+    started: Option<BodyStream>,
 }
 
 impl FlowInspection {
-    /// Scans every extracted message, records it, and returns the verdict.
+    fn body_scope(&self, dir: Direction) -> (bool, bool) {
+        self.bodies[usize::from(dir == Direction::Inbound)]
+    }
+
+    /// Scans every extracted message, records it, and returns the verdict
+    /// with the texts (and findings) to redact.
     fn judge(
         &mut self,
         flow: &FlowContext,
@@ -181,25 +203,15 @@ impl FlowInspection {
         let mut verdict = None;
         let mut scanned = Vec::new();
         for m in extracted.messages {
-            let fields: Vec<Field<'_>> = m
-                .texts
-                .iter()
-                .map(|t| Field {
-                    name: &t.field,
-                    text: &t.text,
-                })
-                .collect();
-            let input = MessageInput {
-                app: Some(&m.app),
-                direction: dlp_direction(m.direction),
-                conversation: m.conversation.as_deref(),
-                fields,
-            };
-            let result = self.rules.scan(&input);
+            let result = self.rules.scan(&message_input(&m));
             let action = result.verdict();
             verdict = verdict.max(action);
             let message_id = uuid::Uuid::now_v7();
             let chars = m.texts.iter().map(|t| t.text.chars().count() as u64).sum();
+            let dir = match m.direction {
+                extract::Direction::Outbound => Direction::Outbound,
+                extract::Direction::Inbound => Direction::Inbound,
+            };
             self.events.emit(Event::Message(MessageEvent {
                 flow_id: flow.id,
                 client: flow.client,
@@ -222,13 +234,25 @@ impl FlowInspection {
                 }),
             }));
             for f in &result.findings {
+                if f.action == Action::Block {
+                    self.block_rule = Some(f.rule.to_string());
+                }
                 let text = m
                     .texts
                     .iter()
                     .find(|t| t.field == f.field)
                     .map(|t| t.text.as_str())
                     .unwrap_or("");
-                self.finding(flow, Some(message_id), &m.app, f, text);
+                let matched = text.get(f.start..f.end).unwrap_or("");
+                body::emit_finding(
+                    &*self.events,
+                    flow,
+                    Some(message_id),
+                    &m.app,
+                    dir,
+                    f,
+                    matched,
+                );
             }
             for t in &m.texts {
                 if result
@@ -243,70 +267,109 @@ impl FlowInspection {
         (verdict, scanned)
     }
 
-    fn finding(
-        &mut self,
-        flow: &FlowContext,
-        message_id: Option<uuid::Uuid>,
-        app: &str,
-        f: &dlp::Finding,
-        text: &str,
-    ) {
-        if f.action == Action::Block {
-            self.block_rule = Some(f.rule.to_string());
+    /// A body no app extractor read: scanned if any rule applies.
+    fn judge_body(&mut self, flow: &FlowContext, dir: Direction, msg: &HttpMessage<'_>) -> Verdict {
+        if !self.body_scope(dir).0 {
+            return Verdict::Allow;
         }
-        let matched = text.get(f.start..f.end).unwrap_or("");
-        self.events.emit(Event::DlpFinding(DlpFindingEvent {
-            flow_id: flow.id,
-            message_id,
-            client: flow.client,
-            user: flow.user.clone().unwrap_or_default(),
-            device: flow.device.clone().unwrap_or_default(),
-            app: app.into(),
-            host: flow.host.clone(),
-            rule: f.rule.to_string(),
-            severity: severity(f.severity),
-            score: (f.score * 100.0).round().clamp(0.0, u32::MAX as f64) as u32,
-            action: f.action.as_str().into(),
-            evidence: Masked::new(matched),
-            start: f.start as u64,
-            end: f.end as u64,
-        }));
+        let (verdict, started) = body::judge_window(&self.rules, &*self.events, flow, dir, msg);
+        self.started = started;
+        verdict
     }
 
-    /// Bodies no app extractor understood: decode and scan them whole.
-    fn judge_body(&mut self, flow: &FlowContext, msg: &HttpMessage<'_>) -> Option<Action> {
-        let header = |n: http::header::HeaderName| msg.headers.get(n).and_then(|v| v.to_str().ok());
-        let input = BodyInput {
-            content_type: header(http::header::CONTENT_TYPE),
-            content_encoding: header(http::header::CONTENT_ENCODING),
-            body: msg.body,
-        };
-        let result = self.rules.scan_body(
-            &input,
-            None,
-            dlp::Direction::Outbound,
-            "body",
-            &DecodeLimits::default(),
-        );
-        if !result.findings.is_empty() {
-            // Offsets point into the decoded parts; evidence is masked from them.
-            let decoded = dlp::decode_body(&input, &DecodeLimits::default());
-            let raw = String::from_utf8_lossy(msg.body).into_owned();
-            for f in &result.findings {
-                let source = decoded
-                    .parts
-                    .iter()
-                    .find(|(label, _)| *label == f.field)
-                    .map_or(raw.as_str(), |(_, t)| t.as_str());
-                self.finding(flow, None, "", f, source);
+    /// Masks the redact findings of extracted messages in the body as sent;
+    /// blocks when that leaves something the extractor still finds.
+    fn redact_messages(
+        &mut self,
+        flow: &FlowContext,
+        msg: &HttpMessage<'_>,
+        path: &str,
+        headers: &[(&str, &[u8])],
+        redactions: &[(String, ScanResult)],
+    ) -> Verdict {
+        let mut texts: Vec<(&str, usize)> = Vec::new();
+        for (text, result) in redactions {
+            for f in result
+                .findings
+                .iter()
+                .filter(|f| f.action >= Action::Redact)
+            {
+                if let Some(matched) = text.get(f.start..f.end) {
+                    texts.push((matched, f.keep_last()));
+                }
             }
         }
-        result.verdict()
+        let input = BodyInput {
+            content_type: msg
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            content_encoding: msg
+                .headers
+                .get(http::header::CONTENT_ENCODING)
+                .and_then(|v| v.to_str().ok()),
+            body: msg.body,
+        };
+        let rule = redactions
+            .iter()
+            .flat_map(|(_, r)| &r.findings)
+            .find(|f| f.action == Action::Redact)
+            .map(|f| f.rule.to_string());
+        let clean = dlp::redact_texts(&input, &texts, &DecodeLimits::default()).filter(|new| {
+            // Extract again from what would be sent: nothing may be left.
+            let mut again = Extractor::new(None, &flow.host);
+            let extracted = again.on_http_request(msg.method.as_str(), path, headers, new);
+            extracted.messages.iter().all(|m| {
+                self.rules
+                    .scan(&message_input(m))
+                    .verdict()
+                    .is_none_or(|a| a < Action::Redact)
+            })
+        });
+        match clean {
+            Some(new) => Verdict::Rewrite(Bytes::from(new)),
+            None => Verdict::Block {
+                policy: body::policy_name(rule.as_deref()),
+            },
+        }
     }
+}
+
+fn message_input(m: &extract::Message) -> MessageInput<'_> {
+    MessageInput {
+        app: Some(&m.app),
+        direction: match m.direction {
+            extract::Direction::Outbound => dlp::Direction::Outbound,
+            extract::Direction::Inbound => dlp::Direction::Inbound,
+        },
+        conversation: m.conversation.as_deref(),
+        fields: m
+            .texts
+            .iter()
+            .map(|t| Field {
+                name: &t.field,
+                text: &t.text,
+            })
+            .collect(),
+    }
+}
+
+/// `text/event-stream` responses are never held: each event must reach the
+/// client when it is sent. They are still scanned as they stream.
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+        })
 }
 
 impl FlowHooks for FlowInspection {
     fn on_request(&mut self, flow: &FlowContext, msg: &HttpMessage<'_>) -> Verdict {
+        self.started = None;
         if msg.body.is_empty() {
             return Verdict::Allow;
         }
@@ -322,12 +385,68 @@ impl FlowHooks for FlowInspection {
         } else {
             Extracted::default()
         };
-        let (verdict, redactions) = if extracted.messages.is_empty() && extracted.opaque.is_none() {
-            (self.judge_body(flow, msg), Vec::new())
-        } else {
-            self.judge(flow, extracted)
+        if extracted.messages.is_empty() && extracted.opaque.is_none() {
+            return self.judge_body(flow, Direction::Outbound, msg);
+        }
+        let (verdict, redactions) = self.judge(flow, extracted);
+        match verdict {
+            Some(Action::Block) => Verdict::Block {
+                policy: body::policy_name(self.block_rule.as_deref()),
+            },
+            Some(Action::Redact) => self.redact_messages(flow, msg, path, &headers, &redactions),
+            _ => Verdict::Allow,
+        }
+    }
+
+    fn hold_response(&mut self, _flow: &FlowContext, head: &HttpMessage<'_>) -> bool {
+        self.body_scope(Direction::Inbound).0 && !is_event_stream(head.headers)
+    }
+
+    fn on_response(&mut self, flow: &FlowContext, msg: &HttpMessage<'_>) -> Verdict {
+        self.started = None;
+        if msg.body.is_empty() {
+            return Verdict::Allow;
+        }
+        self.judge_body(flow, Direction::Inbound, msg)
+    }
+
+    fn stream_body(
+        &mut self,
+        _flow: &FlowContext,
+        dir: Direction,
+        msg: &HttpMessage<'_>,
+    ) -> Option<Box<dyn BodyHooks>> {
+        let (scan, redacts) = self.body_scope(dir);
+        if !scan {
+            return None;
+        }
+        let stream = match self.started.take() {
+            Some(s) => s,
+            None => {
+                let coding = msg
+                    .headers
+                    .get(http::header::CONTENT_ENCODING)
+                    .and_then(|v| v.to_str().ok());
+                let mut s = BodyStream::new(
+                    self.rules.clone(),
+                    None,
+                    body::dlp_direction(dir),
+                    "body",
+                    coding,
+                    &DecodeLimits::default(),
+                );
+                // Nothing past the window is final yet; only the overlap is kept.
+                let _ = s.resume(msg.body);
+                s
+            }
         };
-        decide(verdict, msg.body, &redactions, self.block_rule.as_deref())
+        Some(Box::new(body::BodyInspection::new(
+            stream,
+            msg.body.len(),
+            self.events.clone(),
+            dir,
+            redacts,
+        )))
     }
 
     fn on_ws_message(
@@ -345,7 +464,7 @@ impl FlowHooks for FlowInspection {
         let (verdict, _) = self.judge(flow, extracted);
         match verdict {
             Some(Action::Block) => Verdict::Block {
-                policy: policy_name(self.block_rule.as_deref()),
+                policy: body::policy_name(self.block_rule.as_deref()),
             },
             _ => Verdict::Allow,
         }
@@ -362,83 +481,5 @@ impl FlowHooks for FlowInspection {
         if !extracted.messages.is_empty() || extracted.opaque.is_some() {
             let _ = self.judge(flow, extracted);
         }
-    }
-}
-
-/// Block, redact (rewrite the body with the matches masked) or allow.
-fn decide(
-    verdict: Option<Action>,
-    body: &[u8],
-    redactions: &[(String, ScanResult)],
-    rule: Option<&str>,
-) -> Verdict {
-    match verdict {
-        Some(Action::Block) => Verdict::Block {
-            policy: policy_name(rule),
-        },
-        Some(Action::Redact) => {
-            let mut out = body.to_vec();
-            for (text, result) in redactions {
-                for f in result
-                    .findings
-                    .iter()
-                    .filter(|f| f.action >= Action::Redact)
-                {
-                    let Some(matched) = text.get(f.start..f.end) else {
-                        continue;
-                    };
-                    replace_all(&mut out, matched.as_bytes());
-                }
-            }
-            Verdict::Rewrite(Bytes::from(out))
-        }
-        _ => Verdict::Allow,
-    }
-}
-
-/// What the block page names: the DLP rule, never the matched data.
-fn policy_name(rule: Option<&str>) -> String {
-    match rule {
-        Some(r) => format!("DLP rule {r}"),
-        None => "data loss prevention".into(),
-    }
-}
-
-/// Masks every occurrence of `needle` in `hay` byte for byte (lengths stay).
-fn replace_all(hay: &mut [u8], needle: &[u8]) {
-    if needle.is_empty() {
-        return;
-    }
-    let positions: Vec<usize> = memchr::memmem::find_iter(hay, needle).collect();
-    for p in positions {
-        hay[p..p + needle.len()].iter_mut().for_each(|b| *b = b'*');
-    }
-}
-
-fn dlp_direction(d: extract::Direction) -> dlp::Direction {
-    match d {
-        extract::Direction::Outbound => dlp::Direction::Outbound,
-        extract::Direction::Inbound => dlp::Direction::Inbound,
-    }
-}
-
-fn severity(s: dlp::Severity) -> Severity {
-    match s.as_str() {
-        "critical" => Severity::Critical,
-        "high" => Severity::High,
-        "medium" => Severity::Medium,
-        _ => Severity::Low,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn masks_in_place() {
-        let mut b = b"{\"text\":\"card 4556737586899855 ok\"}".to_vec();
-        replace_all(&mut b, b"4556737586899855");
-        assert_eq!(&b[..], b"{\"text\":\"card **************** ok\"}");
     }
 }

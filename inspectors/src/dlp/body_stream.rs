@@ -1,0 +1,653 @@
+//! Scanning a body past what could be held: chunks as they pass, undoing
+//! Content-Encoding on the fly, in bounded memory.
+//!
+//! [`decode_body`](super::decode_body) needs the whole body; a body larger
+//! than the gateway's inspection window arrives chunk by chunk and most of it
+//! has been forwarded before its end is seen. [`BodyStream`] feeds each chunk
+//! (decompressed incrementally for gzip, deflate, br and zstd) into a
+//! [`StreamScanner`], so that matches spanning chunks are found, within the
+//! caps of [`DecodeLimits`]: more output than `max_output` or than
+//! `max_ratio` times the input stops decoding with a `decode_limit` finding,
+//! as does a corrupt or unsupported coding. Never a silent skip.
+//!
+//! Unlike `decode_body`, the stream scans the decompressed bytes as text
+//! without the structural decoding (JSON escapes, forms, base64): those
+//! need the whole document.
+
+use super::decode::DecodeLimits;
+use super::format::{Action, Direction, DirectionScope};
+use super::ruleset::RuleSet;
+use super::scan::{decode_limit_finding, Finding, ScanResult};
+use super::stream::StreamScanner;
+use std::io::Write;
+use std::sync::Arc;
+
+/// Decompressed output below which the ratio cap does not apply (small
+/// bodies compress well without being bombs).
+const RATIO_FLOOR: u64 = 64 << 10;
+
+/// The scanner end of the decoders: counts output against the caps and
+/// feeds it to the scanner.
+#[derive(Debug)]
+struct Sink {
+    /// Taken out only when the body ends.
+    scanner: Option<StreamScanner>,
+    /// Decompressed bytes so far.
+    out: u64,
+    /// Most decompressed bytes allowed now.
+    cap: u64,
+    capped: bool,
+    found: Vec<(Finding, String)>,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let Some(scanner) = self.scanner.as_mut() else {
+            return Ok(buf.len());
+        };
+        let room = self.cap.saturating_sub(self.out);
+        let n = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        if n > 0 {
+            self.found.extend(scanner.push_matched(&buf[..n]));
+            self.out += n as u64;
+        }
+        if n < buf.len() {
+            self.capped = true;
+            return Err(std::io::Error::other("decompressed output over cap"));
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An incremental decoder writing into the sink.
+enum Decoder {
+    Identity(Sink),
+    /// "deflate" before its first two bytes say zlib or raw.
+    DeflateUndecided(Sink, Vec<u8>),
+    Gzip(flate2::write::MultiGzDecoder<Sink>),
+    Zlib(flate2::write::ZlibDecoder<Sink>),
+    Deflate(flate2::write::DeflateDecoder<Sink>),
+    Brotli(Box<brotli::DecompressorWriter<Sink>>),
+    Zstd(Box<zstd::stream::zio::Writer<Sink, zstd::stream::raw::Decoder<'static>>>),
+    /// Decoding stopped (cap, corrupt data); the scanner goes on for the
+    /// final verdict.
+    Stopped(Sink),
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Decoder::Identity(_) => "identity",
+            Decoder::DeflateUndecided(..) => "deflate?",
+            Decoder::Gzip(_) => "gzip",
+            Decoder::Zlib(_) => "zlib",
+            Decoder::Deflate(_) => "deflate",
+            Decoder::Brotli(_) => "br",
+            Decoder::Zstd(_) => "zstd",
+            Decoder::Stopped(_) => "stopped",
+        })
+    }
+}
+
+impl Decoder {
+    fn sink(&mut self) -> &mut Sink {
+        match self {
+            Decoder::Identity(s) | Decoder::DeflateUndecided(s, _) | Decoder::Stopped(s) => s,
+            Decoder::Gzip(d) => d.get_mut(),
+            Decoder::Zlib(d) => d.get_mut(),
+            Decoder::Deflate(d) => d.get_mut(),
+            Decoder::Brotli(d) => d.get_mut(),
+            Decoder::Zstd(d) => d.writer_mut(),
+        }
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Decoder::Identity(s) => s.write_all(data),
+            Decoder::Gzip(w) => w.write_all(data),
+            Decoder::Zlib(w) => w.write_all(data),
+            Decoder::Deflate(w) => w.write_all(data),
+            Decoder::Brotli(w) => w.write_all(data),
+            Decoder::Zstd(w) => w.write_all(data),
+            Decoder::Stopped(_) | Decoder::DeflateUndecided(..) => Ok(()),
+        }
+    }
+
+    /// Flushes the end of the compressed stream into the sink; an error
+    /// means the stream was truncated or corrupt.
+    fn finish(&mut self) -> std::io::Result<()> {
+        match self {
+            Decoder::Gzip(d) => d.try_finish(),
+            Decoder::Zlib(d) => d.try_finish(),
+            Decoder::Deflate(d) => d.try_finish(),
+            Decoder::Brotli(d) => d.close(),
+            Decoder::Zstd(d) => d.finish(),
+            Decoder::DeflateUndecided(_, head) if !head.is_empty() => {
+                Err(std::io::Error::other("truncated"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Scans one body as it streams past.
+#[derive(Debug)]
+pub struct BodyStream {
+    decoder: Decoder,
+    coding: String,
+    field: String,
+    limits: DecodeLimits,
+    /// Compressed (raw) bytes seen.
+    input: u64,
+    /// Added to finding offsets (where the scanned text starts in the body).
+    base: usize,
+    /// Findings ending at or before this offset were reported already.
+    suppress_upto: usize,
+    /// `decode_limit` findings, one per problem.
+    limits_hit: Vec<Finding>,
+    /// How many of them were returned already.
+    limits_told: usize,
+}
+
+impl BodyStream {
+    /// A stream for a body with Content-Encoding `coding` (None: identity),
+    /// whose findings are reported under `field`.
+    pub fn new(
+        set: Arc<RuleSet>,
+        app: Option<&str>,
+        direction: Direction,
+        field: &str,
+        coding: Option<&str>,
+        limits: &DecodeLimits,
+    ) -> Self {
+        let sink = Sink {
+            scanner: Some(StreamScanner::new(set, app, direction, field)),
+            out: 0,
+            cap: u64::MAX,
+            capped: false,
+            found: Vec::new(),
+        };
+        let coding = coding.unwrap_or("").trim().to_ascii_lowercase();
+        let mut problem = None;
+        let decoder = match coding.as_str() {
+            "" | "identity" => Decoder::Identity(sink),
+            "gzip" | "x-gzip" => Decoder::Gzip(flate2::write::MultiGzDecoder::new(sink)),
+            "deflate" => Decoder::DeflateUndecided(sink, Vec::new()),
+            "br" => Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(sink, 4096))),
+            "zstd" => match zstd::stream::raw::Decoder::new() {
+                Ok(raw) => Decoder::Zstd(Box::new(zstd::stream::zio::Writer::new(sink, raw))),
+                Err(e) => {
+                    problem = Some(format!("content-encoding zstd: {e}"));
+                    Decoder::Stopped(sink)
+                }
+            },
+            other => {
+                problem = Some(if other.contains(',') {
+                    format!(
+                        "content-encoding {other}: stacked codings are not decoded past the inspection window"
+                    )
+                } else {
+                    format!("content-encoding {other}: unsupported coding")
+                });
+                Decoder::Stopped(sink)
+            }
+        };
+        BodyStream {
+            decoder,
+            field: field.to_string(),
+            limits: *limits,
+            input: 0,
+            base: 0,
+            suppress_upto: 0,
+            limits_hit: problem
+                .map(|what| decode_limit_finding(field, limits.on_limit, &what))
+                .into_iter()
+                .collect(),
+            limits_told: 0,
+            coding,
+        }
+    }
+
+    /// Whether the body is decompressed on its way into the scanner.
+    pub fn decompresses(&self) -> bool {
+        !matches!(self.decoder, Decoder::Identity(_))
+    }
+
+    /// Continues a body whose first `seen` bytes were scanned whole
+    /// already. Identity: only their tail is scanned again (for matches
+    /// across the boundary), and findings lying wholly inside them are not
+    /// reported twice; offsets stay offsets into the whole body. Compressed:
+    /// the decoder needs every byte, so `seen` is pushed whole.
+    pub fn resume(&mut self, seen: &[u8]) -> Vec<(Finding, String)> {
+        if self.decompresses() {
+            return self.push(seen);
+        }
+        let sink = self.decoder.sink();
+        let Some(scanner) = sink.scanner.as_mut() else {
+            return Vec::new();
+        };
+        let mut from = seen.len().saturating_sub(scanner.overlap());
+        // Start on a character, not inside one.
+        while from < seen.len() && (seen[from] & 0xC0) == 0x80 {
+            from += 1;
+        }
+        let found = scanner.push_matched(&seen[from..]);
+        self.base = from;
+        self.suppress_upto = seen.len();
+        self.adjust(found)
+    }
+
+    /// Whether offsets are byte offsets of the body as sent (no
+    /// decompression, no invalid UTF-8 replaced), so they can rewrite it.
+    pub fn offsets_are_bytes(&mut self) -> bool {
+        matches!(self.decoder, Decoder::Identity(_))
+            && !self
+                .decoder
+                .sink()
+                .scanner
+                .as_ref()
+                .is_some_and(StreamScanner::lossy)
+    }
+
+    /// Body offset before which nothing can still be found.
+    pub fn settled(&mut self) -> usize {
+        let base = self.base;
+        self.decoder
+            .sink()
+            .scanner
+            .as_ref()
+            .map_or(0, |s| base + s.settled())
+    }
+
+    /// Bytes held by the scanner (bounded: about twice its overlap plus a
+    /// chunk of decompressed output).
+    pub fn buffered(&mut self) -> usize {
+        self.decoder
+            .sink()
+            .scanner
+            .as_ref()
+            .map_or(0, StreamScanner::buffered)
+    }
+
+    /// Feeds the next chunk of the body as sent (compressed if it is).
+    /// Returns the findings now final, each with the text it matched;
+    /// offsets are in the decoded body. A cap hit or corrupt data comes
+    /// back as a `decode_limit` finding (with an empty text) at once.
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<(Finding, String)> {
+        self.input += chunk.len() as u64;
+        let cap = self.cap();
+        self.decoder.sink().cap = cap;
+        if let Decoder::DeflateUndecided(sink, head) = &mut self.decoder {
+            head.extend_from_slice(chunk);
+            if head.len() < 2 {
+                return Vec::new();
+            }
+            let head = std::mem::take(head);
+            let sink = std::mem::replace(sink, Sink::inert());
+            // zlib-wrapped per RFC 9110, but raw deflate is common.
+            self.decoder = if (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0 {
+                Decoder::Zlib(flate2::write::ZlibDecoder::new(sink))
+            } else {
+                Decoder::Deflate(flate2::write::DeflateDecoder::new(sink))
+            };
+            let r = self.decoder.write_all(&head);
+            self.after(r);
+        } else {
+            let r = self.decoder.write_all(chunk);
+            self.after(r);
+        }
+        let found = std::mem::take(&mut self.decoder.sink().found);
+        let mut out = self.adjust(found);
+        out.extend(self.new_limits());
+        out
+    }
+
+    /// End of the body: the findings made final now (with matched texts),
+    /// and the whole result, `decode_limit` findings included.
+    pub fn finish(mut self) -> (Vec<(Finding, String)>, ScanResult) {
+        let r = self.decoder.finish();
+        self.after(r);
+        let sink = self.decoder.sink();
+        let mut found = std::mem::take(&mut sink.found);
+        let mut result = ScanResult::default();
+        if let Some(scanner) = sink.scanner.take() {
+            let (last, r) = scanner.finish_matched();
+            found.extend(last);
+            result = r;
+        }
+        let mut found = self.adjust(found);
+        found.extend(self.new_limits());
+        let (base, seen) = (self.base, self.suppress_upto);
+        result.findings.retain_mut(|f| {
+            f.start += base;
+            f.end += base;
+            f.end > seen
+        });
+        result.findings.extend(self.limits_hit.iter().cloned());
+        (found, result)
+    }
+
+    /// Most decompressed bytes allowed after `input` compressed ones.
+    fn cap(&self) -> u64 {
+        if !self.decompresses() {
+            return u64::MAX;
+        }
+        let by_ratio = self
+            .input
+            .saturating_mul(self.limits.max_ratio as u64)
+            .max(RATIO_FLOOR);
+        by_ratio.min(self.limits.max_output as u64)
+    }
+
+    /// After a decoder call: on failure, a finding and no more decoding.
+    fn after(&mut self, r: std::io::Result<()>) {
+        let Err(e) = r else { return };
+        let what = if self.decoder.sink().capped {
+            format!(
+                "content-encoding {}: output over cap (ratio {}x, {} bytes)",
+                self.coding, self.limits.max_ratio, self.limits.max_output
+            )
+        } else {
+            format!("content-encoding {}: corrupt: {e}", self.coding)
+        };
+        self.limits_hit.push(decode_limit_finding(
+            &self.field,
+            self.limits.on_limit,
+            &what,
+        ));
+        let sink = std::mem::replace(self.decoder.sink(), Sink::inert());
+        self.decoder = Decoder::Stopped(sink);
+    }
+
+    fn new_limits(&mut self) -> Vec<(Finding, String)> {
+        let new = self.limits_hit[self.limits_told..]
+            .iter()
+            .map(|f| (f.clone(), String::new()))
+            .collect();
+        self.limits_told = self.limits_hit.len();
+        new
+    }
+
+    /// Body offsets, without findings the caller had already.
+    fn adjust(&self, found: Vec<(Finding, String)>) -> Vec<(Finding, String)> {
+        found
+            .into_iter()
+            .filter_map(|(mut f, m)| {
+                f.start += self.base;
+                f.end += self.base;
+                (f.end > self.suppress_upto).then_some((f, m))
+            })
+            .collect()
+    }
+}
+
+impl Sink {
+    /// A sink without a scanner, left behind in a decoder being dropped.
+    fn inert() -> Self {
+        Sink {
+            scanner: None,
+            out: 0,
+            cap: 0,
+            capped: false,
+            found: Vec::new(),
+        }
+    }
+}
+
+impl RuleSet {
+    /// Whether any rule could fire on a message going `direction` from an
+    /// unknown app (fields aside): when none can, scanning such bodies is
+    /// wasted work.
+    pub fn admits_direction(&self, app: Option<&str>, direction: Direction) -> bool {
+        self.rules.iter().any(|r| scope_admits(r, app, direction))
+    }
+
+    /// Whether any rule that redacts could fire on a message going
+    /// `direction`: only then must a streamed body be held back for
+    /// rewriting.
+    pub fn redacts_direction(&self, app: Option<&str>, direction: Direction) -> bool {
+        self.rules
+            .iter()
+            .any(|r| r.action == Action::Redact && scope_admits(r, app, direction))
+    }
+}
+
+/// A rule's direction and app scope (fields aside).
+fn scope_admits(r: &super::rule::Rule, app: Option<&str>, direction: Direction) -> bool {
+    let dir_ok = match r.scope.direction {
+        DirectionScope::Both => true,
+        DirectionScope::Outbound => direction == Direction::Outbound,
+        DirectionScope::Inbound => direction == Direction::Inbound,
+    };
+    let app_ok = r.scope.apps.is_empty()
+        || app.is_some_and(|a| r.scope.apps.iter().any(|x| x.eq_ignore_ascii_case(a)));
+    dir_ok && app_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dlp::DECODE_LIMIT_RULE;
+
+    const RULES: &str = r#"
+[[rule]]
+id = "tok"
+name = "token"
+severity = "high"
+action = "block"
+pattern = 'tok_[a-z0-9]{16}'
+"#;
+    const SECRET: &str = "tok_a1b2c3d4e5f6g7h8";
+
+    fn set() -> Arc<RuleSet> {
+        Arc::new(RuleSet::from_sources(&[("t.toml", RULES)]).unwrap())
+    }
+
+    fn stream(coding: Option<&str>) -> BodyStream {
+        BodyStream::new(
+            set(),
+            None,
+            Direction::Outbound,
+            "body",
+            coding,
+            &DecodeLimits::default(),
+        )
+    }
+
+    /// A body of filler (compressing like text does, about 3x) with the
+    /// secret at `at`.
+    fn body_with_secret(len: usize, at: usize) -> Vec<u8> {
+        const WORDS: [&str; 8] = [
+            "lorem ", "ipsum ", "dolor ", "sit ", "amet ", "42 ", "xyzzy ", "q ",
+        ];
+        let mut b = Vec::with_capacity(len + 8);
+        let mut x: u32 = 7;
+        while b.len() < len {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            b.extend_from_slice(WORDS[(x >> 16) as usize % 8].as_bytes());
+            if x.is_multiple_of(5) {
+                b.extend_from_slice(format!("{} ", x % 977).as_bytes());
+            }
+        }
+        b.truncate(len);
+        b[at..at + SECRET.len()].copy_from_slice(SECRET.as_bytes());
+        b
+    }
+
+    fn run(mut s: BodyStream, data: &[u8], chunk: usize) -> (Vec<(Finding, String)>, ScanResult) {
+        let mut found = Vec::new();
+        for c in data.chunks(chunk) {
+            found.extend(s.push(c));
+        }
+        let (last, result) = s.finish();
+        found.extend(last);
+        (found, result)
+    }
+
+    #[test]
+    fn match_across_tiny_chunks_is_found_once_with_its_text() {
+        let body = body_with_secret(10_000, 5_000);
+        let (found, result) = run(stream(None), &body, 7);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].0.start, found[0].0.end),
+            (5_000, 5_000 + SECRET.len())
+        );
+        assert_eq!(found[0].1, SECRET);
+        assert_eq!(result.findings.len(), 1);
+    }
+
+    #[test]
+    fn resume_reports_only_what_crosses_or_follows_the_window() {
+        // One secret inside the window (reported by the window scan), one
+        // across its end.
+        let body = body_with_secret(20_000, 1_000);
+        let mut body = body;
+        body[4_090..4_090 + SECRET.len()].copy_from_slice(SECRET.as_bytes());
+        let (window, rest) = body.split_at(4_096);
+        let mut s = stream(None);
+        let mut found = s.resume(window);
+        assert!(s.offsets_are_bytes());
+        for c in rest.chunks(1_000) {
+            found.extend(s.push(c));
+        }
+        let (last, result) = s.finish();
+        found.extend(last);
+        let spans: Vec<(usize, usize)> = found.iter().map(|(f, _)| (f.start, f.end)).collect();
+        assert_eq!(spans, vec![(4_090, 4_090 + SECRET.len())]);
+        assert_eq!(result.findings.len(), 1);
+    }
+
+    fn encode(coding: &str, data: &[u8]) -> Vec<u8> {
+        use flate2::Compression;
+        match coding {
+            "gzip" => {
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), Compression::default());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            "deflate" => {
+                let mut e = flate2::write::ZlibEncoder::new(Vec::new(), Compression::default());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            "raw-deflate" => {
+                let mut e = flate2::write::DeflateEncoder::new(Vec::new(), Compression::default());
+                e.write_all(data).unwrap();
+                e.finish().unwrap()
+            }
+            "br" => {
+                let mut out = Vec::new();
+                {
+                    let mut e = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+                    e.write_all(data).unwrap();
+                }
+                out
+            }
+            "zstd" => zstd::stream::encode_all(data, 3).unwrap(),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn every_coding_is_decoded_incrementally() {
+        let body = body_with_secret(300_000, 250_000);
+        for coding in ["gzip", "deflate", "raw-deflate", "br", "zstd"] {
+            let data = encode(coding, &body);
+            let header = if coding == "raw-deflate" {
+                "deflate"
+            } else {
+                coding
+            };
+            for chunk in [1, 1_000, 16_384] {
+                let (found, result) = run(stream(Some(header)), &data, chunk);
+                let rules: Vec<&str> = found.iter().map(|(f, _)| &*f.rule).collect();
+                assert_eq!(rules, vec!["tok"], "{coding} in chunks of {chunk}");
+                assert_eq!(found[0].0.start, 250_000, "{coding}");
+                assert_eq!(result.findings.len(), 1, "{coding}: {:?}", result.findings);
+            }
+        }
+    }
+
+    #[test]
+    fn a_bomb_hits_the_ratio_cap_at_once_in_bounded_memory() {
+        let data = encode("gzip", &vec![b'a'; 64 << 20]);
+        let mut s = stream(Some("gzip"));
+        let mut limit_seen_at = None;
+        let mut most = 0;
+        for (i, c) in data.chunks(8_192).enumerate() {
+            let found = s.push(c);
+            most = most.max(s.buffered());
+            if limit_seen_at.is_none() && found.iter().any(|(f, _)| &*f.rule == DECODE_LIMIT_RULE) {
+                limit_seen_at = Some(i);
+            }
+        }
+        assert!(
+            limit_seen_at.is_some(),
+            "the cap must be reported while streaming"
+        );
+        assert!(most < 1 << 20, "scanner held {most} bytes");
+        let (_, result) = s.finish();
+        let limits: Vec<_> = result
+            .findings
+            .iter()
+            .filter(|f| &*f.rule == DECODE_LIMIT_RULE)
+            .collect();
+        assert_eq!(limits.len(), 1, "{limits:?}");
+        assert!(limits[0].contributions[0].source.contains("over cap"));
+    }
+
+    #[test]
+    fn corrupt_truncated_and_unknown_codings_are_reported() {
+        let (found, _) = run(stream(Some("br")), b"this is not brotli at all", 5);
+        assert!(found.iter().any(|(f, _)| &*f.rule == DECODE_LIMIT_RULE));
+
+        let data = encode("gzip", &body_with_secret(100_000, 10));
+        let (found, _) = run(stream(Some("gzip")), &data[..data.len() / 2], 999);
+        let rules: Vec<&str> = found.iter().map(|(f, _)| &*f.rule).collect();
+        assert_eq!(rules, vec!["tok", DECODE_LIMIT_RULE], "truncated gzip");
+
+        let (found, _) = run(stream(Some("compress")), b"whatever", 3);
+        assert_eq!(found.len(), 1);
+        assert_eq!(&*found[0].0.rule, DECODE_LIMIT_RULE);
+
+        let (found, _) = run(stream(Some("gzip, br")), b"whatever", 3);
+        assert!(found[0].0.contributions[0].source.contains("stacked"));
+    }
+
+    #[test]
+    fn scope_queries() {
+        let set = RuleSet::from_sources(&[(
+            "t.toml",
+            r#"
+[[rule]]
+id = "out"
+name = "o"
+severity = "low"
+action = "redact"
+[rule.keywords]
+words = ["a"]
+
+[[rule]]
+id = "in"
+name = "i"
+severity = "low"
+[rule.keywords]
+words = ["b"]
+[rule.scope]
+direction = "inbound"
+apps = ["slack"]
+"#,
+        )])
+        .unwrap();
+        assert!(set.admits_direction(None, Direction::Outbound));
+        assert!(!set.admits_direction(None, Direction::Inbound));
+        assert!(set.admits_direction(Some("slack"), Direction::Inbound));
+        assert!(set.redacts_direction(None, Direction::Outbound));
+        assert!(!set.redacts_direction(Some("slack"), Direction::Inbound));
+    }
+}

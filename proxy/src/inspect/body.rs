@@ -1,0 +1,384 @@
+//! DLP on HTTP bodies no app extractor read, both directions. The window
+//! (what the relay holds) is decoded and scanned whole: block answers 403,
+//! redact rewrites it as sent. The rest streams through a [`BodyStream`]:
+//! findings are recorded as they come; a block, or a redaction that can no
+//! longer be applied, cuts the body so the peer never sees it end cleanly.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use gatehouse_inspectors::dlp::{
+    self, Action, BodyInput, BodyStream, DecodeLimits, Finding, RuleSet, ScanResult,
+};
+
+use crate::events::{DlpFindingEvent, Event, EventSink, Masked, PolicyEvent};
+use crate::intercept::hooks::{BodyHooks, Direction, FlowContext, HttpMessage, Verdict};
+
+/// Field name of body findings (decoded parts are `body#json`, …).
+const FIELD: &str = "body";
+
+pub(super) fn dlp_direction(d: Direction) -> dlp::Direction {
+    match d {
+        Direction::Outbound => dlp::Direction::Outbound,
+        Direction::Inbound => dlp::Direction::Inbound,
+    }
+}
+
+fn event_direction(d: Direction) -> crate::events::Direction {
+    match d {
+        Direction::Outbound => crate::events::Direction::Up,
+        Direction::Inbound => crate::events::Direction::Down,
+    }
+}
+
+/// What the block page names: the DLP rule, never the matched data.
+pub(super) fn policy_name(rule: Option<&str>) -> String {
+    match rule {
+        Some(r) => format!("DLP rule {r}"),
+        None => "data loss prevention".into(),
+    }
+}
+
+/// One `dlp_finding` event; `matched` is masked here and goes no further.
+pub(super) fn emit_finding(
+    events: &dyn EventSink,
+    flow: &FlowContext,
+    message_id: Option<uuid::Uuid>,
+    app: &str,
+    dir: Direction,
+    f: &Finding,
+    matched: &str,
+) {
+    events.emit(Event::DlpFinding(DlpFindingEvent {
+        flow_id: flow.id,
+        message_id,
+        client: flow.client,
+        user: flow.user.clone().unwrap_or_default(),
+        device: flow.device.clone().unwrap_or_default(),
+        app: app.into(),
+        host: flow.host.clone(),
+        rule: f.rule.to_string(),
+        direction: event_direction(dir),
+        severity: severity(f.severity),
+        score: (f.score * 100.0).round().clamp(0.0, u32::MAX as f64) as u32,
+        action: f.action.as_str().into(),
+        evidence: Masked::new(matched),
+        start: f.start as u64,
+        end: f.end as u64,
+    }));
+}
+
+/// A `policy` event for a DLP decision the findings alone do not tell.
+fn emit_policy(
+    events: &dyn EventSink,
+    flow: &FlowContext,
+    kind: &str,
+    action: &str,
+    rule: &str,
+    reason: String,
+) {
+    events.emit(Event::Policy(PolicyEvent {
+        flow_id: flow.id,
+        client: flow.client,
+        user: flow.user.clone().unwrap_or_default(),
+        device: flow.device.clone().unwrap_or_default(),
+        app: None,
+        host: flow.host.clone(),
+        kind: kind.into(),
+        action: action.into(),
+        rule: Some(rule.into()),
+        reason,
+    }));
+}
+
+fn severity(s: dlp::Severity) -> crate::events::Severity {
+    use crate::events::Severity;
+    match s.as_str() {
+        "critical" => Severity::Critical,
+        "high" => Severity::High,
+        "medium" => Severity::Medium,
+        _ => Severity::Low,
+    }
+}
+
+fn what(dir: Direction) -> &'static str {
+    match dir {
+        Direction::Outbound => "request",
+        Direction::Inbound => "response",
+    }
+}
+
+/// The first rule with `action` among `findings`.
+fn rule_with<'a>(
+    findings: impl IntoIterator<Item = &'a Finding>,
+    action: Action,
+) -> Option<&'a str> {
+    findings
+        .into_iter()
+        .find(|f| f.action == action)
+        .map(|f| &*f.rule)
+}
+
+fn header<'a>(msg: &'a HttpMessage<'_>, name: http::header::HeaderName) -> Option<&'a str> {
+    msg.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The Content-Encoding of `msg`, unless identity.
+fn coding<'a>(msg: &'a HttpMessage<'_>) -> Option<&'a str> {
+    header(msg, http::header::CONTENT_ENCODING)
+        .filter(|c| !c.trim().is_empty() && !c.trim().eq_ignore_ascii_case("identity"))
+}
+
+/// Judges a body window. Returns the verdict, and for a compressed body
+/// that goes on, the stream that has decoded the window (the decoder needs
+/// every byte from the first).
+pub(super) fn judge_window(
+    rules: &Arc<RuleSet>,
+    events: &dyn EventSink,
+    flow: &FlowContext,
+    dir: Direction,
+    msg: &HttpMessage<'_>,
+) -> (Verdict, Option<BodyStream>) {
+    let limits = DecodeLimits::default();
+    if !msg.complete {
+        if let Some(coding) = coding(msg) {
+            let mut stream = BodyStream::new(
+                rules.clone(),
+                None,
+                dlp_direction(dir),
+                FIELD,
+                Some(coding),
+                &limits,
+            );
+            let found = stream.push(msg.body);
+            for (f, m) in &found {
+                emit_finding(events, flow, None, "", dir, f, m);
+            }
+            let findings = found.iter().map(|(f, _)| f);
+            let verdict = match findings.clone().map(|f| f.action).max() {
+                Some(Action::Block) => Verdict::Block {
+                    policy: policy_name(rule_with(findings, Action::Block)),
+                },
+                Some(Action::Redact) => {
+                    let rule = rule_with(findings, Action::Redact).unwrap_or_default();
+                    emit_policy(
+                        events,
+                        flow,
+                        "dlp_block",
+                        "block",
+                        rule,
+                        format!(
+                            "{rule}: a compressed {} larger than the inspection window cannot be \
+                             rewritten; blocked instead of redacted",
+                            what(dir)
+                        ),
+                    );
+                    Verdict::Block {
+                        policy: policy_name(Some(rule)),
+                    }
+                }
+                _ => Verdict::Allow,
+            };
+            return (verdict, Some(stream));
+        }
+    }
+    let input = BodyInput {
+        content_type: header(msg, http::header::CONTENT_TYPE),
+        content_encoding: header(msg, http::header::CONTENT_ENCODING),
+        body: msg.body,
+    };
+    let result = rules.scan_body(&input, None, dlp_direction(dir), FIELD, &limits);
+    if result.findings.is_empty() {
+        return (Verdict::Allow, None);
+    }
+    // Offsets point into the decoded parts; evidence is masked from them.
+    let decoded = dlp::decode_body(&input, &limits);
+    let raw = String::from_utf8_lossy(msg.body);
+    for f in &result.findings {
+        let source = decoded
+            .parts
+            .iter()
+            .find(|(label, _)| label.replacen("body", FIELD, 1) == f.field)
+            .map_or(&*raw, |(_, t)| t.as_str());
+        let matched = source.get(f.start..f.end).unwrap_or("");
+        emit_finding(events, flow, None, "", dir, f, matched);
+    }
+    let verdict = match result.verdict() {
+        Some(Action::Block) => Verdict::Block {
+            policy: policy_name(rule_with(&result.findings, Action::Block)),
+        },
+        Some(Action::Redact) => redact_window(rules, events, flow, dir, &input, &result),
+        _ => Verdict::Allow,
+    };
+    (verdict, None)
+}
+
+/// The window rewritten with its redact findings masked, if that leaves
+/// nothing to redact when scanned again; otherwise a block.
+fn redact_window(
+    rules: &RuleSet,
+    events: &dyn EventSink,
+    flow: &FlowContext,
+    dir: Direction,
+    input: &BodyInput<'_>,
+    result: &ScanResult,
+) -> Verdict {
+    let limits = DecodeLimits::default();
+    let rule = rule_with(&result.findings, Action::Redact).unwrap_or_default();
+    let rewritten = dlp::redact_body(input, result, &limits).filter(|new| {
+        let again = BodyInput {
+            body: new,
+            ..*input
+        };
+        let residue = rules.scan_body(&again, None, dlp_direction(dir), FIELD, &limits);
+        residue.verdict().is_none_or(|a| a < Action::Redact)
+    });
+    match rewritten {
+        Some(new) => Verdict::Rewrite(Bytes::from(new)),
+        None => {
+            emit_policy(
+                events,
+                flow,
+                "dlp_block",
+                "block",
+                rule,
+                format!(
+                    "{rule}: the match could not be rewritten in the {} as sent (encoding the \
+                     redaction cannot follow); blocked instead of redacted",
+                    what(dir)
+                ),
+            );
+            Verdict::Block {
+                policy: policy_name(Some(rule)),
+            }
+        }
+    }
+}
+
+/// The rest of one body past its window: scanned as it streams.
+pub(super) struct BodyInspection {
+    stream: Option<BodyStream>,
+    events: Arc<dyn EventSink>,
+    dir: Direction,
+    /// Redact rules apply and the body is scanned as sent: bytes are held
+    /// back until no match can start in them, so a redaction can still
+    /// rewrite them (in place, same length).
+    hold: bool,
+    held: BytesMut,
+    /// Body offset of `held[0]`: everything before it has been forwarded.
+    held_from: usize,
+}
+
+impl BodyInspection {
+    /// Inspection of the body after `window`; `stream` continues it (a
+    /// compressed one has decoded the window already). `redacts`: some
+    /// rule may redact in this direction.
+    pub(super) fn new(
+        mut stream: BodyStream,
+        window: usize,
+        events: Arc<dyn EventSink>,
+        dir: Direction,
+        redacts: bool,
+    ) -> Self {
+        let hold = redacts && stream.offsets_are_bytes();
+        BodyInspection {
+            stream: Some(stream),
+            events,
+            dir,
+            hold,
+            held: BytesMut::new(),
+            held_from: window,
+        }
+    }
+
+    /// Records findings; a cut when one blocks, or redacts bytes that are
+    /// gone (or cannot be located in the bytes as sent).
+    fn apply(&mut self, flow: &FlowContext, found: &[(Finding, String)]) -> Option<Verdict> {
+        for (f, m) in found {
+            emit_finding(&*self.events, flow, None, "", self.dir, f, m);
+        }
+        let exact = self.stream.as_mut().is_some_and(|s| s.offsets_are_bytes());
+        let mut cut: Option<(&str, &str)> = None;
+        for (f, _) in found {
+            match f.action {
+                Action::Block => cut = cut.or(Some((&f.rule, "blocking finding"))),
+                Action::Redact => {
+                    let (s, e) = (f.start, f.end);
+                    let inside = self.hold
+                        && exact
+                        && s >= self.held_from
+                        && e <= self.held_from + self.held.len();
+                    let bytes = if inside {
+                        &mut self.held[s - self.held_from..e - self.held_from]
+                    } else {
+                        &mut [][..]
+                    };
+                    match std::str::from_utf8(bytes) {
+                        Ok(text) if inside => {
+                            let masked = dlp::mask_same_len(text, f.keep_last());
+                            bytes.copy_from_slice(masked.as_bytes());
+                        }
+                        _ => cut = cut.or(Some((&f.rule, "redaction of bytes already forwarded"))),
+                    }
+                }
+                _ => {}
+            }
+        }
+        let (rule, why) = cut?;
+        emit_policy(
+            &*self.events,
+            flow,
+            "dlp_stream_cut",
+            "reset",
+            rule,
+            format!(
+                "{rule}: {why} past the inspection window; the {} was cut after {} bytes had been \
+                 forwarded",
+                what(self.dir),
+                self.held_from
+            ),
+        );
+        self.held.clear();
+        Some(Verdict::Block {
+            policy: policy_name(Some(rule)),
+        })
+    }
+}
+
+impl BodyHooks for BodyInspection {
+    fn on_chunk(&mut self, flow: &FlowContext, chunk: &Bytes) -> Verdict {
+        let Some(stream) = self.stream.as_mut() else {
+            return Verdict::Allow;
+        };
+        let found = stream.push(chunk);
+        if self.hold {
+            self.held.extend_from_slice(chunk);
+        }
+        if let Some(v) = self.apply(flow, &found) {
+            return v;
+        }
+        if !self.hold {
+            return Verdict::Allow;
+        }
+        let settled = self.stream.as_mut().map_or(0, |s| s.settled());
+        let release = settled.saturating_sub(self.held_from).min(self.held.len());
+        self.held_from += release;
+        Verdict::Rewrite(self.held.split_to(release).freeze())
+    }
+
+    fn on_end(&mut self, flow: &FlowContext) -> Verdict {
+        let Some(stream) = self.stream.take() else {
+            return Verdict::Allow;
+        };
+        let (found, _) = stream.finish();
+        if let Some(v) = self.apply(flow, &found) {
+            return v;
+        }
+        if self.held.is_empty() {
+            Verdict::Allow
+        } else {
+            self.held_from += self.held.len();
+            Verdict::Rewrite(self.held.split().freeze())
+        }
+    }
+}
