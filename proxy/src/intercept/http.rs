@@ -53,17 +53,24 @@ enum Sender {
 }
 
 /// Relays HTTP between `client` and `upstream` until either side closes.
+///
+/// The handshakes and both connections are boxed futures: each takes only
+/// the memory its own protocol needs, and a handshake's state is freed once
+/// it is done rather than sizing the relay for its whole life (an idle
+/// keep-alive connection should cost little).
 pub async fn relay<C, U>(client: C, upstream: U, h2: bool, relay: HttpRelay) -> Result<(), String>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let sender = if h2 {
-        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(TokioIo::new(upstream))
-            .await
-            .map_err(|e| format!("upstream h2 handshake: {e}"))?;
+        let (send, conn) = Box::pin(
+            hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(upstream)),
+        )
+        .await
+        .map_err(|e| format!("upstream h2 handshake: {e}"))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream h2 connection ended");
@@ -71,10 +78,10 @@ where
         });
         Sender::H2(send)
     } else {
-        let (send, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(upstream))
-            .await
-            .map_err(|e| format!("upstream http/1.1 handshake: {e}"))?;
+        let (send, conn) =
+            Box::pin(hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(upstream)))
+                .await
+                .map_err(|e| format!("upstream http/1.1 handshake: {e}"))?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream http/1.1 connection ended");
@@ -83,22 +90,28 @@ where
         Sender::H1(tokio::sync::Mutex::new(send))
     };
     let ctx = Arc::new((relay, sender));
+    // Boxed per request: hyper's HTTP/1.1 server keeps a slot the size of
+    // the service future for the whole connection.
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(forward(req, &ctx.0, &ctx.1).await) }
+        Box::pin(async move { Ok::<_, Infallible>(forward(req, &ctx.0, &ctx.1).await) })
     });
     let io = TokioIo::new(client);
     let result = if h2 {
-        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .serve_connection(io, svc)
-            .await
+        Box::pin(
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, svc),
+        )
+        .await
     } else {
-        hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .serve_connection(io, svc)
-            .with_upgrades()
-            .await
+        Box::pin(
+            hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .serve_connection(io, svc)
+                .with_upgrades(),
+        )
+        .await
     };
     result.map_err(|e| format!("client connection: {e}"))
 }

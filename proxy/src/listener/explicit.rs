@@ -256,8 +256,11 @@ async fn connect(
         }
     };
     let tunnel_shared = shared.clone();
+    // Only the upgrade is kept: the request itself would stay in the
+    // tunnel task's memory for the life of the flow.
+    let upgrade = hyper::upgrade::on(req);
     shared.tracker.spawn(async move {
-        let upgraded = match hyper::upgrade::on(req).await {
+        let upgraded = match upgrade.await {
             Ok(u) => u,
             Err(e) => {
                 tracing::debug!(client = %peer, error = %e, "CONNECT upgrade failed");
