@@ -103,10 +103,13 @@ pub struct Upstream {
     base: Arc<ClientConfig>,
     /// `base` with each ALPN list clients offered: every rustls connection
     /// holds its config for its whole life, so flows share them.
-    by_alpn: Arc<std::sync::Mutex<Vec<(Vec<Vec<u8>>, Arc<ClientConfig>)>>>,
+    by_alpn: Arc<std::sync::Mutex<Vec<AlpnConfig>>>,
     verifier: Arc<PinExceptions>,
     timeout: std::time::Duration,
 }
+
+/// An ALPN list offered upstream, and the config offering it.
+type AlpnConfig = (Vec<Vec<u8>>, Arc<ClientConfig>);
 
 /// How many distinct ALPN lists keep a shared config; clients choose the
 /// lists, so the cache is bounded and the rest get a config of their own.
