@@ -10,7 +10,9 @@
 //! `cargo bench --bench load` (bounded: a few seconds per scenario).
 //! Environment: `LOAD_SECONDS` (default 5), `LOAD_CLIENTS` (default 32),
 //! `LOAD_IDLE` (idle HTTP/1.1 connections, default 1000), `LOAD_IDLE_H2`
-//! (idle HTTP/2 connections, default 1000).
+//! (idle HTTP/2 connections, default 1000), `LOAD_IDLE_BODY` (bytes each
+//! idle connection POSTs before idling instead of a GET, default 0: what a
+//! connection keeps after carrying a large body).
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -226,14 +228,17 @@ async fn idle_sessions(
     proxy: SocketAddr,
     cfg: Arc<rustls::ClientConfig>,
     h2: bool,
+    body: Bytes,
 ) -> Vec<Box<dyn std::any::Any + Send>> {
     let mut held: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
     for _ in 0..n {
         let tls = TokioIo::new(tls_to(server, Some(proxy), cfg.clone()).await);
         let req = || {
-            http::Request::get("https://load.test/r")
+            http::Request::builder()
+                .method(if body.is_empty() { "GET" } else { "POST" })
+                .uri("https://load.test/r")
                 .header("host", "load.test")
-                .body(Full::new(Bytes::new()))
+                .body(Full::new(body.clone()))
                 .unwrap()
         };
         if h2 {
@@ -385,10 +390,15 @@ fn main() {
             continue;
         }
         let before = rss_kib(gw.child.id());
-        held.extend(rt.block_on(idle_sessions(idle, server, gw.proxy, cfg, h2)));
+        let body = Bytes::from(vec![b'p'; env_or("LOAD_IDLE_BODY", 0) as usize]);
+        let after_post = match body.len() {
+            0 => String::new(),
+            n => format!(" (after a {n}-byte POST each)"),
+        };
+        held.extend(rt.block_on(idle_sessions(idle, server, gw.proxy, cfg, h2, body)));
         let after = rss_kib(gw.child.id());
         println!(
-            "idle intercepted {proto:8} connections: {idle}, gateway RSS {before} KiB -> {after} KiB, {:.1} KiB per connection",
+            "idle intercepted {proto:8} connections{after_post}: {idle}, gateway RSS {before} KiB -> {after} KiB, {:.1} KiB per connection",
             (after.saturating_sub(before)) as f64 / idle as f64
         );
     }

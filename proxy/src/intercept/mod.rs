@@ -319,6 +319,7 @@ async fn intercept<S>(
         window: shared.config.intercept.inspect_window,
         window_wait: Duration::from_millis(500),
         header_timeout: shared.config.proxy.header_read_timeout,
+        max_header_bytes: shared.config.proxy.max_header_bytes,
         idle: shared.config.proxy.idle_timeout,
         abort: shared.abort.clone(),
     };

@@ -199,6 +199,7 @@ async fn plain_http(
                     window: shared.config.intercept.inspect_window,
                     window_wait: Duration::from_millis(500),
                     header_timeout: shared.config.proxy.header_read_timeout,
+                    max_header_bytes: shared.config.proxy.max_header_bytes,
                     idle: shared.config.proxy.idle_timeout,
                     abort: shared.abort.clone(),
                 };
