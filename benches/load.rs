@@ -3,11 +3,16 @@
 //! load generator and upstream run on the other core. Reports requests/s
 //! and latency for 32 concurrent keep-alive clients fetching 1 KiB, POSTs/s
 //! of 64 KiB bodies, the same direct for comparison, and the gateway's
-//! resident memory per idle intercepted connection.
+//! resident memory per idle intercepted connection, HTTP/1.1 and HTTP/2
+//! (each idle connection has made one request; the HTTP/1.1 ones stay open
+//! while the HTTP/2 ones are counted).
 //!
 //! `cargo bench --bench load` (bounded: a few seconds per scenario).
 //! Environment: `LOAD_SECONDS` (default 5), `LOAD_CLIENTS` (default 32),
-//! `LOAD_IDLE` (idle connections, default 1000).
+//! `LOAD_IDLE` (idle HTTP/1.1 connections, default 1000), `LOAD_IDLE_H2`
+//! (idle HTTP/2 connections, default 1000), `LOAD_IDLE_BODY` (bytes each
+//! idle connection POSTs before idling instead of a GET, default 0: what a
+//! connection keeps after carrying a large body).
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -19,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -66,7 +71,7 @@ async fn upstream(p: &Pki) -> SocketAddr {
     .with_no_client_auth()
     .with_single_cert(p.chain.clone(), p.key.clone_key())
     .unwrap();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -89,9 +94,15 @@ async fn upstream(p: &Pki) -> SocketAddr {
                         Ok::<_, Infallible>(http::Response::new(Full::new(kib)))
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                }
             });
         }
     });
@@ -156,7 +167,7 @@ fn gatehouse(p: &Pki) -> Gatehouse {
     }
 }
 
-fn client_cfg(root: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
+fn client_cfg(root: &CertificateDer<'static>, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root.clone()).unwrap();
     let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -166,17 +177,18 @@ fn client_cfg(root: &CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    c.alpn_protocols = vec![b"http/1.1".to_vec()];
+    c.alpn_protocols = vec![alpn.to_vec()];
     Arc::new(c)
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
-async fn session(
+/// A TLS connection to `server`, through the gateway's CONNECT if `proxy`.
+async fn tls_to(
     server: SocketAddr,
     proxy: Option<SocketAddr>,
     cfg: Arc<rustls::ClientConfig>,
-) -> Sender {
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut tcp = TcpStream::connect(proxy.unwrap_or(server)).await.unwrap();
     tcp.set_nodelay(true).unwrap();
     if proxy.is_some() {
@@ -190,15 +202,73 @@ async fn session(
             head.push(b[0]);
         }
     }
-    let tls = tokio_rustls::TlsConnector::from(cfg)
+    tokio_rustls::TlsConnector::from(cfg)
         .connect(ServerName::try_from("load.test").unwrap(), tcp)
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn session(
+    server: SocketAddr,
+    proxy: Option<SocketAddr>,
+    cfg: Arc<rustls::ClientConfig>,
+) -> Sender {
+    let tls = tls_to(server, proxy, cfg).await;
     let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
     tokio::spawn(c);
     s
+}
+
+/// Opens `n` intercepted connections, each making one GET, and keeps them.
+async fn idle_sessions(
+    n: u64,
+    server: SocketAddr,
+    proxy: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    h2: bool,
+    body: Bytes,
+) -> Vec<Box<dyn std::any::Any + Send>> {
+    let mut held: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    for _ in 0..n {
+        let tls = TokioIo::new(tls_to(server, Some(proxy), cfg.clone()).await);
+        let req = || {
+            http::Request::builder()
+                .method(if body.is_empty() { "GET" } else { "POST" })
+                .uri("https://load.test/r")
+                .header("host", "load.test")
+                .body(Full::new(body.clone()))
+                .unwrap()
+        };
+        if h2 {
+            let (mut s, c) = hyper::client::conn::http2::handshake(TokioExecutor::new(), tls)
+                .await
+                .unwrap();
+            tokio::spawn(c);
+            s.ready().await.unwrap();
+            let resp = s.send_request(req()).await.unwrap();
+            assert_eq!(resp.version(), http::Version::HTTP_2);
+            let _ = resp.into_body().collect().await;
+            held.push(Box::new(s));
+        } else {
+            let (mut s, c) = hyper::client::conn::http1::handshake(tls).await.unwrap();
+            tokio::spawn(c);
+            s.ready().await.unwrap();
+            let mut get = req();
+            *get.uri_mut() = http::Uri::from_static("/r");
+            let _ = s
+                .send_request(get)
+                .await
+                .unwrap()
+                .into_body()
+                .collect()
+                .await;
+            held.push(Box::new(s));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    held
 }
 
 /// Runs `clients` keep-alive sessions for `secs`; returns (requests/s, p50, p99).
@@ -275,8 +345,8 @@ fn main() {
     let p = pki();
     let server = rt.block_on(upstream(&p));
     let gw = gatehouse(&p);
-    let via_cfg = client_cfg(&gw.ca);
-    let direct_cfg = client_cfg(&p.root_der);
+    let via_cfg = client_cfg(&gw.ca, b"http/1.1");
+    let direct_cfg = client_cfg(&p.root_der, b"http/1.1");
     let post = Bytes::from(vec![b'p'; 64 * 1024]);
     println!("scenario                          req/s      p50        p99");
     for (name, proxy, cfg, body) in [
@@ -308,34 +378,29 @@ fn main() {
         let (rps, p50, p99) = rt.block_on(run(server, proxy, cfg, clients, secs, body));
         println!("{name:32} {rps:9.0}  {p50:>9.2?}  {p99:>9.2?}");
     }
-    // Memory per idle intercepted connection.
-    let idle = env_or("LOAD_IDLE", 1000);
-    let before = rss_kib(gw.child.id());
-    let held = rt.block_on(async {
-        let mut held = Vec::new();
-        for _ in 0..idle {
-            let mut s = session(server, Some(gw.proxy), via_cfg.clone()).await;
-            s.ready().await.unwrap();
-            let req = http::Request::get("/r")
-                .header("host", "load.test")
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let _ = s
-                .send_request(req)
-                .await
-                .unwrap()
-                .into_body()
-                .collect()
-                .await;
-            held.push(s);
+    // Memory per idle intercepted connection: HTTP/1.1, then HTTP/2 while
+    // the HTTP/1.1 ones stay open (so neither reuses the other's freed memory).
+    let mut held = Vec::new();
+    for (proto, var, cfg, h2) in [
+        ("HTTP/1.1", "LOAD_IDLE", via_cfg.clone(), false),
+        ("HTTP/2", "LOAD_IDLE_H2", client_cfg(&gw.ca, b"h2"), true),
+    ] {
+        let idle = env_or(var, 1000);
+        if idle == 0 {
+            continue;
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        held
-    });
-    let after = rss_kib(gw.child.id());
-    println!(
-        "idle intercepted connections: {idle}, gateway RSS {before} KiB -> {after} KiB, {:.1} KiB per connection",
-        (after.saturating_sub(before)) as f64 / idle as f64
-    );
+        let before = rss_kib(gw.child.id());
+        let body = Bytes::from(vec![b'p'; env_or("LOAD_IDLE_BODY", 0) as usize]);
+        let after_post = match body.len() {
+            0 => String::new(),
+            n => format!(" (after a {n}-byte POST each)"),
+        };
+        held.extend(rt.block_on(idle_sessions(idle, server, gw.proxy, cfg, h2, body)));
+        let after = rss_kib(gw.child.id());
+        println!(
+            "idle intercepted {proto:8} connections{after_post}: {idle}, gateway RSS {before} KiB -> {after} KiB, {:.1} KiB per connection",
+            (after.saturating_sub(before)) as f64 / idle as f64
+        );
+    }
     drop(held);
 }

@@ -1,8 +1,8 @@
 //! Requests through the gateway against the same requests direct: per-request
 //! latency with keep-alive and with a new connection each time, HTTP/1.1
-//! and HTTP/2, and bulk download throughput. Everything runs in-process on
-//! loopback: a rustls+hyper upstream with a test root, the gateway with
-//! inspection hooks that allow everything, and a hyper client.
+//! and HTTP/2, and bulk download and upload throughput. Everything runs
+//! in-process on loopback: a rustls+hyper upstream with a test root, the
+//! gateway with inspection hooks that allow everything, and a hyper client.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use gatehouse::config::Config;
 use gatehouse::events::{Event, EventSink};
 use gatehouse::Gateway;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
@@ -83,7 +83,11 @@ async fn upstream(p: &Pki) -> SocketAddr {
                     } else {
                         kib.clone()
                     };
-                    async move { Ok::<_, Infallible>(http::Response::new(Full::new(body))) }
+                    async move {
+                        // Uploads are read whole; the reply is the usual 1 KiB.
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, Infallible>(http::Response::new(Full::new(body)))
+                    }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tls), svc)
@@ -149,8 +153,8 @@ async fn connect(
 }
 
 enum Send {
-    H1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
-    H2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
 
 async fn session(
@@ -181,9 +185,16 @@ async fn session(
 }
 
 async fn get(s: &mut Send, path: &str) -> usize {
-    let req = http::Request::get(format!("https://bench.test{path}"))
+    request(s, path, Bytes::new()).await
+}
+
+/// A GET, or a POST of `body` when it is not empty; returns the response length.
+async fn request(s: &mut Send, path: &str, body: Bytes) -> usize {
+    let req = http::Request::builder()
+        .method(if body.is_empty() { "GET" } else { "POST" })
+        .uri(format!("https://bench.test{path}"))
         .header("host", "bench.test")
-        .body(Empty::<Bytes>::new())
+        .body(Full::new(body))
         .unwrap();
     let resp = match s {
         Send::H1(s) => {
@@ -258,6 +269,23 @@ fn bench(c: &mut Criterion) {
         };
         let mut s = rt.block_on(session(server, via, &root, false));
         g.bench_function(name, |b| b.iter(|| rt.block_on(get(&mut s, "/bulk"))));
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("bulk_8MiB_upload");
+    g.throughput(Throughput::Bytes(8 * 1024 * 1024));
+    g.sample_size(20);
+    let upload = Bytes::from(vec![b'u'; 8 * 1024 * 1024]);
+    for (name, via) in [("direct", None), ("gateway", Some(proxy))] {
+        let root = if via.is_some() {
+            gw_ca.clone()
+        } else {
+            p.root_der.clone()
+        };
+        let mut s = rt.block_on(session(server, via, &root, false));
+        g.bench_function(name, |b| {
+            b.iter(|| rt.block_on(request(&mut s, "/upload", upload.clone())))
+        });
     }
     g.finish();
 }

@@ -516,3 +516,27 @@ async fn idle_keep_alive_connections_are_closed() {
     assert_eq!(ev.close_reason, "idle_timeout");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn intercepted_request_heads_obey_max_header_bytes() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let root = TestCa::root("Upstream Test Root");
+    let server = https_server("heads.test", root.leaf(&LeafSpec::new(&["heads.test"]))).await;
+    let gw = TestGateway::start(&[&root.pem()], |c| c.proxy.max_header_bytes = 16 * 1024).await;
+    for (filler, expect) in [(12 * 1024, "HTTP/1.1 200"), (24 * 1024, "HTTP/1.1 431")] {
+        let (cfg, _) = client_config(std::slice::from_ref(&gw.ca_der), &[b"http/1.1"], false);
+        let mut tls = tls_through(gw.proxy, server, "heads.test", cfg)
+            .await
+            .unwrap();
+        let head = format!(
+            "GET /hello HTTP/1.1\r\nHost: heads.test\r\nX-Filler: {}\r\n\r\n",
+            "a".repeat(filler)
+        );
+        tls.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tls.read(&mut buf).await.unwrap();
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        assert!(reply.starts_with(expect), "{filler}-byte header: {reply}");
+    }
+    gw.stop().await;
+}

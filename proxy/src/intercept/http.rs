@@ -42,6 +42,8 @@ pub struct HttpRelay {
     pub window_wait: Duration,
     /// Header read timeout for the client leg.
     pub header_timeout: Duration,
+    /// Largest request head accepted (`proxy.max_header_bytes`).
+    pub max_header_bytes: usize,
     /// Idle timeout for upgraded (WebSocket) connections.
     pub idle: Duration,
     /// Cancelled when the gateway's grace period ends.
@@ -54,17 +56,24 @@ enum Sender {
 }
 
 /// Relays HTTP between `client` and `upstream` until either side closes.
+///
+/// The handshakes and both connections are boxed futures: each takes only
+/// the memory its own protocol needs, and a handshake's state is freed once
+/// it is done rather than sizing the relay for its whole life (an idle
+/// keep-alive connection should cost little).
 pub async fn relay<C, U>(client: C, upstream: U, h2: bool, relay: HttpRelay) -> Result<(), String>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let sender = if h2 {
-        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .handshake(TokioIo::new(upstream))
-            .await
-            .map_err(|e| format!("upstream h2 handshake: {e}"))?;
+        let (send, conn) = Box::pin(
+            hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .handshake(TokioIo::new(upstream)),
+        )
+        .await
+        .map_err(|e| format!("upstream h2 handshake: {e}"))?;
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "upstream h2 connection ended");
@@ -72,10 +81,14 @@ where
         });
         Sender::H2(send)
     } else {
-        let (send, conn) = hyper::client::conn::http1::Builder::new()
-            .handshake(TokioIo::new(upstream))
-            .await
-            .map_err(|e| format!("upstream http/1.1 handshake: {e}"))?;
+        // hyper's read buffers (both legs) keep their default bound of about
+        // 400 KiB: they grow for large bodies and never shrink, so an idle
+        // connection keeps what its largest body grew them to, but a 64 KiB
+        // bound cost a tenth of upload and a sixth of download throughput.
+        let (send, conn) =
+            Box::pin(hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(upstream)))
+                .await
+                .map_err(|e| format!("upstream http/1.1 handshake: {e}"))?;
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(error = %e, "upstream http/1.1 connection ended");
@@ -83,23 +96,31 @@ where
         });
         Sender::H1(tokio::sync::Mutex::new(send))
     };
+    let max_header_bytes = relay.max_header_bytes;
     let ctx = Arc::new((relay, sender));
+    // Boxed per request: hyper's HTTP/1.1 server keeps a slot the size of
+    // the service future for the whole connection.
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(forward(req, &ctx.0, &ctx.1).await) }
+        Box::pin(async move { Ok::<_, Infallible>(forward(req, &ctx.0, &ctx.1).await) })
     });
     let io = TokioIo::new(client);
     let result = if h2 {
-        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .serve_connection(io, svc)
-            .await
+        Box::pin(
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, svc),
+        )
+        .await
     } else {
-        hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .serve_connection(io, svc)
-            .with_upgrades()
-            .await
+        Box::pin(
+            hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .max_header_size(max_header_bytes)
+                .serve_connection(io, svc)
+                .with_upgrades(),
+        )
+        .await
     };
     result.map_err(|e| format!("client connection: {e}"))
 }

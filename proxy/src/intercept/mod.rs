@@ -100,14 +100,15 @@ where
                 ev.close_reason = "blocked".into();
             } else if id.protocol == Protocol::Xmpp && decision.action == PolicyAction::Intercept {
                 let domain = host.unwrap_or_else(|| start.host.clone());
-                xmpp_flow(
+                // Boxed: rare, and it would otherwise size every flow's future.
+                Box::pin(xmpp_flow(
                     client_stream,
                     start,
                     domain,
                     cls.app.clone(),
                     &shared,
                     &mut ev,
-                )
+                ))
                 .await;
             } else {
                 let why = format!("{} is not TLS: relayed unread", id.protocol);
@@ -123,6 +124,9 @@ where
                 .classify(&id, hello.sni.as_deref(), start.port);
             record_identity(&mut ev, &id, &cls);
             let pinned = cls.reasons.contains(&Reason::Pinned);
+            let app = cls.app.clone();
+            // Not kept for the life of the flow.
+            drop((id, cls));
             let name = hello
                 .sni
                 .clone()
@@ -139,7 +143,6 @@ where
                     .await;
                 }
                 Some(name) => {
-                    let app = cls.app.clone();
                     tls_flow(
                         client_stream,
                         start,
@@ -276,119 +279,37 @@ async fn intercept<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    // Upstream first: only a verified server earns the client a leaf.
-    let verified = match shared
-        .upstream
-        .handshake(start.upstream, &name, &hello.alpn)
-        .await
-    {
-        Ok(v) => v,
-        Err(e) => {
-            tracing::warn!(host = %name, reason = e.reason(), error = %e, "upstream refused: client gets a TLS alert");
-            ev.decision = "block".into();
-            ev.verification = Some(e.reason().into());
-            ev.reason = format!("upstream verification failed: {e}");
-            ev.flagged = true;
-            ev.close_reason = "upstream_unverified".into();
-            policy_event(
-                shared,
-                ev,
-                &name,
-                "upstream_rejected",
-                "block",
-                &ev.reason.clone(),
-            );
-            refuse(client, shared).await;
-            return;
-        }
-    };
-    ev.upstream_cert_sha256 = Some(verified.fingerprint.clone());
-    ev.upstream_tls = Some(format!("{} {}", verified.version, verified.suite));
-    ev.verification = Some(match &verified.exception {
-        Some(failed) => format!("exception: {failed}"),
-        None => "ok".into(),
-    });
-    ev.alpn = verified
-        .alpn
-        .as_ref()
-        .map(|a| String::from_utf8_lossy(a).into_owned());
-
-    let leaf = match shared.leaf_for(&name, &verified.leaf) {
-        Ok(l) => l,
-        Err(e) => {
-            ev.decision = "block".into();
-            ev.reason = format!("no leaf for {name}: {e}");
-            ev.flagged = true;
-            ev.close_reason = "leaf_refused".into();
-            refuse(client, shared).await;
-            return;
-        }
-    };
-    let acceptor = TlsAcceptor::from(tls::server_config(leaf, verified.alpn.as_deref()));
     let counters = Arc::new(Counters::default());
-    let counted = Counted::new(client, counters.clone());
-    let handshake = tokio::time::timeout(
-        shared.config.proxy.header_read_timeout,
-        acceptor.accept(counted),
-    )
+    // Boxed: the handshakes' state (two rustls connections mid-handshake,
+    // the verified chain, timers) is freed when they finish instead of
+    // sizing this flow's future for as long as it relays.
+    let legs = Box::pin(handshakes(
+        client,
+        start.upstream,
+        start.client,
+        hello,
+        &name,
+        shared,
+        ev,
+        &counters,
+    ))
     .await;
-    let client_tls = match handshake {
-        Ok(Ok(s)) => {
-            shared.pinning.record_success(start.client.ip(), &name);
-            s
-        }
-        Ok(Err(e)) => {
-            let pin_abort = is_pin_abort(&e);
-            ev.close_reason = "client_tls_error".into();
-            ev.reason = format!("client handshake failed: {e}");
-            if pin_abort
-                && shared
-                    .pinning
-                    .record_abort(start.client.ip(), &name, Instant::now())
-            {
-                tracing::warn!(client = %start.client, host = %name, "client pins its certificates: passthrough learned");
-                ev.reason = format!(
-                    "client refused our certificate ({e}); pinning learned: passthrough for {:?}",
-                    shared.config.intercept.pinning_ttl
-                );
-                ev.flagged = true;
-                policy_event(
-                    shared,
-                    ev,
-                    &name,
-                    "pinning_bypass",
-                    "passthrough",
-                    &ev.reason.clone(),
-                );
-            }
-            fill_bytes(ev, &counters);
-            return;
-        }
-        Err(_) => {
-            ev.close_reason = "client_tls_timeout".into();
-            fill_bytes(ev, &counters);
-            return;
-        }
+    let Some(Legs {
+        client: client_tls,
+        upstream,
+        alpn,
+    }) = legs
+    else {
+        fill_bytes(ev, &counters);
+        return;
     };
-    {
-        let (_, conn) = client_tls.get_ref();
-        ev.client_tls = Some(format!(
-            "{} {}",
-            conn.protocol_version()
-                .map(|v| format!("{v:?}"))
-                .unwrap_or_default(),
-            conn.negotiated_cipher_suite()
-                .map(|s| format!("{:?}", s.suite()))
-                .unwrap_or_default()
-        ));
-    }
 
     let flow = Arc::new(FlowContext {
         id: ev.flow_id,
         client: start.client,
         user: start.identity.user.clone(),
         device: start.identity.device.clone(),
-        host: name.clone(),
+        host: name,
         alpn: ev.alpn.clone(),
     });
     let hooks = Arc::new(Mutex::new(shared.interceptor.open(&flow)));
@@ -398,11 +319,11 @@ async fn intercept<S>(
         window: shared.config.intercept.inspect_window,
         window_wait: Duration::from_millis(500),
         header_timeout: shared.config.proxy.header_read_timeout,
+        max_header_bytes: shared.config.proxy.max_header_bytes,
         idle: shared.config.proxy.idle_timeout,
         abort: shared.abort.clone(),
     };
-    let upstream = verified.stream;
-    let outcome = match verified.alpn.as_deref() {
+    let outcome = match alpn.as_deref() {
         Some(b"h2") => run_http(client_tls, upstream, true, relay, shared, &counters).await,
         Some(b"http/1.1") => run_http(client_tls, upstream, false, relay, shared, &counters).await,
         None => {
@@ -434,6 +355,136 @@ async fn intercept<S>(
     hooks.lock().expect("hooks lock").on_close(&flow);
     ev.close_reason = outcome;
     fill_bytes(ev, &counters);
+}
+
+/// Both TLS legs of an intercepted flow, ready to relay.
+///
+/// The streams are boxed because they live as long as the flow: every
+/// future they pass through by value (relay, hyper's connection) then holds
+/// a pointer rather than a rustls connection, and an async state machine
+/// keeps the slot of a value even after moving it on.
+struct Legs<S> {
+    client: Box<tokio_rustls::server::TlsStream<Counted<Rewind<S>>>>,
+    upstream: Box<tokio_rustls::client::TlsStream<TcpStream>>,
+    alpn: Option<Vec<u8>>,
+}
+
+/// Upstream first (verified), then the client with a leaf for `name`.
+/// Records the outcome in `ev`; `None` when the flow ends here.
+#[allow(clippy::too_many_arguments)]
+async fn handshakes<S>(
+    client: Rewind<S>,
+    upstream: TcpStream,
+    peer: SocketAddr,
+    hello: Hello,
+    name: &str,
+    shared: &Shared,
+    ev: &mut ConnectionEvent,
+    counters: &Arc<Counters>,
+) -> Option<Legs<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    // Upstream first: only a verified server earns the client a leaf.
+    let verified = match shared.upstream.handshake(upstream, name, &hello.alpn).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(host = %name, reason = e.reason(), error = %e, "upstream refused: client gets a TLS alert");
+            ev.decision = "block".into();
+            ev.verification = Some(e.reason().into());
+            ev.reason = format!("upstream verification failed: {e}");
+            ev.flagged = true;
+            ev.close_reason = "upstream_unverified".into();
+            policy_event(
+                shared,
+                ev,
+                name,
+                "upstream_rejected",
+                "block",
+                &ev.reason.clone(),
+            );
+            refuse(client, shared).await;
+            return None;
+        }
+    };
+    ev.upstream_cert_sha256 = Some(verified.fingerprint.clone());
+    ev.upstream_tls = Some(format!("{} {}", verified.version, verified.suite));
+    ev.verification = Some(match &verified.exception {
+        Some(failed) => format!("exception: {failed}"),
+        None => "ok".into(),
+    });
+    ev.alpn = verified
+        .alpn
+        .as_ref()
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+
+    let leaf = match shared.leaf_for(name, &verified.leaf) {
+        Ok(l) => l,
+        Err(e) => {
+            ev.decision = "block".into();
+            ev.reason = format!("no leaf for {name}: {e}");
+            ev.flagged = true;
+            ev.close_reason = "leaf_refused".into();
+            refuse(client, shared).await;
+            return None;
+        }
+    };
+    let acceptor = TlsAcceptor::from(tls::server_config(leaf, verified.alpn.as_deref()));
+    let counted = Counted::new(client, counters.clone());
+    let handshake = tokio::time::timeout(
+        shared.config.proxy.header_read_timeout,
+        acceptor.accept(counted),
+    )
+    .await;
+    let client_tls = match handshake {
+        Ok(Ok(s)) => {
+            shared.pinning.record_success(peer.ip(), name);
+            s
+        }
+        Ok(Err(e)) => {
+            let pin_abort = is_pin_abort(&e);
+            ev.close_reason = "client_tls_error".into();
+            ev.reason = format!("client handshake failed: {e}");
+            if pin_abort && shared.pinning.record_abort(peer.ip(), name, Instant::now()) {
+                tracing::warn!(client = %peer, host = %name, "client pins its certificates: passthrough learned");
+                ev.reason = format!(
+                    "client refused our certificate ({e}); pinning learned: passthrough for {:?}",
+                    shared.config.intercept.pinning_ttl
+                );
+                ev.flagged = true;
+                policy_event(
+                    shared,
+                    ev,
+                    name,
+                    "pinning_bypass",
+                    "passthrough",
+                    &ev.reason.clone(),
+                );
+            }
+            return None;
+        }
+        Err(_) => {
+            ev.close_reason = "client_tls_timeout".into();
+            return None;
+        }
+    };
+    {
+        let (_, conn) = client_tls.get_ref();
+        ev.client_tls = Some(format!(
+            "{} {}",
+            conn.protocol_version()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_default(),
+            conn.negotiated_cipher_suite()
+                .map(|s| format!("{:?}", s.suite()))
+                .unwrap_or_default()
+        ));
+    }
+    Some(Legs {
+        client: Box::new(client_tls),
+        upstream: Box::new(verified.stream),
+        alpn: verified.alpn,
+    })
 }
 
 /// Non-HTTP protocols inside TLS: bytes both ways, shown to the hooks.

@@ -101,9 +101,19 @@ pub struct Verified {
 #[derive(Clone)]
 pub struct Upstream {
     base: Arc<ClientConfig>,
+    /// `base` with each ALPN list clients offered: every rustls connection
+    /// holds its config for its whole life, so flows share them.
+    by_alpn: Arc<std::sync::Mutex<Vec<AlpnConfig>>>,
     verifier: Arc<PinExceptions>,
     timeout: std::time::Duration,
 }
+
+/// An ALPN list offered upstream, and the config offering it.
+type AlpnConfig = (Vec<Vec<u8>>, Arc<ClientConfig>);
+
+/// How many distinct ALPN lists keep a shared config; clients choose the
+/// lists, so the cache is bounded and the rest get a config of their own.
+const ALPN_CONFIGS: usize = 16;
 
 impl Upstream {
     /// Builds the upstream TLS client from `[upstream]`.
@@ -140,6 +150,7 @@ impl Upstream {
             .with_no_client_auth();
         Ok(Self {
             base: Arc::new(cfg),
+            by_alpn: Arc::default(),
             verifier,
             timeout: config.connect_timeout,
         })
@@ -154,9 +165,7 @@ impl Upstream {
     ) -> Result<Verified, UpstreamError> {
         let name = ServerName::try_from(sni.to_string())
             .map_err(|_| UpstreamError::BadName(sni.into()))?;
-        let mut cfg = (*self.base).clone();
-        cfg.alpn_protocols = alpn.to_vec();
-        let connector = TlsConnector::from(Arc::new(cfg));
+        let connector = TlsConnector::from(self.config_for(alpn));
         let stream = match tokio::time::timeout(self.timeout, connector.connect(name, tcp)).await {
             Err(_) => return Err(UpstreamError::Timeout),
             Ok(Err(e)) => return Err(classify(&e)),
@@ -189,6 +198,21 @@ impl Upstream {
             fingerprint,
             exception,
         })
+    }
+
+    /// The client config offering `alpn`, shared with earlier flows when possible.
+    fn config_for(&self, alpn: &[Vec<u8>]) -> Arc<ClientConfig> {
+        let mut cache = self.by_alpn.lock().expect("alpn config cache");
+        if let Some((_, cfg)) = cache.iter().find(|(a, _)| a == alpn) {
+            return cfg.clone();
+        }
+        let mut cfg = (*self.base).clone();
+        cfg.alpn_protocols = alpn.to_vec();
+        let cfg = Arc::new(cfg);
+        if cache.len() < ALPN_CONFIGS {
+            cache.push((alpn.to_vec(), cfg.clone()));
+        }
+        cfg
     }
 
     /// Whether the handshake passed only because of a pin exception.

@@ -199,6 +199,7 @@ async fn plain_http(
                     window: shared.config.intercept.inspect_window,
                     window_wait: Duration::from_millis(500),
                     header_timeout: shared.config.proxy.header_read_timeout,
+                    max_header_bytes: shared.config.proxy.max_header_bytes,
                     idle: shared.config.proxy.idle_timeout,
                     abort: shared.abort.clone(),
                 };
@@ -256,8 +257,11 @@ async fn connect(
         }
     };
     let tunnel_shared = shared.clone();
+    // Only the upgrade is kept: the request itself would stay in the
+    // tunnel task's memory for the life of the flow.
+    let upgrade = hyper::upgrade::on(req);
     shared.tracker.spawn(async move {
-        let upgraded = match hyper::upgrade::on(req).await {
+        let upgraded = match upgrade.await {
             Ok(u) => u,
             Err(e) => {
                 tracing::debug!(client = %peer, error = %e, "CONNECT upgrade failed");
