@@ -14,7 +14,6 @@
 //! idle connection POSTs before idling instead of a GET, default 0: what a
 //! connection keeps after carrying a large body).
 
-use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -23,90 +22,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use rustls::pki_types::CertificateDer;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{client_cfg, connect, pki, upstream, Pki};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct Pki {
-    root_pem: String,
-    root_der: CertificateDer<'static>,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["load.test".to_string()])
-        .unwrap()
-        .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
-        .unwrap();
-    Pki {
-        root_pem: ca_cert.pem(),
-        root_der: ca_cert.der().clone().into_owned(),
-        chain: vec![leaf.der().clone().into_owned()],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    }
-}
-
-async fn upstream(p: &Pki) -> SocketAddr {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(p.chain.clone(), p.key.clone_key())
-    .unwrap();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let kib = Bytes::from(vec![b'x'; 1024]);
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = l.accept().await else {
-                return;
-            };
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, kib) = (acceptor.clone(), kib.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let kib = kib.clone();
-                    async move {
-                        let _ = req.into_body().collect().await;
-                        Ok::<_, Infallible>(http::Response::new(Full::new(kib)))
-                    }
-                });
-                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                } else {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
-                }
-            });
-        }
-    });
-    addr
 }
 
 struct Gatehouse {
@@ -167,53 +94,14 @@ fn gatehouse(p: &Pki) -> Gatehouse {
     }
 }
 
-fn client_cfg(root: &CertificateDer<'static>, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).unwrap();
-    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    c.alpn_protocols = vec![alpn.to_vec()];
-    Arc::new(c)
-}
-
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
-
-/// A TLS connection to `server`, through the gateway's CONNECT if `proxy`.
-async fn tls_to(
-    server: SocketAddr,
-    proxy: Option<SocketAddr>,
-    cfg: Arc<rustls::ClientConfig>,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut tcp = TcpStream::connect(proxy.unwrap_or(server)).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    if proxy.is_some() {
-        tcp.write_all(format!("CONNECT {server} HTTP/1.1\r\nHost: {server}\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            tcp.read_exact(&mut b).await.unwrap();
-            head.push(b[0]);
-        }
-    }
-    tokio_rustls::TlsConnector::from(cfg)
-        .connect(ServerName::try_from("load.test").unwrap(), tcp)
-        .await
-        .unwrap()
-}
 
 async fn session(
     server: SocketAddr,
     proxy: Option<SocketAddr>,
     cfg: Arc<rustls::ClientConfig>,
 ) -> Sender {
-    let tls = tls_to(server, proxy, cfg).await;
+    let tls = connect(server, proxy, cfg, "load.test").await;
     let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();
@@ -232,7 +120,7 @@ async fn idle_sessions(
 ) -> Vec<Box<dyn std::any::Any + Send>> {
     let mut held: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
     for _ in 0..n {
-        let tls = TokioIo::new(tls_to(server, Some(proxy), cfg.clone()).await);
+        let tls = TokioIo::new(connect(server, Some(proxy), cfg.clone(), "load.test").await);
         let req = || {
             http::Request::builder()
                 .method(if body.is_empty() { "GET" } else { "POST" })
@@ -342,7 +230,7 @@ fn main() {
         .unwrap();
     let secs = env_or("LOAD_SECONDS", 5);
     let clients = env_or("LOAD_CLIENTS", 32);
-    let p = pki();
+    let p = pki("load.test");
     let server = rt.block_on(upstream(&p));
     let gw = gatehouse(&p);
     let via_cfg = client_cfg(&gw.ca, b"http/1.1");

@@ -4,7 +4,6 @@
 //! in-process on loopback: a rustls+hyper upstream with a test root, the
 //! gateway with inspection hooks that allow everything, and a hyper client.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,88 +13,16 @@ use gatehouse::config::Config;
 use gatehouse::events::{Event, EventSink};
 use gatehouse::Gateway;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use rustls::pki_types::CertificateDer;
+
+#[path = "support/mod.rs"]
+mod support;
+use support::{client_cfg, connect, pki, upstream, Pki};
 
 struct Discard;
 impl EventSink for Discard {
     fn emit(&self, _e: Event) {}
-}
-
-struct Pki {
-    root_der: CertificateDer<'static>,
-    root_pem: String,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-}
-
-fn pki() -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["bench.test".to_string()])
-        .unwrap()
-        .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
-        .unwrap();
-    Pki {
-        root_der: ca_cert.der().clone().into_owned(),
-        root_pem: ca_cert.pem(),
-        chain: vec![leaf.der().clone().into_owned()],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    }
-}
-
-async fn upstream(p: &Pki) -> SocketAddr {
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(p.chain.clone(), p.key.clone_key())
-    .unwrap();
-    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let kib = Bytes::from(vec![b'x'; 1024]);
-    let bulk = Bytes::from(vec![b'y'; 8 * 1024 * 1024]);
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = l.accept().await else {
-                return;
-            };
-            let _ = tcp.set_nodelay(true);
-            let (acceptor, kib, bulk) = (acceptor.clone(), kib.clone(), bulk.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let body = if req.uri().path() == "/bulk" {
-                        bulk.clone()
-                    } else {
-                        kib.clone()
-                    };
-                    async move {
-                        // Uploads are read whole; the reply is the usual 1 KiB.
-                        let _ = req.into_body().collect().await;
-                        Ok::<_, Infallible>(http::Response::new(Full::new(body)))
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
-    addr
 }
 
 async fn gateway(p: &Pki, dir: &std::path::Path) -> (SocketAddr, CertificateDer<'static>) {
@@ -113,45 +40,6 @@ async fn gateway(p: &Pki, dir: &std::path::Path) -> (SocketAddr, CertificateDer<
     (addr, ca)
 }
 
-fn client_cfg(root: &CertificateDer<'static>, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(root.clone()).unwrap();
-    let mut c = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    c.alpn_protocols = vec![alpn.to_vec()];
-    Arc::new(c)
-}
-
-/// TCP to `server`, through `proxy` if given (CONNECT), then TLS.
-async fn connect(
-    server: SocketAddr,
-    proxy: Option<SocketAddr>,
-    cfg: Arc<rustls::ClientConfig>,
-) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let mut tcp = TcpStream::connect(proxy.unwrap_or(server)).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    if proxy.is_some() {
-        tcp.write_all(format!("CONNECT {server} HTTP/1.1\r\nHost: {server}\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut head = Vec::new();
-        let mut b = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            tcp.read_exact(&mut b).await.unwrap();
-            head.push(b[0]);
-        }
-    }
-    tokio_rustls::TlsConnector::from(cfg)
-        .connect(ServerName::try_from("bench.test").unwrap(), tcp)
-        .await
-        .unwrap()
-}
-
 enum Send {
     H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
@@ -167,6 +55,7 @@ async fn session(
         server,
         proxy,
         client_cfg(root, if h2 { b"h2" } else { b"http/1.1" }),
+        "bench.test",
     )
     .await;
     if h2 {
@@ -214,7 +103,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let p = pki();
+    let p = pki("bench.test");
     let (server, (proxy, gw_ca)) =
         rt.block_on(async { (upstream(&p).await, gateway(&p, dir.path()).await) });
 
