@@ -12,7 +12,7 @@ use bytes::Bytes;
 use common::inproc::{tunnel, TestGateway};
 use common::pki::{LeafSpec, TestCa};
 use common::upstream::https_server;
-use gatehouse::intercept::hooks::{FlowContext, FlowHooks, HttpMessage, Interceptor, Verdict};
+use gatehouse::relay::hooks::{FlowContext, FlowHooks, HttpMessage, Interceptor, Verdict};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;

@@ -430,7 +430,7 @@ async fn a_client_that_pins_is_put_on_passthrough() {
 #[tokio::test]
 async fn other_alpn_protocols_relay_bytes_through_a_tap() {
     use common::inproc::{ByteTap, TapLog};
-    use gatehouse::intercept::hooks::Direction;
+    use gatehouse::relay::hooks::Direction;
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use common::inproc::TestGateway;
 use common::pki::{LeafSpec, TestCa};
-use gatehouse::intercept::hooks::{Direction, FlowContext, FlowHooks, Interceptor, Verdict};
+use gatehouse::relay::hooks::{Direction, FlowContext, FlowHooks, Interceptor, Verdict};
 
 type Seen = Arc<Mutex<Vec<(Direction, bool, String)>>>;
 

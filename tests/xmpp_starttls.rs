@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::inproc::{client_config, tunnel, TestGateway};
 use common::inproc::{ByteTap, TapLog};
 use common::pki::{LeafSpec, TestCa};
-use gatehouse::intercept::hooks::Direction;
+use gatehouse::relay::hooks::Direction;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 

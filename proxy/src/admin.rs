@@ -8,7 +8,7 @@ use http::{header, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use crate::gateway::Shared;
+use crate::state::Shared;
 
 /// Answers one admin request.
 pub async fn handle(

@@ -9,67 +9,16 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use gatehouse_certs::{Ca, CaFiles, CaInit, LeafCache, LeafCacheConfig, LeafPolicy, LeafRequest};
+use gatehouse_certs::{Ca, CaFiles, CaInit, LeafCache, LeafCacheConfig, LeafPolicy};
 
-use crate::config::Config;
+use crate::config::{load_catalog, Config};
 use crate::events::EventSink;
-use crate::intercept::hooks::{AllowAll, Interceptor};
-use crate::intercept::upstream::Upstream;
 use crate::listener;
 use crate::policy::{AccessPolicy, Identities, Pinning, Policy};
+use crate::relay::hooks::{AllowAll, Interceptor};
+use crate::state::Shared;
+use crate::tls::upstream::Upstream;
 use crate::GatewayError;
-use gatehouse_inspectors::identify::catalog::Catalog;
-
-/// State every connection handler shares; cheap to clone.
-#[derive(Clone)]
-pub struct Shared {
-    /// The configuration the gateway started with.
-    pub config: Arc<Config>,
-    /// Client and destination access rules.
-    pub access: Arc<AccessPolicy>,
-    /// The interception CA.
-    pub ca: Arc<Ca>,
-    /// Where events go.
-    pub events: Arc<dyn EventSink>,
-    /// Connection slots; a connection without one is refused.
-    pub slots: Arc<Semaphore>,
-    /// Cancelled when the gateway stops accepting (graceful phase).
-    pub stopping: CancellationToken,
-    /// Cancelled when the grace period is over (connections are cut).
-    pub abort: CancellationToken,
-    /// Every connection task, so shutdown can wait for them.
-    pub tracker: TaskTracker,
-    /// The verified upstream TLS client.
-    pub upstream: Upstream,
-    /// Intercept / passthrough / block decisions.
-    pub policy: Arc<Policy>,
-    /// Who clients are.
-    pub identities: Arc<Identities>,
-    /// Learned certificate pinning.
-    pub pinning: Arc<Pinning>,
-    /// Inspection hooks of intercepted flows.
-    pub interceptor: Arc<dyn Interceptor>,
-    /// The app catalog (shipped, plus `intercept.app_catalog`).
-    pub catalog: Arc<Catalog>,
-    /// Minted leaves, ready for rustls, by name and upstream certificate.
-    pub leaves: Arc<LeafCache<Arc<rustls::sign::CertifiedKey>>>,
-}
-
-impl Shared {
-    /// The rustls signing material of a leaf for `name`, covered by the
-    /// verified upstream certificate `upstream`.
-    pub fn leaf_for(
-        &self,
-        name: &str,
-        upstream: &rustls::pki_types::CertificateDer<'_>,
-    ) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
-        let req =
-            LeafRequest::new(name, upstream.clone().into_owned()).map_err(|e| e.to_string())?;
-        self.leaves
-            .get_or_mint(&req, std::time::SystemTime::now())
-            .map_err(|e| e.to_string())
-    }
-}
 
 /// A gateway with its listeners bound, ready to [`run`](Gateway::run).
 pub struct Gateway {
@@ -99,7 +48,7 @@ impl Gateway {
             ..LeafPolicy::default()
         });
         let ca = Arc::new(ca);
-        let provider = crate::intercept::upstream::provider();
+        let provider = crate::tls::upstream::provider();
         let leaves = Arc::new(LeafCache::with_prepare(
             ca.clone(),
             LeafCacheConfig {
@@ -217,19 +166,6 @@ impl Gateway {
         shared.events.flush();
         tracing::info!("stopped");
         Ok(())
-    }
-}
-
-/// The shipped app catalog, extended by `intercept.app_catalog` if set.
-pub fn load_catalog(config: &Config) -> Result<Catalog, String> {
-    match &config.intercept.app_catalog {
-        None => Ok(Catalog::builtin().clone()),
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("intercept.app_catalog: {}: {e}", path.display()))?;
-            Catalog::with_overrides(&text, &path.display().to_string())
-                .map_err(|e| format!("intercept.app_catalog: {e}"))
-        }
     }
 }
 

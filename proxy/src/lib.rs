@@ -11,11 +11,14 @@ pub mod admin;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod flow;
 pub mod gateway;
 pub mod inspect;
-pub mod intercept;
 pub mod listener;
 pub mod policy;
+pub mod relay;
+pub mod state;
+pub mod tls;
 
 pub use error::{GatewayError, Side};
 pub use gateway::Gateway;

@@ -84,7 +84,7 @@ impl TestGateway {
     pub async fn start(roots: &[&str], tweak: impl FnOnce(&mut Config)) -> Self {
         Self::start_with(
             roots,
-            Arc::new(gatehouse::intercept::hooks::AllowAll),
+            Arc::new(gatehouse::relay::hooks::AllowAll),
             tweak,
         )
         .await
@@ -93,7 +93,7 @@ impl TestGateway {
     /// As [`start`](Self::start), running `interceptor` on intercepted flows.
     pub async fn start_with(
         roots: &[&str],
-        interceptor: Arc<dyn gatehouse::intercept::hooks::Interceptor>,
+        interceptor: Arc<dyn gatehouse::relay::hooks::Interceptor>,
         tweak: impl FnOnce(&mut Config),
     ) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -293,27 +293,27 @@ pub async fn http_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
 }
 
 /// What a [`ByteTap`] saw: each chunk of a byte relay with its direction.
-pub type TapLog = Arc<Mutex<Vec<(gatehouse::intercept::hooks::Direction, Vec<u8>)>>>;
+pub type TapLog = Arc<Mutex<Vec<(gatehouse::relay::hooks::Direction, Vec<u8>)>>>;
 
 /// Hooks that record the bytes of non-HTTP relays inside TLS.
 pub struct ByteTap(pub TapLog);
 
 struct ByteTapHooks(TapLog);
 
-impl gatehouse::intercept::hooks::Interceptor for ByteTap {
+impl gatehouse::relay::hooks::Interceptor for ByteTap {
     fn open(
         &self,
-        _f: &gatehouse::intercept::hooks::FlowContext,
-    ) -> Box<dyn gatehouse::intercept::hooks::FlowHooks> {
+        _f: &gatehouse::relay::hooks::FlowContext,
+    ) -> Box<dyn gatehouse::relay::hooks::FlowHooks> {
         Box::new(ByteTapHooks(self.0.clone()))
     }
 }
 
-impl gatehouse::intercept::hooks::FlowHooks for ByteTapHooks {
+impl gatehouse::relay::hooks::FlowHooks for ByteTapHooks {
     fn on_bytes(
         &mut self,
-        _f: &gatehouse::intercept::hooks::FlowContext,
-        dir: gatehouse::intercept::hooks::Direction,
+        _f: &gatehouse::relay::hooks::FlowContext,
+        dir: gatehouse::relay::hooks::Direction,
         bytes: &[u8],
     ) {
         self.0.lock().unwrap().push((dir, bytes.to_vec()));

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use gatehouse_inspectors::identify::catalog::Catalog;
 use serde::{Deserialize, Serialize};
 
 pub use load::{load, load_str, ConfigSource, Loaded};
@@ -492,4 +493,17 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line.
     Json,
+}
+
+/// The shipped app catalog, extended by `intercept.app_catalog` if set.
+pub fn load_catalog(config: &Config) -> Result<Catalog, String> {
+    match &config.intercept.app_catalog {
+        None => Ok(Catalog::builtin().clone()),
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("intercept.app_catalog: {}: {e}", path.display()))?;
+            Catalog::with_overrides(&text, &path.display().to_string())
+                .map_err(|e| format!("intercept.app_catalog: {e}"))
+        }
+    }
 }

@@ -220,7 +220,7 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
     }
 
     if config.intercept.app_catalog.is_some() {
-        if let Err(e) = crate::gateway::load_catalog(config) {
+        if let Err(e) = super::load_catalog(config) {
             let e = e.trim_start_matches("intercept.app_catalog: ").to_string();
             err(&mut out, "intercept.app_catalog", e);
         }

@@ -13,11 +13,12 @@ mod pipeline;
 pub mod query;
 pub mod schema;
 pub mod shipper;
+mod state;
 
 pub use columns::Columns;
 pub use metrics::MetricsSnapshot;
 pub use model::{
-    AuditEvent, ConnectionEvent, Direction, DlpFindingEvent, Event, EventType, Masked,
+    AuditEvent, ConnectionEvent, Direction, DlpFindingEvent, Event, EventType, FlowStamp, Masked,
     MessageEvent, OpaqueTunnelEvent, PolicyEvent, Record, Severity,
 };
 pub use pipeline::{JournalSink, Pipeline};

@@ -416,6 +416,112 @@ pub struct AuditEvent {
     pub detail: String,
 }
 
+/// Who and what of one flow: the fields every event of that flow carries.
+/// Events of a flow are built only through its constructors, so they
+/// cannot disagree with the flow's `connection` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowStamp {
+    /// The flow id (UUID v7), also the `connection` event's `flow_id`.
+    pub flow_id: Uuid,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The user, when known.
+    pub user: String,
+    /// The device, when known.
+    pub device: String,
+    /// The flow's app, when identified.
+    pub app: Option<String>,
+    /// SNI, else the requested host.
+    pub host: String,
+}
+
+impl FlowStamp {
+    /// A `policy` event of this flow.
+    pub fn policy(&self, kind: &str, action: &str, reason: &str) -> PolicyEvent {
+        PolicyEvent {
+            flow_id: self.flow_id,
+            client: self.client,
+            user: self.user.clone(),
+            device: self.device.clone(),
+            app: self.app.clone(),
+            host: self.host.clone(),
+            kind: kind.into(),
+            action: action.into(),
+            rule: None,
+            reason: reason.into(),
+        }
+    }
+
+    /// An `opaque_tunnel` event of this flow; the caller fills in what was
+    /// seen (bytes, reason, evidence, confidence, duration).
+    pub fn opaque(&self, protocol: &str, action: &str) -> OpaqueTunnelEvent {
+        OpaqueTunnelEvent {
+            flow_id: self.flow_id,
+            client: self.client,
+            user: self.user.clone(),
+            device: self.device.clone(),
+            app: self.app.clone(),
+            host: self.host.clone(),
+            protocol: protocol.into(),
+            class: "opaque".into(),
+            action: action.into(),
+            bytes_up: 0,
+            bytes_down: 0,
+            reason: String::new(),
+            evidence: String::new(),
+            confidence: String::new(),
+            duration_ms: 0,
+        }
+    }
+
+    /// A `message` event of this flow for a message of `app`; the caller
+    /// fills in what the message was.
+    pub fn message(&self, app: &str, direction: Direction) -> MessageEvent {
+        MessageEvent {
+            flow_id: self.flow_id,
+            client: self.client,
+            user: self.user.clone(),
+            device: self.device.clone(),
+            app: app.into(),
+            host: self.host.clone(),
+            direction,
+            conversation: None,
+            sender: None,
+            chars: 0,
+            findings: 0,
+            action: String::new(),
+            text: None,
+        }
+    }
+
+    /// A `dlp_finding` event of this flow; the caller fills in the rule,
+    /// the masked evidence and the offsets.
+    pub fn finding(
+        &self,
+        app: &str,
+        message_id: Option<Uuid>,
+        direction: Direction,
+    ) -> DlpFindingEvent {
+        DlpFindingEvent {
+            flow_id: self.flow_id,
+            message_id,
+            client: self.client,
+            user: self.user.clone(),
+            device: self.device.clone(),
+            app: app.into(),
+            host: self.host.clone(),
+            rule: String::new(),
+            direction,
+            severity: Severity::Low,
+            score: 0,
+            action: String::new(),
+            evidence: Masked::default(),
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
 /// The kinds of event, each stored in its own table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventType {

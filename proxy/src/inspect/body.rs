@@ -12,7 +12,7 @@ use gatehouse_inspectors::dlp::{
 };
 
 use crate::events::{DlpFindingEvent, Event, EventSink, Masked, PolicyEvent};
-use crate::intercept::hooks::{BodyHooks, Direction, FlowContext, HttpMessage, Verdict};
+use crate::relay::hooks::{BodyHooks, Direction, FlowContext, HttpMessage, Verdict};
 
 /// Field name of body findings (decoded parts are `body#json`, …).
 const FIELD: &str = "body";

@@ -14,7 +14,7 @@ use gatehouse_inspectors::dlp::{
 use gatehouse_inspectors::extract::{self, Extracted, Extractor, XmppExtractor};
 
 use crate::events::{Event, EventSink, MessageEvent, OpaqueTunnelEvent};
-use crate::intercept::hooks::{
+use crate::relay::hooks::{
     BodyHooks, Direction, FlowContext, FlowHooks, HttpMessage, Interceptor, Verdict,
 };
 

@@ -4,7 +4,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-use crate::gateway::Shared;
+use crate::state::Shared;
 
 /// Serves admin connections until the gateway stops accepting.
 pub async fn accept_loop(listener: TcpListener, shared: Shared) {

@@ -12,19 +12,19 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::config::PolicyAction;
-use crate::events::{now_ms, ConnectionEvent, Event};
-use crate::gateway::Shared;
-use crate::intercept::hooks::{AllowAll, FlowContext, FlowHooks};
-use crate::intercept::http::{blocked_page, forward_plain, Body, HttpRelay};
-use crate::intercept::{self, FlowStart};
+use tracing::Instrument;
+
+use crate::flow::admit::admit;
+use crate::flow::context::Slot;
+use crate::flow::{self, FlowStart, Mode, Target};
 use crate::policy::Identity;
+use crate::relay::http::Body;
+use crate::state::Shared;
 use http_body_util::BodyExt;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// Accepts explicit-proxy connections until the gateway stops accepting.
 pub async fn accept_loop(listener: TcpListener, shared: Shared) {
+    let own = listener.local_addr().ok();
     loop {
         let (mut stream, peer) = tokio::select! {
             _ = shared.stopping.cancelled() => return,
@@ -38,40 +38,40 @@ pub async fn accept_loop(listener: TcpListener, shared: Shared) {
                 }
             },
         };
-        if !shared.access.client_allowed(peer.ip()) {
-            tracing::warn!(client = %peer, "refused: client not in proxy.allowed_clients");
-            continue; // dropping the stream closes it
-        }
-        // Fail-closed: a flow whose events could not be recorded is not served.
-        let recording = shared.events.accepting();
-        if !recording {
-            tracing::warn!(client = %peer, "refused: event journal full (events.full_policy = fail_closed)");
-        }
-        let slot = shared.slots.clone().try_acquire_owned().ok();
-        let Some(slot) = slot.filter(|_| recording) else {
-            if recording {
-                tracing::warn!(client = %peer, "refused: proxy.max_connections reached");
+        let slot = match admit(&shared, peer) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                if refusal.answered() {
+                    shared.tracker.spawn(async move {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                            .await;
+                        let _ = stream.shutdown().await;
+                    });
+                }
+                continue; // dropping the stream closes it
             }
-            shared.tracker.spawn(async move {
-                let _ = stream
-                    .write_all(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-                    .await;
-                let _ = stream.shutdown().await;
-            });
-            continue;
         };
         let _ = stream.set_nodelay(true);
         let conn_shared = shared.clone();
         shared.tracker.spawn(async move {
-            serve(stream, peer, conn_shared).await;
-            drop(slot);
+            serve(stream, peer, Conn { own, slot }, conn_shared).await;
         });
     }
 }
 
-async fn serve(stream: TcpStream, peer: SocketAddr, shared: Shared) {
+/// What every flow of one client connection shares.
+#[derive(Clone)]
+struct Conn {
+    /// The listener's own address: never a destination.
+    own: Option<SocketAddr>,
+    /// The connection's admission slot, held by each of its flows.
+    slot: Slot,
+}
+
+async fn serve(stream: TcpStream, peer: SocketAddr, conn: Conn, shared: Shared) {
     let svc_shared = shared.clone();
-    let service = service_fn(move |req| handle(req, peer, svc_shared.clone()));
+    let service = service_fn(move |req| handle(req, peer, conn.clone(), svc_shared.clone()));
     let proxy = &shared.config.proxy;
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -101,6 +101,7 @@ type Reply = Response<Body>;
 async fn handle(
     req: Request<Incoming>,
     peer: SocketAddr,
+    conn: Conn,
     shared: Shared,
 ) -> Result<Reply, Infallible> {
     let auth = req
@@ -123,17 +124,18 @@ async fn handle(
         }
     };
     if req.method() == Method::CONNECT {
-        return Ok(connect(req, peer, identity, shared).await);
+        return Ok(connect(req, peer, identity, conn, shared).await);
     }
-    Ok(plain_http(req, peer, identity, shared).await)
+    Ok(plain_http(req, peer, identity, conn, shared).await)
 }
 
-/// Absolute-form plain HTTP (`GET http://host/path`): readable, so inspected
-/// like intercepted traffic; one upstream connection per request.
+/// Absolute-form plain HTTP (`GET http://host/path`): readable, so a flow
+/// of its own per request, inspected like intercepted traffic.
 async fn plain_http(
     req: Request<Incoming>,
     peer: SocketAddr,
     identity: Identity,
+    conn: Conn,
     shared: Shared,
 ) -> Reply {
     let uri = req.uri().clone();
@@ -149,76 +151,24 @@ async fn plain_http(
     else {
         return text(StatusCode::BAD_REQUEST, "absolute URI without a host\n");
     };
-    let port = uri.port_u16().unwrap_or(80);
-    let mut ev = ConnectionEvent {
-        flow_id: uuid::Uuid::now_v7(),
-        mode: "explicit-http".into(),
+    let start = FlowStart {
+        mode: Mode::ExplicitHttp,
         client: peer,
-        user: identity.user.clone().unwrap_or_default(),
-        device: identity.device.clone().unwrap_or_default(),
-        destination: Some(format!("{host}:{port}")),
-        started_ms: now_ms(),
-        ..ConnectionEvent::default()
+        identity,
+        target: Some(Target {
+            host,
+            port: uri.port_u16().unwrap_or(80),
+        }),
+        slot: Some(conn.slot),
     };
-    let app = shared.catalog.lookup_host(&host).map(|a| a.id.clone());
-    let decision = shared
-        .policy
-        .decide(Some(&host), app.as_deref(), false, &identity);
-    ev.reason = decision.reason.clone();
-    ev.flagged = decision.flagged;
-    ev.decision = decision.action.as_str().into();
-    let reply = if decision.action == PolicyAction::Block {
-        ev.close_reason = "blocked".into();
-        blocked_page(&decision.reason)
-    } else {
-        match dial(&host, port, &shared).await {
-            Err((status, reason)) => {
-                ev.decision = "block".into();
-                ev.reason = reason.clone();
-                ev.close_reason = "refused".into();
-                text(status, &format!("Gatehouse: {reason}\n"))
-            }
-            Ok(upstream) => {
-                ev.server_addr = upstream.peer_addr().ok();
-                let flow = Arc::new(FlowContext {
-                    id: ev.flow_id,
-                    client: peer,
-                    user: identity.user.clone(),
-                    device: identity.device.clone(),
-                    host: host.clone(),
-                    alpn: None,
-                });
-                let hooks: Box<dyn FlowHooks> = if decision.action == PolicyAction::Intercept {
-                    shared.interceptor.open(&flow)
-                } else {
-                    Box::new(AllowAll)
-                };
-                let relay = HttpRelay {
-                    flow: flow.clone(),
-                    hooks: Arc::new(Mutex::new(hooks)),
-                    window: shared.config.intercept.inspect_window,
-                    window_wait: Duration::from_millis(500),
-                    header_timeout: shared.config.proxy.header_read_timeout,
-                    max_header_bytes: shared.config.proxy.max_header_bytes,
-                    idle: shared.config.proxy.idle_timeout,
-                    abort: shared.abort.clone(),
-                };
-                let resp = forward_plain(req, upstream, &relay).await;
-                relay.hooks.lock().expect("hooks lock").on_close(&flow);
-                ev.close_reason = "closed".into();
-                resp
-            }
-        }
-    };
-    ev.ended_ms = now_ms();
-    shared.events.emit(Event::Connection(ev));
-    reply
+    flow::plain_http(start, req, &shared).await
 }
 
 async fn connect(
     req: Request<Incoming>,
     peer: SocketAddr,
     identity: Identity,
+    conn: Conn,
     shared: Shared,
 ) -> Reply {
     let Some(authority) = req.uri().authority().cloned() else {
@@ -232,100 +182,42 @@ async fn connect(
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let destination = format!("{host}:{port}");
-    let upstream = match dial(&host, port, &shared).await {
-        Ok(s) => s,
-        Err((status, reason)) => {
-            tracing::info!(client = %peer, %destination, %reason, "CONNECT refused");
-            shared.events.emit(Event::Connection(ConnectionEvent {
-                flow_id: uuid::Uuid::now_v7(),
-                mode: "explicit".into(),
-                client: peer,
-                user: identity.user.clone().unwrap_or_default(),
-                device: identity.device.clone().unwrap_or_default(),
-                destination: Some(destination),
-                decision: "block".into(),
-                reason: reason.clone(),
-                flagged: status == StatusCode::FORBIDDEN,
-                started_ms: now_ms(),
-                ended_ms: now_ms(),
-                close_reason: "refused".into(),
-                host: host.clone(),
-                ..ConnectionEvent::default()
-            }));
-            return text(status, &format!("Gatehouse: {reason}\n"));
+    let start = FlowStart {
+        mode: Mode::Explicit,
+        client: peer,
+        identity,
+        target: Some(Target { host, port }),
+        slot: Some(conn.slot),
+    };
+    let (flow, upstream) = match flow::connect(start, &shared, conn.own).await {
+        Ok(c) => c,
+        Err(refused) => {
+            return text(
+                refused.kind.status(),
+                &format!("Gatehouse: {}\n", refused.reason),
+            )
         }
     };
     let tunnel_shared = shared.clone();
     // Only the upgrade is kept: the request itself would stay in the
     // tunnel task's memory for the life of the flow.
     let upgrade = hyper::upgrade::on(req);
+    let span = flow.span.clone();
     shared.tracker.spawn(async move {
-        let upgraded = match upgrade.await {
+        let upgraded = match upgrade.instrument(span).await {
             Ok(u) => u,
             Err(e) => {
                 tracing::debug!(client = %peer, error = %e, "CONNECT upgrade failed");
+                flow.record(&*tunnel_shared.events);
                 return;
             }
         };
-        let start = FlowStart {
-            mode: "explicit",
-            client: peer,
-            identity,
-            host,
-            port,
-            upstream,
-        };
-        intercept::serve(TokioIo::new(upgraded), start, tunnel_shared).await;
+        flow::serve(flow, TokioIo::new(upgraded), upstream, tunnel_shared).await;
     });
     Response::builder()
         .status(StatusCode::OK)
         .body(full(Bytes::new()))
         .expect("static response")
-}
-
-/// Resolves and connects, refusing destinations the policy forbids.
-async fn dial(host: &str, port: u16, shared: &Shared) -> Result<TcpStream, (StatusCode, String)> {
-    let timeout = shared.config.upstream.connect_timeout;
-    let addrs: Vec<SocketAddr> =
-        match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
-            Ok(Ok(a)) => a.collect(),
-            Ok(Err(e)) => {
-                return Err((
-                    StatusCode::BAD_GATEWAY,
-                    format!("cannot resolve {host}: {e}"),
-                ))
-            }
-            Err(_) => {
-                return Err((
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!("resolving {host} timed out"),
-                ))
-            }
-        };
-    let allowed: Vec<SocketAddr> = addrs
-        .iter()
-        .copied()
-        .filter(|a| shared.access.destination_allowed(a.ip()))
-        .collect();
-    if allowed.is_empty() {
-        return Err((
-            StatusCode::FORBIDDEN,
-            format!("destination {host}:{port} is in a private, loopback or link-local range"),
-        ));
-    }
-    let mut last = String::new();
-    for addr in allowed {
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                return Ok(s);
-            }
-            Ok(Err(e)) => last = format!("cannot connect to {addr}: {e}"),
-            Err(_) => last = format!("connecting to {addr} timed out"),
-        }
-    }
-    Err((StatusCode::BAD_GATEWAY, last))
 }
 
 fn text(status: StatusCode, body: &str) -> Reply {

@@ -1,8 +1,9 @@
-//! Listeners: how connections reach the gateway.
+//! Listeners: how connections reach the gateway. Each accepts, admits
+//! (through [`crate::flow::admit`]) and hands the connection to the flow.
+//!
+//! May import: `flow`, `state`, `config`, `events`, `policy`, `relay` (for
+//! the explicit proxy's own HTTP replies); never `gateway` or `cli`.
 
 pub mod admin;
 pub mod explicit;
-mod relay;
 pub mod transparent;
-
-pub use relay::{splice, CloseReason, Spliced};

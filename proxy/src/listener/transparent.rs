@@ -5,9 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::events::{now_ms, ConnectionEvent, Event};
-use crate::gateway::Shared;
-use crate::intercept::{self, FlowStart};
+use crate::flow::admit::admit;
+use crate::flow::context::Slot;
+use crate::flow::{self, FlowStart, Mode, Target};
+use crate::state::Shared;
 
 /// Accepts redirected connections until the gateway stops accepting.
 pub async fn accept_loop(listener: TcpListener, shared: Shared) {
@@ -24,89 +25,46 @@ pub async fn accept_loop(listener: TcpListener, shared: Shared) {
                 }
             },
         };
-        if !shared.access.client_allowed(peer.ip()) {
-            tracing::warn!(client = %peer, "refused: client not in proxy.allowed_clients");
-            continue;
-        }
-        if !shared.events.accepting() {
-            tracing::warn!(client = %peer, "refused: event journal full");
-            continue;
-        }
-        let Ok(slot) = shared.slots.clone().try_acquire_owned() else {
-            tracing::warn!(client = %peer, "refused: proxy.max_connections reached");
+        // A redirected flow speaks the client's own protocol: a refusal
+        // can only close the connection.
+        let Ok(slot) = admit(&shared, peer) else {
             continue;
         };
         let conn_shared = shared.clone();
         shared.tracker.spawn(async move {
-            serve(stream, peer, own, conn_shared).await;
-            drop(slot);
+            serve(stream, peer, own, slot, conn_shared).await;
         });
     }
 }
 
-async fn serve(stream: TcpStream, peer: SocketAddr, own: Option<SocketAddr>, shared: Shared) {
+async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    own: Option<SocketAddr>,
+    slot: Slot,
+    shared: Shared,
+) {
     let _ = stream.set_nodelay(true);
-    let identity = shared.identities.by_address(peer.ip());
-    let refuse = |reason: String, dst: Option<SocketAddr>| {
-        tracing::info!(client = %peer, %reason, "transparent flow refused");
-        shared.events.emit(Event::Connection(ConnectionEvent {
-            flow_id: uuid::Uuid::now_v7(),
-            mode: "transparent".into(),
-            client: peer,
-            user: identity.user.clone().unwrap_or_default(),
-            device: identity.device.clone().unwrap_or_default(),
-            destination: dst.map(|d| d.to_string()),
-            decision: "block".into(),
-            reason,
-            flagged: true,
-            started_ms: now_ms(),
-            ended_ms: now_ms(),
-            close_reason: "refused".into(),
-            ..ConnectionEvent::default()
-        }));
-    };
-    let dst = match original_destination(&stream) {
-        Ok(d) => d,
+    let target = match original_destination(&stream) {
+        Ok(dst) => Some(Target {
+            host: dst.ip().to_string(),
+            port: dst.port(),
+        }),
         Err(e) => {
-            return refuse(
-                format!("no original destination (not redirected?): {e}"),
-                None,
-            )
+            tracing::info!(client = %peer, error = %e, "no original destination (not redirected?)");
+            None
         }
     };
-    // A connection made straight to the listener would loop back into us.
-    if Some(dst) == own || own.is_some_and(|o| o.port() == dst.port() && is_local(dst.ip())) {
-        return refuse(
-            "connection addressed to the gateway itself".into(),
-            Some(dst),
-        );
-    }
-    if !shared.access.destination_allowed(dst.ip()) {
-        return refuse(
-            format!("destination {dst} is in a private, loopback or link-local range"),
-            Some(dst),
-        );
-    }
-    let timeout = shared.config.upstream.connect_timeout;
-    let upstream = match tokio::time::timeout(timeout, TcpStream::connect(dst)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return refuse(format!("cannot connect to {dst}: {e}"), Some(dst)),
-        Err(_) => return refuse(format!("connecting to {dst} timed out"), Some(dst)),
-    };
-    let _ = upstream.set_nodelay(true);
     let start = FlowStart {
-        mode: "transparent",
+        mode: Mode::Transparent,
         client: peer,
-        identity,
-        host: dst.ip().to_string(),
-        port: dst.port(),
-        upstream,
+        identity: shared.identities.by_address(peer.ip()),
+        target,
+        slot: Some(slot),
     };
-    intercept::serve(stream, start, shared).await;
-}
-
-fn is_local(ip: IpAddr) -> bool {
-    ip.is_loopback() || ip.is_unspecified()
+    if let Ok((flow, upstream)) = flow::connect(start, &shared, own).await {
+        flow::serve(flow, stream, upstream, shared).await;
+    }
 }
 
 /// The destination the client addressed before the redirect rewrote it.

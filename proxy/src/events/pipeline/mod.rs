@@ -13,52 +13,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ClickHouseConfig, EventsConfig, FullPolicy};
-use crate::events::journal::{self, JournalWriter, Position};
+use crate::events::journal::{self, JournalWriter};
 use crate::events::metrics::{Metrics, MetricsSnapshot};
 use crate::events::shipper::Shipper;
+use crate::events::state::PipelineState as Shared;
 use crate::events::{EmitError, Event, EventSink, Record};
 use crate::GatewayError;
 
 use writer::Msg;
-
-/// State shared by the sink, the writer thread and the shipper.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) metrics: Metrics,
-    /// The end of the durable journal; the shipper reads up to it.
-    pub(crate) durable: watch::Sender<Position>,
-    max_bytes: u64,
-    policy: FullPolicy,
-    queue_size: u64,
-    /// Set at shutdown: a writer waiting for room (fail-closed) gives up.
-    pub(crate) stopping: AtomicBool,
-}
-
-impl Shared {
-    /// Whether the journal plus what waits in the queue is within a tenth
-    /// of the limit. The reserve lets flows already running record their end.
-    fn nearly_full(&self) -> bool {
-        let used =
-            self.metrics.journal_bytes.load(Relaxed) + self.metrics.queued_bytes.load(Relaxed);
-        used + self.max_bytes / 10 >= self.max_bytes
-    }
-
-    /// Recomputes the "full" gauge (and logs its changes).
-    pub(crate) fn update_full(&self) {
-        let used = self.metrics.journal_bytes.load(Relaxed);
-        let full = self.nearly_full();
-        let was = self.metrics.journal_full.swap(full, Relaxed);
-        if full && !was {
-            tracing::error!(
-                used,
-                max = self.max_bytes,
-                "event journal full: new flows are refused until events are shipped (events.full_policy)"
-            );
-        } else if was && !full {
-            tracing::info!(used, "event journal has room again: accepting new flows");
-        }
-    }
-}
 
 /// The sink the gateway emits into: stamps each event (UUID v7, time,
 /// node), serialises it and queues it for the journal writer.

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ClickHouseConfig;
 use crate::events::journal::{self, Reader};
-use crate::events::pipeline::Shared;
+use crate::events::state::PipelineState as Shared;
 use crate::events::schema::{self, EventRow};
 use crate::events::{EventType, Record};
 

@@ -1,5 +1,6 @@
-//! Reading the first bytes of a flow to decide what it is, keeping them.
-//! The decision itself lives in `gatehouse-inspectors`.
+//! Peek: read the first bytes of a flow without consuming them (they are
+//! replayed into whichever relay takes the flow), identify them with
+//! `gatehouse-inspectors`, and record what was seen in the flow.
 
 use std::time::Duration;
 
@@ -7,7 +8,12 @@ use bytes::{Bytes, BytesMut};
 use gatehouse_inspectors::identify::{
     identify, identify_final, Identification, Protocol, Transport,
 };
+use gatehouse_inspectors::identify::catalog::{Classification, Reason};
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::state::Shared;
+
+use super::context::Flow;
 
 /// What the first bytes of a flow are.
 #[derive(Debug, Clone)]
@@ -80,6 +86,41 @@ fn verdict(id: Identification) -> Peeked {
         }
     }
     Peeked::Other(Box::new(id))
+}
+
+/// Classifies what was peeked with the app catalog and records it in
+/// `flow` (protocol, app, class, evidence, and the hello's SNI/JA4/ECH).
+pub fn record(flow: &mut Flow, shared: &Shared, peeked: &Peeked) {
+    let (id, hello) = match peeked {
+        Peeked::Nothing => return,
+        Peeked::Other(id) => (id, None),
+        Peeked::Tls(hello, id) => (id, Some(hello)),
+    };
+    if let Some(h) = hello {
+        flow.seen.sni = h.sni.clone();
+        flow.seen.ja4 = Some(h.ja4.clone());
+        flow.seen.ech = h.ech;
+    }
+    let sni = hello.and_then(|h| h.sni.as_deref());
+    let cls = shared.catalog.classify(id, sni, flow.port());
+    record_identity(flow, id, &cls);
+}
+
+fn record_identity(flow: &mut Flow, id: &Identification, cls: &Classification) {
+    let name = |v: serde_json::Result<serde_json::Value>| {
+        v.ok().and_then(|v| v.as_str().map(str::to_string))
+    };
+    let seen = &mut flow.seen;
+    seen.protocol = Some(id.protocol.to_string());
+    seen.app = cls.app.clone();
+    seen.class = name(serde_json::to_value(cls.class));
+    seen.class_reasons = cls
+        .reasons
+        .iter()
+        .filter_map(|r| name(serde_json::to_value(r)))
+        .collect();
+    seen.evidence = cls.evidence.clone();
+    seen.pinned = cls.reasons.contains(&Reason::Pinned);
 }
 
 #[cfg(test)]

@@ -661,6 +661,15 @@ fn policy_page(policy: &str, what: &str) -> Response<Body> {
         .expect("static response")
 }
 
+/// The proxy's own refusal of a request it could not carry (destination
+/// refused, upstream unreachable): plain text, connection closed.
+pub fn refusal_page(status: StatusCode, reason: &str) -> Response<Body> {
+    let mut r = error_page(status, reason);
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 fn error_page(status: StatusCode, reason: &str) -> Response<Body> {
     Response::builder()
         .status(status)

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
+use crate::events::FlowStamp;
+
 /// Who and what a flow is; shared by every hook call on it.
 #[derive(Debug, Clone)]
 pub struct FlowContext {
@@ -18,8 +20,24 @@ pub struct FlowContext {
     pub device: Option<String>,
     /// The server name (SNI, or the CONNECT host).
     pub host: String,
+    /// The app the flow was identified as, if any.
+    pub app: Option<String>,
     /// ALPN protocol in use, if any.
     pub alpn: Option<String>,
+}
+
+impl FlowContext {
+    /// What every event of this flow carries.
+    pub fn stamp(&self) -> FlowStamp {
+        FlowStamp {
+            flow_id: self.id,
+            client: self.client,
+            user: self.user.clone().unwrap_or_default(),
+            device: self.device.clone().unwrap_or_default(),
+            app: self.app.clone(),
+            host: self.host.clone(),
+        }
+    }
 }
 
 /// Which way data flows.

@@ -1,0 +1,56 @@
+//! Inspect: open the flow's inspection hooks (message extraction and DLP,
+//! see [`crate::inspect`]) with what the flow knows — id, who, host, app,
+//! ALPN — and the relay settings every HTTP relay of a flow shares.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::relay::hooks::{AllowAll, FlowContext, FlowHooks};
+use crate::relay::http::HttpRelay;
+use crate::state::Shared;
+
+use super::context::Flow;
+
+/// The hooks of one flow, shared by its relays.
+pub type Hooks = Arc<Mutex<Box<dyn FlowHooks>>>;
+
+/// The flow as its hooks see it, and its hooks: the configured inspection
+/// when `inspected`, else hooks that allow everything (a plain-HTTP request
+/// policy passes through).
+pub fn open(flow: &Flow, shared: &Shared, host: &str, inspected: bool) -> (Arc<FlowContext>, Hooks) {
+    let ctx = Arc::new(FlowContext {
+        id: flow.id,
+        client: flow.client,
+        user: flow.identity.user.clone(),
+        device: flow.identity.device.clone(),
+        host: host.to_string(),
+        app: flow.seen.app.clone(),
+        alpn: flow.tls.alpn.clone(),
+    });
+    let hooks: Box<dyn FlowHooks> = if inspected {
+        shared.interceptor.open(&ctx)
+    } else {
+        Box::new(AllowAll)
+    };
+    (ctx, Arc::new(Mutex::new(hooks)))
+}
+
+/// The HTTP relay settings of a flow.
+pub fn http_relay(shared: &Shared, ctx: &Arc<FlowContext>, hooks: &Hooks) -> HttpRelay {
+    let proxy = &shared.config.proxy;
+    HttpRelay {
+        flow: ctx.clone(),
+        hooks: hooks.clone(),
+        window: shared.config.intercept.inspect_window,
+        window_wait: Duration::from_millis(500),
+        header_timeout: proxy.header_read_timeout,
+        max_header_bytes: proxy.max_header_bytes,
+        idle: proxy.idle_timeout,
+        abort: shared.abort.clone(),
+    }
+}
+
+/// Tells the hooks the flow ended.
+pub fn close(ctx: &FlowContext, hooks: &Hooks) {
+    hooks.lock().expect("hooks lock").on_close(ctx);
+}

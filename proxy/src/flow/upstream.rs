@@ -1,0 +1,179 @@
+//! Upstream first: dial the real server (destination access checked before
+//! any connection is attempted) and, for TLS, verify it before the client
+//! is offered anything.
+
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::net::TcpStream;
+
+use crate::error::Side;
+use crate::state::Shared;
+use crate::tls::upstream::Verified;
+
+use super::context::{CloseReason, Decision, Flow, Target};
+use super::peek::Hello;
+
+/// Why the real server could not be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialError {
+    /// The destination is in a denied range, or is the gateway itself.
+    Denied,
+    /// The name did not resolve.
+    Unresolved,
+    /// Resolving or connecting took longer than `upstream.connect_timeout`.
+    TimedOut,
+    /// No address accepted the connection.
+    Unreachable,
+}
+
+impl DialError {
+    /// The status the explicit proxy answers with.
+    pub fn status(self) -> http::StatusCode {
+        match self {
+            Self::Denied => http::StatusCode::FORBIDDEN,
+            Self::TimedOut => http::StatusCode::GATEWAY_TIMEOUT,
+            Self::Unresolved | Self::Unreachable => http::StatusCode::BAD_GATEWAY,
+        }
+    }
+}
+
+/// Connects `flow` to its target: resolves a name, refuses denied
+/// addresses before connecting, and tries the allowed ones in turn. On
+/// failure the flow is decided `block` with the reason, and the error says
+/// what kind of failure it was (the explicit proxy answers with it).
+pub async fn dial(flow: &mut Flow, shared: &Shared) -> Result<TcpStream, DialError> {
+    let Some(Target { host, port }) = flow.target.clone() else {
+        return Err(refuse(
+            flow,
+            DialError::Denied,
+            "no original destination (not redirected?)".into(),
+        ));
+    };
+    let timeout = shared.config.upstream.connect_timeout;
+    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => {
+            match tokio::time::timeout(timeout, tokio::net::lookup_host((host.as_str(), port)))
+                .await
+            {
+                Ok(Ok(a)) => a.collect(),
+                Ok(Err(e)) => {
+                    let why = format!("cannot resolve {host}: {e}");
+                    return Err(refuse(flow, DialError::Unresolved, why));
+                }
+                Err(_) => {
+                    let why = format!("resolving {host} timed out");
+                    return Err(refuse(flow, DialError::TimedOut, why));
+                }
+            }
+        }
+    };
+    let allowed: Vec<SocketAddr> = addrs
+        .iter()
+        .copied()
+        .filter(|a| shared.access.destination_allowed(a.ip()))
+        .collect();
+    if allowed.is_empty() {
+        let why = format!(
+            "destination {} is in a private, loopback or link-local range",
+            flow.target.as_ref().map(Target::host_port).unwrap_or_default()
+        );
+        return Err(refuse(flow, DialError::Denied, why));
+    }
+    let mut last = (DialError::Unreachable, String::new());
+    for addr in allowed {
+        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                flow.server_addr = s.peer_addr().ok();
+                return Ok(s);
+            }
+            Ok(Err(e)) => {
+                last = (
+                    DialError::Unreachable,
+                    format!("cannot connect to {addr}: {e}"),
+                )
+            }
+            Err(_) => last = (DialError::TimedOut, format!("connecting to {addr} timed out")),
+        }
+    }
+    Err(refuse(flow, last.0, last.1))
+}
+
+/// A redirected flow addressed to the transparent listener itself would
+/// loop back into the gateway: refused like a denied destination.
+pub fn refuse_self(flow: &mut Flow, own: Option<SocketAddr>) -> Result<(), DialError> {
+    let Some(dst) = flow
+        .target
+        .as_ref()
+        .and_then(|t| Some(SocketAddr::new(t.host.parse().ok()?, t.port)))
+    else {
+        return Ok(());
+    };
+    let local = |ip: IpAddr| ip.is_loopback() || ip.is_unspecified();
+    if Some(dst) == own || own.is_some_and(|o| o.port() == dst.port() && local(dst.ip())) {
+        let why = "connection addressed to the gateway itself".to_string();
+        return Err(refuse(flow, DialError::Denied, why));
+    }
+    Ok(())
+}
+
+fn refuse(flow: &mut Flow, kind: DialError, why: String) -> DialError {
+    {
+        let _in = flow.span.enter();
+        tracing::info!(reason = %why, "flow refused before connecting");
+    }
+    flow.decide(Decision::Block, why);
+    flow.flagged = kind == DialError::Denied;
+    let side = if kind == DialError::Denied {
+        Side::Client
+    } else {
+        Side::Upstream
+    };
+    flow.fail(side, CloseReason::Refused);
+    kind
+}
+
+/// Verifies the real server for `name` over `upstream`, offering the
+/// client's ALPN list. Records the outcome; `None` when it failed (the
+/// flow is then decided `block`, and the client must get an alert).
+pub async fn verify(
+    flow: &mut Flow,
+    shared: &Shared,
+    upstream: TcpStream,
+    name: &str,
+    hello: &Hello,
+) -> Option<Verified> {
+    match shared.upstream.handshake(upstream, name, &hello.alpn).await {
+        Ok(v) => {
+            flow.tls.upstream_cert_sha256 = Some(v.fingerprint.clone());
+            flow.tls.upstream = Some(format!("{} {}", v.version, v.suite));
+            flow.tls.verification = Some(match &v.exception {
+                Some(failed) => format!("exception: {failed}"),
+                None => "ok".into(),
+            });
+            flow.tls.alpn = v
+                .alpn
+                .as_ref()
+                .map(|a| String::from_utf8_lossy(a).into_owned());
+            Some(v)
+        }
+        Err(e) => {
+            tracing::warn!(host = %name, reason = e.reason(), error = %e, "upstream refused: client gets a TLS alert");
+            flow.decide(
+                Decision::Block,
+                format!("upstream verification failed: {e}"),
+            );
+            flow.tls.verification = Some(e.reason().into());
+            flow.flagged = true;
+            flow.end(CloseReason::UpstreamUnverified);
+            flow.policy_event(
+                &*shared.events,
+                "upstream_rejected",
+                "block",
+                &flow.reason.clone(),
+            );
+            None
+        }
+    }
+}

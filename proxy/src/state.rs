@@ -1,0 +1,56 @@
+//! State every flow shares: configuration, policy, the CA and its leaf
+//! cache, the upstream TLS client, the event sink and the lifecycle tokens.
+//!
+//! A bottom-level module: it may import `config`, `events`, `policy`,
+//! `tls`, `relay::hooks` and the certs/inspectors crates, and nothing that
+//! imports it (`flow`, `listener`, `gateway`, `admin`).
+
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use gatehouse_certs::{Ca, LeafCache};
+use gatehouse_inspectors::identify::catalog::Catalog;
+
+use crate::config::Config;
+use crate::events::EventSink;
+use crate::policy::{AccessPolicy, Identities, Pinning, Policy};
+use crate::relay::hooks::Interceptor;
+use crate::tls::upstream::Upstream;
+
+/// State every connection handler shares; cheap to clone.
+#[derive(Clone)]
+pub struct Shared {
+    /// The configuration the gateway started with.
+    pub config: Arc<Config>,
+    /// Client and destination access rules.
+    pub access: Arc<AccessPolicy>,
+    /// The interception CA.
+    pub ca: Arc<Ca>,
+    /// Where events go.
+    pub events: Arc<dyn EventSink>,
+    /// Connection slots; a connection without one is refused.
+    pub slots: Arc<Semaphore>,
+    /// Cancelled when the gateway stops accepting (graceful phase).
+    pub stopping: CancellationToken,
+    /// Cancelled when the grace period is over (connections are cut).
+    pub abort: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+    /// The verified upstream TLS client.
+    pub upstream: Upstream,
+    /// Intercept / passthrough / block decisions.
+    pub policy: Arc<Policy>,
+    /// Who clients are.
+    pub identities: Arc<Identities>,
+    /// Learned certificate pinning.
+    pub pinning: Arc<Pinning>,
+    /// Inspection hooks of intercepted flows.
+    pub interceptor: Arc<dyn Interceptor>,
+    /// The app catalog (shipped, plus `intercept.app_catalog`).
+    pub catalog: Arc<Catalog>,
+    /// Minted leaves, ready for rustls, by name and upstream certificate.
+    pub leaves: Arc<LeafCache<Arc<rustls::sign::CertifiedKey>>>,
+}
