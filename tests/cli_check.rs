@@ -84,3 +84,41 @@ fn run_refuses_to_start_on_a_bad_config() {
     assert_eq!(code, 1);
     assert!(err.contains("admin.listen"), "{err}");
 }
+
+#[test]
+fn check_compiles_the_rules_as_run_does_and_names_the_place_of_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("bad.toml"),
+        "[[rule]]\nid = \"bad-regex\"\nname = \"Bad\"\ndescription = \"d\"\nseverity = \"high\"\naction = \"block\"\npattern = \"(unclosed\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        "[rules]\ndir = \"rules\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = common::gatehouse(dir.path(), &["check"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("error: rules.dir:") && l.contains("bad.toml:")),
+        "{out}"
+    );
+    // `run` refuses the same directory.
+    let (code, _, err) = common::gatehouse(dir.path(), &["run", "--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 1, "{err}");
+
+    // A good pack passes, with its rule count.
+    std::fs::remove_file(rules.join("bad.toml")).unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dlp-rules/payment-cards.toml"),
+        rules.join("payment-cards.toml"),
+    )
+    .unwrap();
+    let (code, out, _) = common::gatehouse(dir.path(), &["check"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("DLP rule(s) in rules"), "{out}");
+}

@@ -43,6 +43,9 @@ pub enum GatewayError {
     /// The upstream TLS client could not be built (bad extra roots).
     #[error("{0}")]
     Upstream(String),
+    /// The app catalog (`intercept.app_catalog`) could not be loaded.
+    #[error("{0}")]
+    Catalog(String),
     /// The event journal failed.
     #[error("event journal {path}: {reason}")]
     Events {

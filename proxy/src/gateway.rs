@@ -65,7 +65,7 @@ impl Gateway {
             },
         ));
         let upstream = Upstream::new(&config.upstream).map_err(GatewayError::Upstream)?;
-        let catalog = Arc::new(load_catalog(&config).map_err(GatewayError::Upstream)?);
+        let catalog = Arc::new(load_catalog(&config).map_err(GatewayError::Catalog)?);
         let proxy = bind("proxy.listen", config.proxy.listen).await?;
         let admin = bind("admin.listen", config.admin.listen).await?;
         let transparent = match config.proxy.transparent_listen {

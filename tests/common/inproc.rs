@@ -82,12 +82,7 @@ pub struct TestGateway {
 impl TestGateway {
     /// A gateway trusting `roots` (PEM) upstream, allowing loopback destinations.
     pub async fn start(roots: &[&str], tweak: impl FnOnce(&mut Config)) -> Self {
-        Self::start_with(
-            roots,
-            Arc::new(gatehouse::relay::hooks::AllowAll),
-            tweak,
-        )
-        .await
+        Self::start_with(roots, Arc::new(gatehouse::relay::hooks::AllowAll), tweak).await
     }
 
     /// As [`start`](Self::start), running `interceptor` on intercepted flows.

@@ -87,6 +87,17 @@ impl Gatehouse {
         wrapper: &[String],
         args: &[&str],
     ) -> Self {
+        Self::start_logging(dir, config, wrapper, args, "info")
+    }
+
+    /// As [`start_wrapped`](Self::start_wrapped), with `RUST_LOG` set to `rust_log`.
+    pub fn start_logging(
+        dir: tempfile::TempDir,
+        config: &str,
+        wrapper: &[String],
+        args: &[&str],
+        rust_log: &str,
+    ) -> Self {
         std::fs::write(dir.path().join("gatehouse.toml"), config).unwrap();
         let stderr_log = dir.path().join("stderr.log");
         let bin = env!("CARGO_BIN_EXE_gatehouse");
@@ -102,7 +113,7 @@ impl Gatehouse {
             .args(args)
             .arg("run")
             .current_dir(dir.path())
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log).unwrap())
             .spawn()

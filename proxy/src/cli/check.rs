@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use gatehouse::config::{self, ClickHouseConfig};
 use gatehouse::events::schema;
+use gatehouse_inspectors::dlp::RuleSet;
 
 /// Prints every problem; exit status 1 on any.
 pub fn main(path: Option<&Path>) -> ExitCode {
@@ -15,11 +16,12 @@ pub fn main(path: Option<&Path>) -> ExitCode {
             for w in &loaded.warnings {
                 println!("warning: {w}");
             }
+            let rules_ok = check_rules(&loaded.config.rules.dir);
             let schema_ok = match &loaded.config.clickhouse {
                 Some(ch) => check_clickhouse(ch),
                 None => true,
             };
-            if !schema_ok {
+            if !(rules_ok && schema_ok) {
                 return ExitCode::FAILURE;
             }
             println!("ok: {}", loaded.source);
@@ -29,6 +31,27 @@ pub fn main(path: Option<&Path>) -> ExitCode {
             print!("{problems}");
             println!("{} problem(s)", problems.error_count());
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Compiles the rules exactly as `run` does; prints each error with its
+/// file:line:col. False if `run` would refuse them.
+fn check_rules(dir: &Path) -> bool {
+    if !dir.is_dir() {
+        return true; // a config warning already says so; run starts with no rules
+    }
+    match RuleSet::load_dir(dir) {
+        Ok(set) => {
+            println!("ok: {} DLP rule(s) in {}", set.len(), dir.display());
+            true
+        }
+        Err(errors) => {
+            for e in &errors {
+                println!("error: rules.dir: {e}");
+            }
+            println!("{} problem(s) in the DLP rules", errors.len());
+            false
         }
     }
 }

@@ -7,7 +7,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::relay::rewind::Rewind;
-use crate::relay::splice;
 use crate::state::Shared;
 use crate::tls;
 
@@ -56,13 +55,7 @@ pub async fn passthrough<S>(
 {
     flow.decide(Decision::Passthrough, reason);
     flow.flagged = true;
-    let done = splice(
-        client,
-        upstream,
-        shared.config.proxy.idle_timeout,
-        &shared.abort,
-    )
-    .await;
+    let done = super::relay::spliced(client, upstream, shared).await;
     flow.bytes_up = done.up;
     flow.bytes_down = done.down;
     flow.end(done.reason.into());

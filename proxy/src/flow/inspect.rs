@@ -17,7 +17,12 @@ pub type Hooks = Arc<Mutex<Box<dyn FlowHooks>>>;
 /// The flow as its hooks see it, and its hooks: the configured inspection
 /// when `inspected`, else hooks that allow everything (a plain-HTTP request
 /// policy passes through).
-pub fn open(flow: &Flow, shared: &Shared, host: &str, inspected: bool) -> (Arc<FlowContext>, Hooks) {
+pub fn open(
+    flow: &Flow,
+    shared: &Shared,
+    host: &str,
+    inspected: bool,
+) -> (Arc<FlowContext>, Hooks) {
     let ctx = Arc::new(FlowContext {
         id: flow.id,
         client: flow.client,

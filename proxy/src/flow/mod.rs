@@ -226,14 +226,25 @@ async fn intercept<S>(
     // Boxed: the handshakes' state (two rustls connections mid-handshake,
     // the verified chain, timers) is freed when they finish instead of
     // sizing this flow's future for as long as it relays.
-    let legs = Box::pin(handshakes(flow, shared, client, upstream, &name, hello, &counters)).await;
+    let legs = Box::pin(handshakes(
+        flow, shared, client, upstream, &name, hello, &counters,
+    ))
+    .await;
     let Some(legs) = legs else {
         flow.bytes_up = counters.read.load(std::sync::atomic::Ordering::Relaxed);
         flow.bytes_down = counters.written.load(std::sync::atomic::Ordering::Relaxed);
         return;
     };
     flow.host = Some(name);
-    relay::decrypted(flow, shared, legs.client, legs.upstream, legs.alpn, &counters).await;
+    relay::decrypted(
+        flow,
+        shared,
+        legs.client,
+        legs.upstream,
+        legs.alpn,
+        &counters,
+    )
+    .await;
 }
 
 /// Both TLS legs of an intercepted flow, ready to relay.
@@ -277,7 +288,11 @@ where
 /// One absolute-form plain-HTTP request through the explicit proxy: the
 /// same steps as any flow (decide, dial, inspect, relay, record), answered
 /// with a response.
-pub async fn plain_http(start: FlowStart, req: Request<Incoming>, shared: &Shared) -> Response<Body> {
+pub async fn plain_http(
+    start: FlowStart,
+    req: Request<Incoming>,
+    shared: &Shared,
+) -> Response<Body> {
     let mut flow = Flow::new(start);
     let span = flow.span.clone();
     async move {

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use gatehouse_inspectors::identify::catalog::{Classification, Reason};
 use gatehouse_inspectors::identify::{
     identify, identify_final, Identification, Protocol, Transport,
 };
-use gatehouse_inspectors::identify::catalog::{Classification, Reason};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::state::Shared;

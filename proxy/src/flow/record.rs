@@ -31,14 +31,20 @@ impl Flow {
             );
         }
         if self.seen.class.as_deref() == Some("opaque") && self.decision == Decision::Passthrough {
-            let mut o = self
-                .stamp()
-                .opaque(self.seen.protocol.as_deref().unwrap_or_default(), "passthrough");
+            let mut o = self.stamp().opaque(
+                self.seen.protocol.as_deref().unwrap_or_default(),
+                "passthrough",
+            );
             o.bytes_up = self.bytes_up;
             o.bytes_down = self.bytes_down;
             o.reason = self.seen.class_reasons.join(",");
             o.evidence = self.seen.evidence.join("; ");
-            o.confidence = if self.seen.app.is_some() { "high" } else { "low" }.into();
+            o.confidence = if self.seen.app.is_some() {
+                "high"
+            } else {
+                "low"
+            }
+            .into();
             o.duration_ms = duration_ms;
             events.emit(Event::OpaqueTunnel(o));
         }

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use ::http::{Request, Response};
+use bytes::Bytes;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use crate::relay::count::{Counters, Tapped};
 use crate::relay::http::{self, Body, HttpRelay};
 use crate::relay::rewind::Rewind;
-use crate::relay::splice;
+use crate::relay::{splice, Spliced};
 use crate::state::Shared;
 
 use super::context::{CloseReason, Flow};
@@ -97,14 +97,22 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
-    let done = splice(
+    spliced(client, upstream, shared).await.reason.into()
+}
+
+/// Bytes both ways under the gateway's idle timeout and abort.
+pub(super) async fn spliced<C, U>(client: C, upstream: U, shared: &Shared) -> Spliced
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    splice(
         client,
         upstream,
         shared.config.proxy.idle_timeout,
         &shared.abort,
     )
-    .await;
-    done.reason.into()
+    .await
 }
 
 async fn run_http<C, U>(

@@ -76,7 +76,10 @@ pub async fn dial(flow: &mut Flow, shared: &Shared) -> Result<TcpStream, DialErr
     if allowed.is_empty() {
         let why = format!(
             "destination {} is in a private, loopback or link-local range",
-            flow.target.as_ref().map(Target::host_port).unwrap_or_default()
+            flow.target
+                .as_ref()
+                .map(Target::host_port)
+                .unwrap_or_default()
         );
         return Err(refuse(flow, DialError::Denied, why));
     }
@@ -94,7 +97,12 @@ pub async fn dial(flow: &mut Flow, shared: &Shared) -> Result<TcpStream, DialErr
                     format!("cannot connect to {addr}: {e}"),
                 )
             }
-            Err(_) => last = (DialError::TimedOut, format!("connecting to {addr} timed out")),
+            Err(_) => {
+                last = (
+                    DialError::TimedOut,
+                    format!("connecting to {addr} timed out"),
+                )
+            }
         }
     }
     Err(refuse(flow, last.0, last.1))

@@ -50,21 +50,14 @@ pub(super) fn emit_finding(
     matched: &str,
 ) {
     events.emit(Event::DlpFinding(DlpFindingEvent {
-        flow_id: flow.id,
-        message_id,
-        client: flow.client,
-        user: flow.user.clone().unwrap_or_default(),
-        device: flow.device.clone().unwrap_or_default(),
-        app: app.into(),
-        host: flow.host.clone(),
         rule: f.rule.to_string(),
-        direction: event_direction(dir),
         severity: severity(f.severity),
         score: (f.score * 100.0).round().clamp(0.0, u32::MAX as f64) as u32,
         action: f.action.as_str().into(),
         evidence: Masked::new(matched),
         start: f.start as u64,
         end: f.end as u64,
+        ..flow.stamp().finding(app, message_id, event_direction(dir))
     }));
 }
 
@@ -78,16 +71,10 @@ fn emit_policy(
     reason: String,
 ) {
     events.emit(Event::Policy(PolicyEvent {
-        flow_id: flow.id,
-        client: flow.client,
-        user: flow.user.clone().unwrap_or_default(),
-        device: flow.device.clone().unwrap_or_default(),
+        // A body's verdict is about the body, whatever app the flow is.
         app: None,
-        host: flow.host.clone(),
-        kind: kind.into(),
-        action: action.into(),
         rule: Some(rule.into()),
-        reason,
+        ..flow.stamp().policy(kind, action, &reason)
     }));
 }
 

@@ -13,7 +13,7 @@ use gatehouse_inspectors::dlp::{
 };
 use gatehouse_inspectors::extract::{self, Extracted, Extractor, XmppExtractor};
 
-use crate::events::{Event, EventSink, MessageEvent, OpaqueTunnelEvent};
+use crate::events::{Event, EventSink, MessageEvent};
 use crate::relay::hooks::{
     BodyHooks, Direction, FlowContext, FlowHooks, HttpMessage, Interceptor, Verdict,
 };
@@ -181,23 +181,12 @@ impl FlowInspection {
         if let Some(op) = extracted.opaque {
             if !self.opaque_reported {
                 self.opaque_reported = true;
-                self.events.emit(Event::OpaqueTunnel(OpaqueTunnelEvent {
-                    flow_id: flow.id,
-                    client: flow.client,
-                    user: flow.user.clone().unwrap_or_default(),
-                    device: flow.device.clone().unwrap_or_default(),
-                    app: Some(op.app.clone()),
-                    host: flow.host.clone(),
-                    protocol: "tls".into(),
-                    class: "opaque".into(),
-                    action: "log".into(),
-                    bytes_up: 0,
-                    bytes_down: 0,
-                    reason: format!("{:?}", op.reason).to_lowercase(),
-                    evidence: op.evidence,
-                    confidence: "high".into(),
-                    duration_ms: 0,
-                }));
+                let mut o = flow.stamp().opaque("tls", "log");
+                o.app = Some(op.app.clone());
+                o.reason = format!("{:?}", op.reason).to_lowercase();
+                o.evidence = op.evidence;
+                o.confidence = "high".into();
+                self.events.emit(Event::OpaqueTunnel(o));
             }
         }
         let mut verdict = None;
@@ -212,17 +201,11 @@ impl FlowInspection {
                 extract::Direction::Outbound => Direction::Outbound,
                 extract::Direction::Inbound => Direction::Inbound,
             };
+            let direction = match m.direction {
+                extract::Direction::Outbound => crate::events::Direction::Up,
+                extract::Direction::Inbound => crate::events::Direction::Down,
+            };
             self.events.emit(Event::Message(MessageEvent {
-                flow_id: flow.id,
-                client: flow.client,
-                user: flow.user.clone().unwrap_or_default(),
-                device: flow.device.clone().unwrap_or_default(),
-                app: m.app.clone(),
-                host: flow.host.clone(),
-                direction: match m.direction {
-                    extract::Direction::Outbound => crate::events::Direction::Up,
-                    extract::Direction::Inbound => crate::events::Direction::Down,
-                },
                 conversation: m.conversation.clone(),
                 sender: m.sender.clone(),
                 chars,
@@ -232,6 +215,7 @@ impl FlowInspection {
                     let texts: Vec<&str> = m.texts.iter().map(|t| t.text.as_str()).collect();
                     texts.join("\n")
                 }),
+                ..flow.stamp().message(&m.app, direction)
             }));
             for f in &result.findings {
                 if f.action == Action::Block {

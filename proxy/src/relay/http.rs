@@ -21,6 +21,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::Instrument;
 
 use super::hooks::{BodyHooks, Direction, FlowContext, FlowHooks, HttpMessage, Verdict};
 use super::websocket;
@@ -74,11 +75,14 @@ where
         )
         .await
         .map_err(|e| format!("upstream h2 handshake: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "upstream h2 connection ended");
+        tokio::spawn(
+            async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream h2 connection ended");
+                }
             }
-        });
+            .in_current_span(),
+        );
         Sender::H2(send)
     } else {
         // hyper's read buffers (both legs) keep their default bound of about
@@ -89,11 +93,14 @@ where
             Box::pin(hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(upstream)))
                 .await
                 .map_err(|e| format!("upstream http/1.1 handshake: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream http/1.1 connection ended");
+        tokio::spawn(
+            async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    tracing::debug!(error = %e, "upstream http/1.1 connection ended");
+                }
             }
-        });
+            .in_current_span(),
+        );
         Sender::H1(tokio::sync::Mutex::new(send))
     };
     let max_header_bytes = relay.max_header_bytes;
@@ -139,11 +146,14 @@ pub async fn forward_plain(
         Ok(pair) => pair,
         Err(e) => return error_page(StatusCode::BAD_GATEWAY, &format!("upstream handshake: {e}")),
     };
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "upstream plain-http connection ended");
+    tokio::spawn(
+        async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream plain-http connection ended");
+            }
         }
-    });
+        .in_current_span(),
+    );
     forward(req, relay, &Sender::H1(tokio::sync::Mutex::new(send))).await
 }
 
@@ -233,27 +243,30 @@ async fn forward(mut req: Request<Incoming>, relay: &HttpRelay, sender: &Sender)
             let hooks = relay.hooks.clone();
             let idle = relay.idle;
             let abort = relay.abort.clone();
-            tokio::spawn(async move {
-                match tokio::join!(client_upgrade, upstream_upgrade) {
-                    (Ok(c), Ok(u)) => {
-                        websocket::relay(
-                            TokioIo::new(c),
-                            TokioIo::new(u),
-                            deflate,
-                            flow,
-                            hooks,
-                            idle,
-                            abort,
-                        )
-                        .await;
+            tokio::spawn(
+                async move {
+                    match tokio::join!(client_upgrade, upstream_upgrade) {
+                        (Ok(c), Ok(u)) => {
+                            websocket::relay(
+                                TokioIo::new(c),
+                                TokioIo::new(u),
+                                deflate,
+                                flow,
+                                hooks,
+                                idle,
+                                abort,
+                            )
+                            .await;
+                        }
+                        (c, u) => tracing::debug!(
+                            client_ok = c.is_ok(),
+                            upstream_ok = u.is_ok(),
+                            "upgrade failed"
+                        ),
                     }
-                    (c, u) => tracing::debug!(
-                        client_ok = c.is_ok(),
-                        upstream_ok = u.is_ok(),
-                        "upgrade failed"
-                    ),
                 }
-            });
+                .in_current_span(),
+            );
         }
         let (parts, _) = resp.into_parts();
         return Response::from_parts(parts, full(Bytes::new()));

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ClickHouseConfig;
 use crate::events::journal::{self, Reader};
-use crate::events::state::PipelineState as Shared;
 use crate::events::schema::{self, EventRow};
+use crate::events::state::PipelineState as Shared;
 use crate::events::{EventType, Record};
 
 pub use backoff::Backoff;
