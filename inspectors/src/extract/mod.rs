@@ -19,7 +19,6 @@ mod message;
 mod mqtt;
 mod multipart;
 mod xmpp;
-mod zlib_stream;
 
 pub use body::{decode_content_encoding, Body, MAX_DECODED_BODY};
 pub use extractor::Extractor;
@@ -29,4 +28,4 @@ pub use message::{Direction, Extracted, Message, OpaqueEvidence, TextField};
 pub use mqtt::{parse_publish, MqttPublish, MqttStream};
 pub use multipart::{parse_multipart, Part};
 pub use xmpp::XmppExtractor;
-pub use zlib_stream::ZlibStream;
+pub use crate::codec::ZlibStream;

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::super::body::{nested, str_at};
 use super::super::message::{Direction, Extracted, Message};
-use super::super::zlib_stream::ZlibStream;
+use crate::codec::ZlibStream;
 use super::super::MAX_DECODED_BODY;
 use super::{after, id_at, segments, text_leaves, Req};
 
