@@ -51,10 +51,7 @@ fn chains_parse_in_applied_order_and_unknown_codings_fail() {
     );
     let d = decode_header("gzip, compress", b"x", caps());
     assert!(d.data.is_empty());
-    assert_eq!(
-        d.error.unwrap().to_string(),
-        "compress: unsupported coding"
-    );
+    assert_eq!(d.error.unwrap().to_string(), "compress: unsupported coding");
 }
 
 #[test]
@@ -92,7 +89,11 @@ fn ratio_and_size_caps_keep_a_prefix() {
         let data = enc(&[c], &bomb);
         let d = decode(&[c], &data, caps());
         let allowed = caps().allowed(data.len() as u64) as usize;
-        assert!(d.error.as_ref().is_some_and(CodecError::is_cap), "{c}: {:?}", d.error);
+        assert!(
+            d.error.as_ref().is_some_and(CodecError::is_cap),
+            "{c}: {:?}",
+            d.error
+        );
         assert_eq!(d.data.len(), allowed, "{c}");
         let d = decode(&[c], &data, Caps::size(1000));
         assert_eq!(d.data.len(), 1000, "{c}");
@@ -124,7 +125,11 @@ fn truncated_and_corrupt_input_is_an_error_with_the_prefix_kept() {
             );
             assert!(long.starts_with(&d.data), "{c} cut at {cut}");
         }
-        let d = decode(&[c], b"this is not compressed at all, not in any coding", caps());
+        let d = decode(
+            &[c],
+            b"this is not compressed at all, not in any coding",
+            caps(),
+        );
         assert!(d.error.is_some(), "{c}");
     }
     let raw = encode(Coding::Deflate, true, &long).unwrap();
@@ -148,7 +153,11 @@ fn streaming_on_every_split_point_equals_one_shot() {
         let data = enc(chain, TEXT);
         let raw = encode(Deflate, true, TEXT).unwrap();
         let inputs: Vec<(&[Coding], &[u8])> = if chain == [Deflate] {
-            vec![(chain, &data[..]), (chain, &raw[..]), (chain, &data[..data.len() - 2])]
+            vec![
+                (chain, &data[..]),
+                (chain, &raw[..]),
+                (chain, &data[..data.len() - 2]),
+            ]
         } else {
             vec![(chain, &data[..]), (chain, &data[..data.len() / 2])]
         };
@@ -161,7 +170,11 @@ fn streaming_on_every_split_point_equals_one_shot() {
                 assert_eq!(err, one.error, "{chain:?} split at {at}");
             }
             let bytes: Vec<&[u8]> = input.chunks(1).collect();
-            assert_eq!(stream(chain, &bytes, caps()).0, &*one.data, "{chain:?} bytewise");
+            assert_eq!(
+                stream(chain, &bytes, caps()).0,
+                &*one.data,
+                "{chain:?} bytewise"
+            );
         }
     }
 }
@@ -191,12 +204,18 @@ fn permessage_deflate_with_and_without_context_takeover() {
     let mut c = Compress::new(Compression::default(), false);
     let mut inf = MessageInflater::permessage_deflate(false, 1 << 20);
     for t in texts {
-        assert_eq!(inf.inflate(&pmd(&mut c, t.as_bytes())).unwrap(), t.as_bytes());
+        assert_eq!(
+            inf.inflate(&pmd(&mut c, t.as_bytes())).unwrap(),
+            t.as_bytes()
+        );
     }
     let mut inf = MessageInflater::permessage_deflate(true, 1 << 20);
     for t in texts {
         let mut c = Compress::new(Compression::default(), false);
-        assert_eq!(inf.inflate(&pmd(&mut c, t.as_bytes())).unwrap(), t.as_bytes());
+        assert_eq!(
+            inf.inflate(&pmd(&mut c, t.as_bytes())).unwrap(),
+            t.as_bytes()
+        );
     }
 }
 

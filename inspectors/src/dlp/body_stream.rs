@@ -98,7 +98,9 @@ impl BodyStream {
             base: 0,
             suppress_upto: 0,
             limits_hit: problem
-                .map(|e| decode_limit_finding(field, limits.on_limit, &format!("content-encoding {e}")))
+                .map(|e| {
+                    decode_limit_finding(field, limits.on_limit, &format!("content-encoding {e}"))
+                })
                 .into_iter()
                 .collect(),
             limits_told: 0,
@@ -473,7 +475,8 @@ pattern = 'tok_[a-z0-9]{16}'
         let data = encode("gzip", &encode("zstd", &body));
         for chunk in [1, 4_096] {
             let (found, result) = run(stream(Some("zstd, gzip")), &data, chunk);
-            let spans: Vec<(&str, usize)> = found.iter().map(|(f, _)| (&*f.rule, f.start)).collect();
+            let spans: Vec<(&str, usize)> =
+                found.iter().map(|(f, _)| (&*f.rule, f.start)).collect();
             assert_eq!(spans, vec![("tok", 70_000)], "chunks of {chunk}");
             assert_eq!(result.findings.len(), 1);
         }
