@@ -152,7 +152,7 @@ fn corpus() -> Vec<Event> {
             device: device.into(),
             app: app.into(),
             host: host.into(),
-            direction: Direction::Up,
+            direction: Direction::Outbound,
             conversation: Some("C123".into()),
             sender: Some(user.into()),
             chars: 42,

@@ -62,16 +62,7 @@ impl Action {
     }
 }
 
-/// Which way a message travels, seen from the enterprise.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Leaving the enterprise (client to server).
-    #[default]
-    Outbound,
-    /// Arriving (server to client).
-    Inbound,
-}
+pub use crate::Direction;
 
 /// A rule's direction scope.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -17,20 +17,6 @@ use crate::relay::hooks::{BodyHooks, Direction, FlowContext, HttpMessage, Verdic
 /// Field name of body findings (decoded parts are `body#json`, …).
 const FIELD: &str = "body";
 
-pub(super) fn dlp_direction(d: Direction) -> dlp::Direction {
-    match d {
-        Direction::Outbound => dlp::Direction::Outbound,
-        Direction::Inbound => dlp::Direction::Inbound,
-    }
-}
-
-fn event_direction(d: Direction) -> crate::events::Direction {
-    match d {
-        Direction::Outbound => crate::events::Direction::Up,
-        Direction::Inbound => crate::events::Direction::Down,
-    }
-}
-
 /// What the block page names: the DLP rule, never the matched data.
 pub(super) fn policy_name(rule: Option<&str>) -> String {
     match rule {
@@ -57,7 +43,7 @@ pub(super) fn emit_finding(
         evidence: Masked::new(matched),
         start: f.start as u64,
         end: f.end as u64,
-        ..flow.stamp().finding(app, message_id, event_direction(dir))
+        ..flow.stamp().finding(app, message_id, dir)
     }));
 }
 
@@ -129,14 +115,8 @@ pub(super) fn judge_window(
     let limits = DecodeLimits::default();
     if !msg.complete {
         if let Some(coding) = coding(msg) {
-            let mut stream = BodyStream::new(
-                rules.clone(),
-                None,
-                dlp_direction(dir),
-                FIELD,
-                Some(coding),
-                &limits,
-            );
+            let mut stream =
+                BodyStream::new(rules.clone(), None, dir, FIELD, Some(coding), &limits);
             let found = stream.push(msg.body);
             for (f, m) in &found {
                 emit_finding(events, flow, None, "", dir, f, m);
@@ -174,7 +154,7 @@ pub(super) fn judge_window(
         content_encoding: header(msg, http::header::CONTENT_ENCODING),
         body: msg.body,
     };
-    let result = rules.scan_body(&input, None, dlp_direction(dir), FIELD, &limits);
+    let result = rules.scan_body(&input, None, dir, FIELD, &limits);
     if result.findings.is_empty() {
         return (Verdict::Allow, None);
     }
@@ -217,7 +197,7 @@ fn redact_window(
             body: new,
             ..*input
         };
-        let residue = rules.scan_body(&again, None, dlp_direction(dir), FIELD, &limits);
+        let residue = rules.scan_body(&again, None, dir, FIELD, &limits);
         residue.verdict().is_none_or(|a| a < Action::Redact)
     });
     match rewritten {

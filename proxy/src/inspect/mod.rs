@@ -197,14 +197,7 @@ impl FlowInspection {
             verdict = verdict.max(action);
             let message_id = uuid::Uuid::now_v7();
             let chars = m.texts.iter().map(|t| t.text.chars().count() as u64).sum();
-            let dir = match m.direction {
-                extract::Direction::Outbound => Direction::Outbound,
-                extract::Direction::Inbound => Direction::Inbound,
-            };
-            let direction = match m.direction {
-                extract::Direction::Outbound => crate::events::Direction::Up,
-                extract::Direction::Inbound => crate::events::Direction::Down,
-            };
+            let dir = m.direction;
             self.events.emit(Event::Message(MessageEvent {
                 conversation: m.conversation.clone(),
                 sender: m.sender.clone(),
@@ -215,7 +208,7 @@ impl FlowInspection {
                     let texts: Vec<&str> = m.texts.iter().map(|t| t.text.as_str()).collect();
                     texts.join("\n")
                 }),
-                ..flow.stamp().message(&m.app, direction)
+                ..flow.stamp().message(&m.app, m.direction)
             }));
             for f in &result.findings {
                 if f.action == Action::Block {
@@ -322,10 +315,7 @@ impl FlowInspection {
 fn message_input(m: &extract::Message) -> MessageInput<'_> {
     MessageInput {
         app: Some(&m.app),
-        direction: match m.direction {
-            extract::Direction::Outbound => dlp::Direction::Outbound,
-            extract::Direction::Inbound => dlp::Direction::Inbound,
-        },
+        direction: m.direction,
         conversation: m.conversation.as_deref(),
         fields: m
             .texts
@@ -414,7 +404,7 @@ impl FlowHooks for FlowInspection {
                 let mut s = BodyStream::new(
                     self.rules.clone(),
                     None,
-                    body::dlp_direction(dir),
+                    dir,
                     "body",
                     coding,
                     &DecodeLimits::default(),
@@ -440,11 +430,7 @@ impl FlowHooks for FlowInspection {
         text: bool,
         payload: &[u8],
     ) -> Verdict {
-        let d = match dir {
-            Direction::Outbound => extract::Direction::Outbound,
-            Direction::Inbound => extract::Direction::Inbound,
-        };
-        let extracted = self.extractor.on_ws_message(d, text, payload);
+        let extracted = self.extractor.on_ws_message(dir, text, payload);
         let (verdict, _) = self.judge(flow, extracted);
         match verdict {
             Some(Action::Block) => Verdict::Block {
@@ -456,12 +442,8 @@ impl FlowHooks for FlowInspection {
 
     fn on_bytes(&mut self, flow: &FlowContext, dir: Direction, bytes: &[u8]) {
         // Non-HTTP inside TLS: XMPP (5223, or 5222 after STARTTLS) is readable.
-        let d = match dir {
-            Direction::Outbound => extract::Direction::Outbound,
-            Direction::Inbound => extract::Direction::Inbound,
-        };
         let x = self.xmpp.get_or_insert_with(XmppExtractor::new);
-        let extracted = x.feed(d, bytes);
+        let extracted = x.feed(dir, bytes);
         if !extracted.messages.is_empty() || extracted.opaque.is_some() {
             let _ = self.judge(flow, extracted);
         }

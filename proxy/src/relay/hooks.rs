@@ -40,14 +40,8 @@ impl FlowContext {
     }
 }
 
-/// Which way data flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Client to server (outbound: what leaves the company).
-    Outbound,
-    /// Server to client.
-    Inbound,
-}
+/// Which way data flows (outbound: client to server, what leaves the company).
+pub use gatehouse_inspectors::Direction;
 
 /// What a hook decides.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
