@@ -159,6 +159,7 @@ fn corpus() -> Vec<Event> {
             findings: 1,
             action: "alert".into(),
             text: None,
+            extractor: "app".into(),
         };
         out.push(Event::Message(message));
         for (rule, severity, action) in [

@@ -221,6 +221,10 @@ pub struct MessageEvent {
     /// The message text, only when `events.store_message_text` is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// What read it: `app` (the app's own extractor) or `fallback` (a
+    /// message no extractor understood, scanned whole).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub extractor: String,
 }
 
 /// How serious a DLP finding is.
@@ -506,6 +510,7 @@ impl FlowStamp {
             findings: 0,
             action: String::new(),
             text: None,
+            extractor: "app".into(),
         }
     }
 
@@ -616,13 +621,18 @@ pub struct Record {
 impl Record {
     /// Stamps `event` with a fresh UUID v7, the current time and `node`; an
     /// event without a flow becomes its own flow.
-    pub fn stamp(mut event: Event, node: &str) -> Self {
+    pub fn stamp(event: Event, node: &str) -> Self {
+        Self::stamp_as(Uuid::now_v7(), event, node)
+    }
+
+    /// Stamps `event` with `id` (a UUID v7 from [`Uuid::now_v7`], which is
+    /// monotonic within the process, so a flow's events sort in the order
+    /// they happened), the current time and `node`.
+    pub fn stamp_as(id: Uuid, mut event: Event, node: &str) -> Self {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let ts_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-        let ts = uuid::Timestamp::from_unix(uuid::NoContext, now.as_secs(), now.subsec_nanos());
-        let id = Uuid::new_v7(ts);
         event.set_flow_if_nil(id);
         Self {
             id,

@@ -118,8 +118,19 @@ pub trait FlowHooks: Send {
     ) -> Verdict {
         Verdict::Allow
     }
-    /// Bytes of a non-HTTP protocol inside TLS.
-    fn on_bytes(&mut self, _flow: &FlowContext, _dir: Direction, _bytes: &[u8]) {}
+    /// Bytes of a non-HTTP protocol inside TLS, before they are passed on.
+    /// `Block` cuts the connection: these bytes (and the rest of a message
+    /// they end) never reach the other side. `Rewrite` is not possible on a
+    /// byte stream and is treated as `Block`.
+    fn on_bytes(&mut self, _flow: &FlowContext, _dir: Direction, _bytes: &[u8]) -> Verdict {
+        Verdict::Allow
+    }
+    /// The event that recorded the last block (a message or the flow's
+    /// connection), named in block pages so the employee or help desk can
+    /// quote it.
+    fn block_event(&self) -> Option<uuid::Uuid> {
+        None
+    }
     /// The flow ended.
     fn on_close(&mut self, _flow: &FlowContext) {}
 }
