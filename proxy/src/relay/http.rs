@@ -422,6 +422,7 @@ fn relayed(first: Bytes, rest: Tail, tap: Option<Box<dyn BodyHooks>>, relay: &Ht
         trailers,
         tap: tap.map(std::sync::Mutex::new),
         flow: relay.flow.clone(),
+        cut: None,
     })
 }
 
@@ -437,6 +438,11 @@ struct Relayed {
     /// In a mutex only so the body is `Sync`; never contended (`get_mut`).
     tap: Option<std::sync::Mutex<Box<dyn BodyHooks>>>,
     flow: Arc<FlowContext>,
+    /// A cut decided but not yet delivered: the body first answers
+    /// "pending" once, so the connection flushes what it has already
+    /// accepted (a response's head and the bytes before the cut) and the
+    /// peer sees the body end in an error rather than nothing at all.
+    cut: Option<BoxError>,
 }
 
 /// The error a body cut by policy ends with.
@@ -493,6 +499,9 @@ impl hyper::body::Body for Relayed {
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         use std::task::Poll;
         let this = self.get_mut();
+        if let Some(e) = this.cut.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
         if let Some(first) = this.first.take() {
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
@@ -540,7 +549,9 @@ impl hyper::body::Body for Relayed {
                 Verdict::Block { policy } => {
                     this.rest = None;
                     this.tap = None;
-                    return Poll::Ready(Some(Err(cut(&policy))));
+                    this.cut = Some(cut(&policy));
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
             };
             if last {
@@ -564,7 +575,7 @@ impl hyper::body::Body for Relayed {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.rest.is_none() && self.trailers.is_none()
+        self.first.is_none() && self.rest.is_none() && self.trailers.is_none() && self.cut.is_none()
     }
 }
 
