@@ -580,6 +580,26 @@ impl FlowHooks for FlowInspection {
         self.judge_whole(flow, extracted)
     }
 
+    fn on_undecodable(&mut self, flow: &FlowContext, dir: Direction, what: &str) -> Verdict {
+        let reason = format!(
+            "{what}: cannot be decoded for inspection; blocked ({})",
+            if dir == Direction::Outbound {
+                "outbound"
+            } else {
+                "inbound"
+            }
+        );
+        let id = uuid::Uuid::now_v7();
+        self.events.emit_as(
+            id,
+            Event::Policy(flow.stamp().policy("undecodable", "block", &reason)),
+        );
+        self.block_event = Some(id);
+        Verdict::Block {
+            policy: "undecodable content".into(),
+        }
+    }
+
     fn block_event(&self) -> Option<uuid::Uuid> {
         self.block_event
     }

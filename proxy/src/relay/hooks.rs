@@ -125,6 +125,14 @@ pub trait FlowHooks: Send {
     fn on_bytes(&mut self, _flow: &FlowContext, _dir: Direction, _bytes: &[u8]) -> Verdict {
         Verdict::Allow
     }
+    /// Content that cannot be decoded for inspection (a WebSocket message
+    /// that does not inflate, or inflates past its cap). Default: block —
+    /// what cannot be read is not relayed unread.
+    fn on_undecodable(&mut self, _flow: &FlowContext, _dir: Direction, _what: &str) -> Verdict {
+        Verdict::Block {
+            policy: "undecodable content".into(),
+        }
+    }
     /// The event that recorded the last block (a message or the flow's
     /// connection), named in block pages so the employee or help desk can
     /// quote it.

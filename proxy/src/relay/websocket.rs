@@ -296,8 +296,15 @@ impl Pump {
                     &inflated
                 }
                 Err(e) => {
-                    tracing::debug!(error = %e, "WebSocket message not inflated");
-                    return Verdict::Allow;
+                    // Fail closed: a message that cannot be read is not
+                    // relayed unread (and with context takeover, neither
+                    // can any later one be).
+                    tracing::info!(error = %e, "WebSocket message not inflated: blocked");
+                    return self.hooks.lock().expect("hooks lock").on_undecodable(
+                        &self.flow,
+                        self.dir,
+                        &format!("WebSocket message: {e}"),
+                    );
                 }
             },
             _ => &msg.payload,
@@ -348,6 +355,79 @@ mod tests {
             let m = deflate_msg(&mut c, text.as_bytes());
             assert_eq!(inf.inflate(&m).unwrap(), text.as_bytes());
         }
+    }
+
+    /// Records what the hooks were shown; blocks nothing by itself.
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl FlowHooks for Seen {
+        fn on_ws_message(
+            &mut self,
+            _f: &FlowContext,
+            _d: Direction,
+            _t: bool,
+            p: &[u8],
+        ) -> Verdict {
+            self.0
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(p).into_owned());
+            Verdict::Allow
+        }
+        fn on_undecodable(&mut self, _f: &FlowContext, _d: Direction, what: &str) -> Verdict {
+            self.0.lock().unwrap().push(format!("undecodable: {what}"));
+            Verdict::Block {
+                policy: "undecodable content".into(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_that_does_not_inflate_is_blocked_not_relayed_unread() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut pump = Pump {
+            dir: Direction::Outbound,
+            inflater: Some(MessageInflater::permessage_deflate(false, INFLATE_LIMIT)),
+            flow: Arc::new(FlowContext {
+                id: uuid::Uuid::nil(),
+                client: "127.0.0.1:1".parse().unwrap(),
+                user: None,
+                device: None,
+                host: "chat.test".into(),
+                app: None,
+                alpn: None,
+            }),
+            hooks: Arc::new(Mutex::new(Box::new(Seen(seen.clone())))),
+        };
+        let mut c = Compress::new(Compression::default(), false);
+        let good = Pending {
+            payload: deflate_msg(&mut c, b"hello"),
+            text: true,
+            compressed: true,
+            ..Pending::default()
+        };
+        assert_eq!(pump.inspect(&good), Verdict::Allow);
+        let corrupt = Pending {
+            payload: vec![0xff; 64],
+            text: true,
+            compressed: true,
+            ..Pending::default()
+        };
+        assert!(matches!(pump.inspect(&corrupt), Verdict::Block { .. }));
+        // With context takeover the stream is lost: later messages too.
+        let later = Pending {
+            payload: deflate_msg(&mut c, b"after"),
+            text: true,
+            compressed: true,
+            ..Pending::default()
+        };
+        assert!(matches!(pump.inspect(&later), Verdict::Block { .. }));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen[0], "hello");
+        assert!(
+            seen[1..].iter().all(|s| s.starts_with("undecodable")),
+            "{seen:?}"
+        );
     }
 
     #[test]
