@@ -98,8 +98,11 @@ fn international(d: &[u8]) -> bool {
         if let Some(&(_, min, max)) = COUNTRY.iter().find(|(c, _, _)| *c == cc) {
             let nsn = &d[cc_len..];
             let len = nsn.len();
+            // Italy (and San Marino, Vatican) keep the leading 0 of
+            // landlines after the country code: "+39 06 …".
+            let zero_ok = matches!(cc, 39 | 378 | 379);
             return (usize::from(min)..=usize::from(max)).contains(&len)
-                && nsn[0] != 0
+                && (nsn[0] != 0 || zero_ok)
                 && (cc != 1 || nanp(nsn));
         }
     }
@@ -155,6 +158,7 @@ mod tests {
             "+65 9123 4567",
             "0044 20 7946 0958",
             "+55 (11) 91234-5678",
+            "+39 06 1234 5678",
         ] {
             assert!(phone(ok), "{ok}");
         }
