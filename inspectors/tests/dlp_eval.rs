@@ -20,13 +20,19 @@ fn run(part: &str) -> score::Report {
 
 fn check(report: &score::Report, part: &str, micro_p: f64, micro_r: f64, per_type: f64) {
     let (p, r) = report.micro();
+    // Every type the policy names has labels in both parts.
+    for kind in ["payment-card", "iban", "us-ssn", "us-bank-routing", "private-key-block", "phone-number"] {
+        assert!(
+            report.per_type.get(kind).is_some_and(|t| t.labels >= 200),
+            "{part}: too few {kind} labels"
+        );
+    }
     assert!(p >= micro_p, "{part}: micro precision {p:.4} < {micro_p}");
     assert!(r >= micro_r, "{part}: micro recall {r:.4} < {micro_r}");
+    // Every labelled type, the low ones (phone, e-mail) included.
     for (kind, t) in &report.per_type {
-        if report.high.contains(kind) {
-            assert!(t.precision() >= per_type, "{part}: {kind} precision {:.4}", t.precision());
-            assert!(t.recall() >= per_type, "{part}: {kind} recall {:.4}", t.recall());
-        }
+        assert!(t.precision() >= per_type, "{part}: {kind} precision {:.4}", t.precision());
+        assert!(t.recall() >= per_type, "{part}: {kind} recall {:.4}", t.recall());
     }
 }
 
@@ -36,12 +42,14 @@ fn dev_part_meets_targets() {
     for m in report.mistakes.iter().take(30) {
         println!("{m}");
     }
-    check(&report, "dev", 0.0, 0.0, 0.0);
+    check(&report, "dev", 0.99, 0.97, 0.95);
 }
 
 #[test]
 fn heldout_part_meets_targets() {
     // Mistakes stay hidden: nobody tunes on the held-out part.
     let report = run("heldout");
-    check(&report, "heldout", 0.0, 0.0, 0.0);
+    // The targets: micro precision >= 0.99 and recall >= 0.97 over
+    // the high and critical types, and none of them below 0.95.
+    check(&report, "heldout", 0.99, 0.97, 0.95);
 }
