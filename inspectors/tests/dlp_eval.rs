@@ -53,3 +53,18 @@ fn heldout_part_meets_targets() {
     // the high and critical types, and none of them below 0.95.
     check(&report, "heldout", 0.99, 0.97, 0.95);
 }
+
+#[test]
+fn libphonenumber_example_numbers_are_found() {
+    // Coverage of every region's fixed-line and mobile example number, in
+    // E.164 (eval/external_phones.py). The validator's country table comes
+    // from the same metadata, so this checks coverage, not independence.
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let set = load_dir(format!("{dir}/../dlp-rules")).expect("shipped rules load");
+    let records = score::load(&format!("{dir}/eval/external_phones.jsonl"));
+    let report = score::score(&set, &records);
+    println!("{}", report.table("external_phones"));
+    let t = report.per_type["phone-number"];
+    assert!(t.labels >= 400 && t.recall() >= 0.99, "recall {:.4}", t.recall());
+    assert!(t.precision() >= 0.99);
+}

@@ -11,66 +11,55 @@
 //! would turn that into a denial of service. It also cannot say which
 //! region a national number without `+` belongs to, which is exactly where
 //! context words have to decide anyway. What the rule needs is cheap and
-//! bounded: the country-code table and lengths below (from the ITU-T E.164
-//! assignments and national numbering plans), with context words and
-//! negative words in the rule pack doing the rest.
+//! bounded: the country-code table and lengths below (taken from
+//! libphonenumber's metadata), with context words and negative words in
+//! the rule pack doing the rest.
 
-/// National significant number lengths (min, max) per country calling
-/// code, for the countries the packs cover and the larger others.
+/// Every country calling code with the shortest and longest national
+/// significant number of its fixed-line, mobile, VoIP, personal and UAN
+/// ranges, merged over the regions that share a code. Generated from
+/// libphonenumber's PhoneNumberMetadata.xml (release 9.0.33, as shipped in
+/// the `phonenumber` crate; Apache-2.0): the well-kept source's data,
+/// without its per-candidate regex machinery. NANP (1) is held to its full
+/// ten digits; Mexico (52) also takes the mobile "1" that numbers carried
+/// until 2019 and people still write ("+52 1 81 …").
+#[rustfmt::skip]
 const COUNTRY: &[(u16, u8, u8)] = &[
-    (1, 10, 10),   // NANP
-    (7, 10, 10),   // Russia, Kazakhstan
-    (20, 9, 10),   // Egypt
-    (27, 9, 9),    // South Africa
-    (30, 10, 10),  // Greece
-    (31, 9, 9),    // Netherlands
-    (32, 8, 9),    // Belgium
-    (33, 9, 9),    // France
-    (34, 9, 9),    // Spain
-    (36, 8, 9),    // Hungary
-    (39, 6, 11),   // Italy
-    (40, 9, 9),    // Romania
-    (41, 9, 9),    // Switzerland
-    (43, 4, 13),   // Austria
-    (44, 9, 10),   // United Kingdom
-    (45, 8, 8),    // Denmark
-    (46, 7, 10),   // Sweden
-    (47, 8, 8),    // Norway
-    (48, 9, 9),    // Poland
-    (49, 5, 13),   // Germany
-    (51, 8, 9),    // Peru
-    (52, 10, 11),  // Mexico (old mobile "1" prefix: 11)
-    (54, 10, 11),  // Argentina
-    (55, 10, 11),  // Brazil
-    (56, 9, 9),    // Chile
-    (57, 10, 10),  // Colombia
-    (60, 8, 10),   // Malaysia
-    (61, 9, 9),    // Australia
-    (62, 8, 12),   // Indonesia
-    (63, 9, 10),   // Philippines
-    (64, 8, 10),   // New Zealand
-    (65, 8, 8),    // Singapore
-    (66, 8, 9),    // Thailand
-    (81, 9, 10),   // Japan
-    (82, 8, 10),   // South Korea
-    (84, 9, 10),   // Vietnam
-    (86, 10, 11),  // China
-    (90, 10, 10),  // Turkey
-    (91, 10, 10),  // India
-    (92, 9, 10),   // Pakistan
-    (234, 8, 10),  // Nigeria
-    (351, 9, 9),   // Portugal
-    (352, 6, 11),  // Luxembourg
-    (353, 7, 9),   // Ireland
-    (358, 6, 12),  // Finland
-    (380, 9, 9),   // Ukraine
-    (420, 9, 9),   // Czechia
-    (852, 8, 8),   // Hong Kong
-    (886, 8, 9),   // Taiwan
-    (966, 9, 9),   // Saudi Arabia
-    (971, 8, 9),   // United Arab Emirates
-    (972, 8, 9),   // Israel
+    (1, 10, 10), (7, 10, 10), (20, 8, 10), (27, 5, 10), (30, 10, 10), (31, 5, 11), (32, 8, 9),
+    (33, 9, 9), (34, 9, 9), (36, 8, 9), (39, 6, 12), (40, 6, 9), (41, 9, 9), (43, 4, 13),
+    (44, 9, 10), (45, 8, 8), (46, 7, 9), (47, 5, 8), (48, 7, 9), (49, 5, 15), (51, 8, 9),
+    (52, 10, 11), (53, 6, 10), (54, 10, 11), (55, 10, 11), (56, 9, 9), (57, 8, 10),
+    (58, 10, 10), (60, 8, 10), (61, 9, 9), (62, 7, 12), (63, 6, 10), (64, 5, 10), (65, 8, 11),
+    (66, 8, 9), (81, 9, 10), (82, 5, 11), (84, 7, 10), (86, 7, 11), (90, 7, 10), (91, 10, 10),
+    (92, 9, 12), (93, 9, 9), (94, 9, 9), (95, 6, 10), (98, 4, 10), (211, 9, 9), (212, 9, 9),
+    (213, 8, 9), (216, 8, 8), (218, 9, 9), (220, 7, 7), (221, 9, 9), (222, 8, 8), (223, 8, 8),
+    (224, 8, 9), (225, 10, 10), (226, 8, 8), (227, 8, 8), (228, 8, 8), (229, 8, 10),
+    (230, 7, 8), (231, 7, 9), (232, 8, 8), (233, 9, 9), (234, 10, 14), (235, 8, 8), (236, 8, 8),
+    (237, 9, 9), (238, 7, 7), (239, 7, 7), (240, 9, 9), (241, 7, 8), (242, 9, 9), (243, 7, 10),
+    (244, 9, 9), (245, 7, 9), (246, 7, 7), (247, 5, 6), (248, 7, 7), (249, 9, 9), (250, 8, 9),
+    (251, 9, 9), (252, 6, 9), (253, 8, 8), (254, 7, 9), (255, 9, 9), (256, 9, 9), (257, 8, 8),
+    (258, 8, 9), (260, 9, 9), (261, 9, 9), (262, 9, 9), (263, 5, 10), (264, 8, 9), (265, 7, 9),
+    (266, 8, 8), (267, 7, 8), (268, 8, 8), (269, 7, 7), (290, 4, 5), (291, 7, 7), (297, 7, 7),
+    (298, 6, 6), (299, 6, 6), (350, 8, 8), (351, 9, 9), (352, 4, 11), (353, 7, 10), (354, 7, 9),
+    (355, 8, 9), (356, 8, 8), (357, 8, 8), (358, 5, 12), (359, 6, 9), (370, 8, 8), (371, 8, 8),
+    (372, 7, 8), (373, 8, 8), (374, 8, 8), (375, 9, 9), (376, 6, 9), (377, 8, 9), (378, 8, 10),
+    (380, 9, 9), (381, 6, 12), (382, 8, 8), (383, 8, 12), (385, 8, 9), (386, 8, 8), (387, 8, 9),
+    (389, 8, 8), (420, 9, 9), (421, 6, 9), (423, 7, 9), (500, 5, 5), (501, 7, 7), (502, 8, 8),
+    (503, 8, 8), (504, 8, 8), (505, 8, 8), (506, 8, 8), (507, 7, 8), (508, 6, 9), (509, 8, 8),
+    (590, 9, 9), (591, 8, 8), (592, 7, 7), (593, 8, 9), (594, 9, 9), (595, 6, 9), (596, 9, 9),
+    (597, 6, 7), (598, 4, 8), (599, 7, 8), (670, 7, 8), (672, 6, 6), (673, 7, 7), (674, 7, 7),
+    (675, 7, 8), (676, 5, 7), (677, 5, 7), (678, 5, 7), (679, 7, 7), (680, 7, 7), (681, 6, 6),
+    (682, 5, 5), (683, 4, 7), (685, 5, 10), (686, 5, 8), (687, 6, 6), (688, 5, 7), (689, 6, 8),
+    (690, 4, 7), (691, 7, 7), (692, 7, 7), (850, 8, 10), (852, 8, 8), (853, 8, 8), (855, 8, 9),
+    (856, 8, 10), (880, 6, 10), (886, 8, 11), (960, 7, 7), (961, 7, 8), (962, 8, 9),
+    (963, 8, 9), (964, 8, 10), (965, 8, 8), (966, 9, 9), (967, 7, 9), (968, 8, 8), (970, 8, 9),
+    (971, 8, 9), (972, 8, 12), (973, 8, 8), (974, 8, 8), (975, 7, 8), (976, 8, 10),
+    (977, 8, 10), (992, 9, 9), (993, 8, 8), (994, 9, 9), (995, 9, 9), (996, 9, 9), (998, 9, 9),
 ];
+
+/// Codes whose national numbers keep a leading 0 after the country code
+/// (Italy's "+39 06 ..."), from the same metadata.
+const LEADING_ZERO: &[u16] = &[39, 47, 225, 229, 241, 242, 378];
 
 /// Digits of `s`, ASCII or full-width, as values.
 fn digits_of(s: &str) -> Vec<u8> {
@@ -98,9 +87,7 @@ fn international(d: &[u8]) -> bool {
         if let Some(&(_, min, max)) = COUNTRY.iter().find(|(c, _, _)| *c == cc) {
             let nsn = &d[cc_len..];
             let len = nsn.len();
-            // Italy (and San Marino, Vatican) keep the leading 0 of
-            // landlines after the country code: "+39 06 …".
-            let zero_ok = matches!(cc, 39 | 378 | 379);
+            let zero_ok = LEADING_ZERO.contains(&cc);
             return (usize::from(min)..=usize::from(max)).contains(&len)
                 && (nsn[0] != 0 || zero_ok)
                 && (cc != 1 || nanp(nsn));
