@@ -92,10 +92,9 @@ fn covered(text: &str, start: usize, end: usize, spans: &[(usize, usize)]) -> bo
             i += 2;
             continue;
         }
-        if b[i].is_ascii_alphanumeric() || b[i] >= 0x80 {
-            if !spans.iter().any(|&(s, e)| s <= i && i < e) {
-                return false;
-            }
+        let counts = b[i].is_ascii_alphanumeric() || b[i] >= 0x80;
+        if counts && !spans.iter().any(|&(s, e)| s <= i && i < e) {
+            return false;
         }
         i += 1;
     }
@@ -144,7 +143,11 @@ pub fn score(set: &RuleSet, records: &[Record]) -> Report {
             if !spans.is_empty() && covered(&rec.text, l.start, l.end, &spans) {
                 t.found += 1;
             } else {
-                let how = if spans.is_empty() { "missed" } else { "partly covered" };
+                let how = if spans.is_empty() {
+                    "missed"
+                } else {
+                    "partly covered"
+                };
                 mistakes.push(format!(
                     "FN {} {} ({how}): {}",
                     rec.id,
@@ -158,9 +161,9 @@ pub fn score(set: &RuleSet, records: &[Record]) -> Report {
                 continue;
             };
             let overlaps = |kind: Option<&str>| {
-                rec.labels.iter().any(|l| {
-                    kind.is_none_or(|k| l.kind == k) && f.start < l.end && l.start < f.end
-                })
+                rec.labels
+                    .iter()
+                    .any(|l| kind.is_none_or(|k| l.kind == k) && f.start < l.end && l.start < f.end)
             };
             if *f.rule == *GENERIC && !overlaps(Some(GENERIC)) && overlaps(None) {
                 continue;

@@ -21,7 +21,14 @@ fn run(part: &str) -> score::Report {
 fn check(report: &score::Report, part: &str, micro_p: f64, micro_r: f64, per_type: f64) {
     let (p, r) = report.micro();
     // Every type the policy names has labels in both parts.
-    for kind in ["payment-card", "iban", "us-ssn", "us-bank-routing", "private-key-block", "phone-number"] {
+    for kind in [
+        "payment-card",
+        "iban",
+        "us-ssn",
+        "us-bank-routing",
+        "private-key-block",
+        "phone-number",
+    ] {
         assert!(
             report.per_type.get(kind).is_some_and(|t| t.labels >= 200),
             "{part}: too few {kind} labels"
@@ -31,8 +38,16 @@ fn check(report: &score::Report, part: &str, micro_p: f64, micro_r: f64, per_typ
     assert!(r >= micro_r, "{part}: micro recall {r:.4} < {micro_r}");
     // Every labelled type, the low ones (phone, e-mail) included.
     for (kind, t) in &report.per_type {
-        assert!(t.precision() >= per_type, "{part}: {kind} precision {:.4}", t.precision());
-        assert!(t.recall() >= per_type, "{part}: {kind} recall {:.4}", t.recall());
+        assert!(
+            t.precision() >= per_type,
+            "{part}: {kind} precision {:.4}",
+            t.precision()
+        );
+        assert!(
+            t.recall() >= per_type,
+            "{part}: {kind} recall {:.4}",
+            t.recall()
+        );
     }
 }
 
@@ -65,6 +80,10 @@ fn libphonenumber_example_numbers_are_found() {
     let report = score::score(&set, &records);
     println!("{}", report.table("external_phones"));
     let t = report.per_type["phone-number"];
-    assert!(t.labels >= 400 && t.recall() >= 0.99, "recall {:.4}", t.recall());
+    assert!(
+        t.labels >= 400 && t.recall() >= 0.99,
+        "recall {:.4}",
+        t.recall()
+    );
     assert!(t.precision() >= 0.99);
 }

@@ -35,31 +35,31 @@ fn phone_numbers_of_twenty_countries_and_what_is_not_one() {
     check(
         "phone-number",
         &[
-            "call me at (415) 555-2671",           // US
-            "mobile +1 604 555 0199",              // CA
-            "ring me on 07700 900461",             // UK
-            "Tel.: 030 1234 5678",                 // DE
-            "mon portable : 06 12 34 56 78",       // FR
-            "llámame al 612 345 678",              // ES
-            "chiamami al 347 123 4567",            // IT
-            "bel me: 06-12345678",                 // NL
-            "tel +32 470 12 34 56",                // BE
-            "Telefon 079 123 45 67",               // CH
-            "Handy 0664 1234567",                  // AT
-            "telefone 912 345 678",                // PT
-            "meu celular: (11) 91234-5678",        // BR
-            "whatsapp +52 55 1234 5678",           // MX
-            "電話番号は090-1234-5678です",         // JP
-            "call +91 98765 43210",                // IN
-            "mobile 0412 345 678",                 // AU
-            "ring 070-123 45 67",                  // SE
-            "tel. +48 512 345 678",                // PL
-            "phone: 087 123 4567",                 // IE
-            "연락처 010-1234-5678",                // KR
-            "+65 9123 4567",                       // SG
-            "tel 082 123 4567",                    // ZA
-            "+45 20 12 34 56",                     // DK
-            "+47 412 34 567",                      // NO
+            "call me at (415) 555-2671",     // US
+            "mobile +1 604 555 0199",        // CA
+            "ring me on 07700 900461",       // UK
+            "Tel.: 030 1234 5678",           // DE
+            "mon portable : 06 12 34 56 78", // FR
+            "llámame al 612 345 678",        // ES
+            "chiamami al 347 123 4567",      // IT
+            "bel me: 06-12345678",           // NL
+            "tel +32 470 12 34 56",          // BE
+            "Telefon 079 123 45 67",         // CH
+            "Handy 0664 1234567",            // AT
+            "telefone 912 345 678",          // PT
+            "meu celular: (11) 91234-5678",  // BR
+            "whatsapp +52 55 1234 5678",     // MX
+            "電話番号は090-1234-5678です",   // JP
+            "call +91 98765 43210",          // IN
+            "mobile 0412 345 678",           // AU
+            "ring 070-123 45 67",            // SE
+            "tel. +48 512 345 678",          // PL
+            "phone: 087 123 4567",           // IE
+            "연락처 010-1234-5678",          // KR
+            "+65 9123 4567",                 // SG
+            "tel 082 123 4567",              // ZA
+            "+45 20 12 34 56",               // DK
+            "+47 412 34 567",                // NO
         ],
         &[
             "epoch 1733529600",
@@ -84,8 +84,19 @@ fn phone_numbers_of_twenty_countries_and_what_is_not_one() {
 fn ssns_with_and_without_separators() {
     check(
         "us-ssn",
-        &["my SSN is 536-22-1234", "ssn 536 22 1234", "SSN: 536221234", "social security no. 536221234"],
-        &["ref 536221234", "claim 536221234", "zip 94103-1234", "SSN 123-45-6789 (the sample)", "ITIN 912-70-1234"],
+        &[
+            "my SSN is 536-22-1234",
+            "ssn 536 22 1234",
+            "SSN: 536221234",
+            "social security no. 536221234",
+        ],
+        &[
+            "ref 536221234",
+            "claim 536221234",
+            "zip 94103-1234",
+            "SSN 123-45-6789 (the sample)",
+            "ITIN 912-70-1234",
+        ],
     );
 }
 
@@ -117,7 +128,11 @@ fn aws_secret_keys_where_they_show_up() {
 fn email_addresses_but_not_url_userinfo() {
     check(
         "email-address",
-        &["mail olivia.walker@brightpath.io", "From: sato@sakura-denki.co.jp", "escreve para joao_silva7@uol.com.br"],
+        &[
+            "mail olivia.walker@brightpath.io",
+            "From: sato@sakura-denki.co.jp",
+            "escreve para joao_silva7@uol.com.br",
+        ],
         &[
             "git clone https://ghp_MQSkS3u9I5KKgTPnO1KrsheE2OEfwZeA5jbs@github.com/acme/infra.git",
             "https://ito:x-oauth-basic@brightpath.io/path",
@@ -138,7 +153,11 @@ fn email_addresses_but_not_url_userinfo() {
 fn routing_numbers_need_banking_words() {
     check(
         "us-bank-routing",
-        &["routing number 021000021", "{\"routing_number\":\"021000021\"}", "ABAルーティング番号 021000021"],
+        &[
+            "routing number 021000021",
+            "{\"routing_number\":\"021000021\"}",
+            "ABAルーティング番号 021000021",
+        ],
         &["reference 021000021", "routing 021000022"],
     );
 }

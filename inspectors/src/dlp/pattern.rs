@@ -485,7 +485,9 @@ mod tests {
         let names: Vec<String> = (0..40).map(|i| format!("key{i:02}name")).collect();
         let re = format!(r#"(?:{})["']?[ :=]{{1,3}}[a-z0-9]{{12}}"#, names.join("|"));
         match analyse(&re).unwrap().mode {
-            Mode::Prefix(l) => assert!(l.len() <= MAX_PREFIXES && l.iter().all(|x| x.starts_with("key"))),
+            Mode::Prefix(l) => {
+                assert!(l.len() <= MAX_PREFIXES && l.iter().all(|x| x.starts_with("key")))
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -81,9 +81,7 @@ fn international(d: &[u8]) -> bool {
         if d.len() <= cc_len {
             return false;
         }
-        let cc = d[..cc_len]
-            .iter()
-            .fold(0u16, |a, &x| a * 10 + u16::from(x));
+        let cc = d[..cc_len].iter().fold(0u16, |a, &x| a * 10 + u16::from(x));
         if let Some(&(_, min, max)) = COUNTRY.iter().find(|(c, _, _)| *c == cc) {
             let nsn = &d[cc_len..];
             let len = nsn.len();
@@ -149,7 +147,12 @@ mod tests {
         ] {
             assert!(phone(ok), "{ok}");
         }
-        for bad in ["+1 115 555 2671", "+44 12", "+999 123 456 789", "+33 06 12 34 56 78"] {
+        for bad in [
+            "+1 115 555 2671",
+            "+44 12",
+            "+999 123 456 789",
+            "+33 06 12 34 56 78",
+        ] {
             assert!(!phone(bad), "{bad}");
         }
     }
@@ -167,7 +170,13 @@ mod tests {
         ] {
             assert!(phone(ok), "{ok}");
         }
-        for bad in ["1733529600", "2026-12-09", "12/07/2026", "10.0.22", "4526 0181 5908 3012"] {
+        for bad in [
+            "1733529600",
+            "2026-12-09",
+            "12/07/2026",
+            "10.0.22",
+            "4526 0181 5908 3012",
+        ] {
             assert!(!phone(bad), "{bad}");
         }
     }

@@ -420,7 +420,11 @@ fn compile_rule(
         for sh in &c.shapes {
             match pattern::compile_regex(sh.pattern.get_ref()) {
                 Ok(re) if sh.weight.is_finite() => shapes.push((re, sh.weight)),
-                Ok(_) => errors.push(err_invalid(p, s, "a context shape's weight must be a number")),
+                Ok(_) => errors.push(err_invalid(
+                    p,
+                    s,
+                    "a context shape's weight must be a number",
+                )),
                 Err(message) => errors.push(RuleError::Regex {
                     loc: p.loc_of(s.file, &sh.pattern),
                     rule: rule_id.clone(),
