@@ -32,11 +32,13 @@ pub fn classify(flows: &[Flow], catalog: &Catalog, ranges: &Ranges) -> Vec<Class
         let server: IpAddr = f.server.ip();
         let resolved = ctx.resolved(server, now).map(str::to_owned);
         let signalled = ctx.signalled(f.client.ip(), now);
+        let same_server = ctx.signalled_to(f.client.ip(), server, now);
         let flow_ctx = FlowContext {
             port: f.server.port(),
             server: Some(server),
             resolved: resolved.as_deref(),
             signalled: &signalled,
+            signalled_same_server: &same_server,
             ranges: Some(ranges),
             ..FlowContext::default()
         };
@@ -47,7 +49,7 @@ pub fn classify(flows: &[Flow], catalog: &Catalog, ranges: &Ranges) -> Vec<Class
         );
         if let (Some(app), false) = (&c.app, is_call) {
             if c.confidence >= Confidence::Medium {
-                ctx.observe_app(f.client.ip(), app, now);
+                ctx.observe_app(f.client.ip(), server, app, now);
             }
         }
         out[i] = Some(c);

@@ -41,7 +41,8 @@ pub struct ClientContext {
     /// but an address means the same name to every client, so the map is
     /// shared and the client only matters for signalling.
     resolved: ResolvedNames,
-    recent: HashMap<IpAddr, VecDeque<(f64, String)>>,
+    /// Per client: (time, app, server address), oldest first.
+    recent: HashMap<IpAddr, VecDeque<(f64, String, IpAddr)>>,
 }
 
 impl ClientContext {
@@ -68,16 +69,17 @@ impl ClientContext {
         }
     }
 
-    /// Records that `client` used `app` (a verdict of medium confidence or
-    /// better) at `now`.
-    pub fn observe_app(&mut self, client: IpAddr, app: &str, now: f64) {
+    /// Records that `client` used `app` with `server` (a verdict of medium
+    /// confidence or better) at `now`.
+    pub fn observe_app(&mut self, client: IpAddr, server: IpAddr, app: &str, now: f64) {
         if !self.recent.contains_key(&client) && self.recent.len() >= self.limits.clients {
             // Forget the client whose latest activity is oldest.
             if let Some(old) = self
                 .recent
                 .iter()
                 .min_by(|a, b| {
-                    let t = |q: &VecDeque<(f64, String)>| q.back().map_or(f64::MIN, |e| e.0);
+                    let t =
+                        |q: &VecDeque<(f64, String, IpAddr)>| q.back().map_or(f64::MIN, |e| e.0);
                     t(a.1).total_cmp(&t(b.1))
                 })
                 .map(|(k, _)| *k)
@@ -86,8 +88,8 @@ impl ClientContext {
             }
         }
         let q = self.recent.entry(client).or_default();
-        q.retain(|(_, a)| a != app);
-        q.push_back((now, app.to_owned()));
+        q.retain(|(_, a, s)| a != app || *s != server);
+        q.push_back((now, app.to_owned(), server));
         while q.len() > 8 {
             q.pop_front();
         }
@@ -101,17 +103,25 @@ impl ClientContext {
     /// Apps `client` used within the window before `now`, most recent
     /// first.
     pub fn signalled(&self, client: IpAddr, now: f64) -> Vec<String> {
+        self.recent_apps(client, None, now)
+    }
+
+    /// Apps `client` used with this very `server` within the window before
+    /// `now` (a call relayed by the host that carried its signalling).
+    pub fn signalled_to(&self, client: IpAddr, server: IpAddr, now: f64) -> Vec<String> {
+        self.recent_apps(client, Some(server), now)
+    }
+
+    fn recent_apps(&self, client: IpAddr, server: Option<IpAddr>, now: f64) -> Vec<String> {
         let window = self.limits.signal_window;
-        self.recent
-            .get(&client)
-            .map(|q| {
-                q.iter()
-                    .rev()
-                    .filter(|(t, _)| *t <= now && now - *t <= window)
-                    .map(|(_, a)| a.clone())
-                    .collect()
-            })
-            .unwrap_or_default()
+        let mut out: Vec<String> = Vec::new();
+        for (t, a, s) in self.recent.get(&client).into_iter().flatten().rev() {
+            if *t <= now && now - *t <= window && server.is_none_or(|x| x == *s) && !out.contains(a)
+            {
+                out.push(a.clone());
+            }
+        }
+        out
     }
 }
 
@@ -128,10 +138,13 @@ mod tests {
         c.observe_dns(&dns::parse(&r).unwrap(), 10.0);
         assert_eq!(c.resolved(addr, 100.0), Some("g.whatsapp.net"));
         let client: IpAddr = "10.8.0.2".parse().unwrap();
-        c.observe_app(client, "whatsapp", 11.0);
-        c.observe_app(client, "slack", 12.0);
-        c.observe_app(client, "whatsapp", 13.0);
+        let (wa, slack): (IpAddr, IpAddr) =
+            ("157.240.1.60".parse().unwrap(), "3.3.3.3".parse().unwrap());
+        c.observe_app(client, wa, "whatsapp", 11.0);
+        c.observe_app(client, slack, "slack", 12.0);
+        c.observe_app(client, wa, "whatsapp", 13.0);
         assert_eq!(c.signalled(client, 14.0), vec!["whatsapp", "slack"]);
+        assert_eq!(c.signalled_to(client, slack, 14.0), vec!["slack"]);
         assert!(c.signalled(client, 1000.0).is_empty());
     }
 }

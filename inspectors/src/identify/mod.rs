@@ -509,7 +509,7 @@ mod tests {
     #[test]
     fn quic_of_a_version_we_cannot_open_is_still_quic() {
         let mut draft17 = b"\xc3\xff\x00\x00\x11\x08".to_vec();
-        draft17.extend([0u8; 40]);
+        draft17.resize(1200, 0);
         let id = identify(&draft17, Transport::Udp, 443);
         assert_eq!(id.protocol, Protocol::Quic);
         assert!(id.error.unwrap().contains("0xff000011"));

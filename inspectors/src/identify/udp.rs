@@ -16,13 +16,6 @@ pub(super) fn other(buf: &[u8], port: u16) -> Identification {
             Err(e) => Identification::malformed(Protocol::Quic, &e.to_string(), buf.len()),
         };
     }
-    if let Some(v) = other_quic_version(buf) {
-        return Identification::malformed(
-            Protocol::Quic,
-            &format!("long-header packet of QUIC version {v:#010x} we cannot open"),
-            buf.len(),
-        );
-    }
     if let Sniff::Yes(m) = stun::detect(buf) {
         return Identification::new(Protocol::Stun, Details::Stun(m), buf);
     }
@@ -31,6 +24,13 @@ pub(super) fn other(buf: &[u8], port: u16) -> Identification {
         if !m.response || matches!(port, 53 | 5353 | 5355) {
             return Identification::new(Protocol::Dns, Details::Dns(m), buf);
         }
+    }
+    if let Some(v) = other_quic_version(buf) {
+        return Identification::malformed(
+            Protocol::Quic,
+            &format!("long-header packet of QUIC version {v:#010x} we cannot open"),
+            buf.len(),
+        );
     }
     if let Some(m) = rtp::media_flow(&[buf]).filter(|m| m.rtcp.is_some()) {
         return Identification::new(Protocol::Rtcp, Details::Media(m), buf);
@@ -58,9 +58,14 @@ pub(super) fn flow(datagrams: &[&[u8]], port: u16) -> Identification {
 }
 
 /// A QUIC long header (form and fixed bits set, a version, a sane DCID
-/// length) of a version or packet type we do not open: old drafts, or a
-/// client's non-Initial packet.
+/// length) of a version we do not open, in a datagram padded as a client's
+/// first flight must be (RFC 9000 §14.1: at least 1200 bytes). Two high
+/// bits and a small byte are otherwise too common to mean QUIC (a DNS id
+/// of 0xf900 has them).
 fn other_quic_version(buf: &[u8]) -> Option<u32> {
+    if buf.len() < 1200 {
+        return None;
+    }
     let first = *buf.first()?;
     let version = u32::from_be_bytes(buf.get(1..5)?.try_into().ok()?);
     let dcid_len = *buf.get(5)?;

@@ -24,8 +24,11 @@ pub struct FlowContext<'a> {
     /// answer for it was seen (see [`crate::identify::resolved`]).
     pub resolved: Option<&'a str>,
     /// Apps the same client was seen using shortly before, most recent
-    /// first (signalling before a call).
+    /// first: they narrow an address range several apps share.
     pub signalled: &'a [String],
+    /// Apps the same client used with this very server address shortly
+    /// before (TLS, then the call relayed by the same host).
+    pub signalled_same_server: &'a [String],
     /// Published address ranges to consult.
     pub ranges: Option<&'a Ranges>,
 }
@@ -392,7 +395,9 @@ impl Catalog {
         let is_call = matches!(id.protocol, Protocol::Stun | Protocol::Rtp | Protocol::Rtcp);
         let names_itself = id.server_name().is_some() || ctx.sni.is_some();
         let weak = c.app.is_none() || (c.confidence == Confidence::Low && !is_call);
-        if !weak || (names_itself && c.app.is_some()) || id.protocol == Protocol::Dns {
+        // A flow that names its server is judged on that name alone: the
+        // context must not put an app on www.google.com.
+        if !weak || names_itself || id.protocol == Protocol::Dns {
             return c;
         }
         let mut found: Option<(&App, Confidence, String)> = None;
@@ -438,16 +443,23 @@ impl Catalog {
                 }
             }
         }
-        if found.is_none() && is_call {
-            let callers: Vec<&String> = ctx.signalled.iter().collect();
-            if let [one] = callers.as_slice() {
+        if found.is_none() {
+            // Signalling to the same host names the flow; signalling to
+            // other hosts is only evidence (a Zoom call placed right after a
+            // WhatsApp message is still Zoom).
+            if let [one] = ctx.signalled_same_server {
                 if let Some(a) = self.app(one) {
                     found = Some((
                         a,
                         Confidence::Low,
-                        format!("the client used {one} just before this call"),
+                        format!("the client used {one} with this server just before"),
                     ));
                 }
+            } else if !ctx.signalled.is_empty() {
+                c.evidence.push(format!(
+                    "the client used {} shortly before (other servers)",
+                    ctx.signalled.join(", ")
+                ));
             }
         }
         let Some((app, confidence, why)) = found else {

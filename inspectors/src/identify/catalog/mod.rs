@@ -367,6 +367,26 @@ mod tests {
     }
 
     #[test]
+    fn every_shipped_app_says_where_its_hosts_come_from() {
+        let entries = file::parse(BUILTIN_TOML, "catalog/apps.toml").unwrap();
+        for e in &entries {
+            assert!(!e.sources.is_empty(), "{} has no sources", e.id);
+        }
+        let c = Catalog::builtin();
+        // Names shared by several Meta apps name none of them.
+        assert_eq!(c.lookup_host("scontent.xx.fbcdn.net"), None);
+        assert_eq!(c.lookup_host("abc.lync.com").unwrap().id, "teams");
+        assert_eq!(
+            c.lookup_host("x.secure.skypeassets.com").unwrap().id,
+            "teams"
+        );
+        assert_eq!(c.lookup_host("login.skype.com").unwrap().id, "skype");
+        assert_eq!(c.app("signal").unwrap().calls, CallMedia::E2ee);
+        assert_eq!(c.app("zoom").unwrap().calls, CallMedia::Media);
+        assert_eq!(c.lookup_stun_software("Zoom 5.17.1").unwrap().id, "zoom");
+    }
+
+    #[test]
     fn exact_and_suffix_hosts_resolve_most_specific_first() {
         let c = Catalog::builtin();
         assert_eq!(

@@ -1,0 +1,131 @@
+//! `identify` on committed captures of real clients (see
+//! `tests/fixtures/captures/README.md`): the right app for every flow a
+//! careful human would label, and no wrong app anywhere.
+
+use gatehouse_inspectors::capture::{self, Flow, Limits};
+use gatehouse_inspectors::identify::catalog::{Catalog, Class, Classification, Reason};
+use gatehouse_inspectors::identify::ranges::Ranges;
+use gatehouse_inspectors::identify::{Confidence, Protocol};
+
+const CALLS: &[u8] = include_bytes!("fixtures/captures/calls_dns_quic.pcap");
+
+fn classified(bytes: &[u8]) -> Vec<(Flow, Classification)> {
+    let cap = capture::read(bytes, Limits::default()).unwrap();
+    assert!(cap.damage.is_none());
+    let cls = capture::classify(&cap.flows, Catalog::builtin(), Ranges::builtin());
+    let out: Vec<_> = cap.flows.into_iter().zip(cls).collect();
+    for (f, c) in &out {
+        eprintln!(
+            "{} -> {} {:?} {} sni={:?} app={:?} {:?} {:?} {:?}",
+            f.client,
+            f.server,
+            f.transport,
+            f.identification.protocol,
+            f.identification.server_name(),
+            c.app,
+            c.class,
+            c.confidence,
+            c.evidence
+        );
+    }
+    out
+}
+
+/// The one flow to `server` (ip:port).
+fn flow<'a>(all: &'a [(Flow, Classification)], server: &str) -> &'a (Flow, Classification) {
+    let hits: Vec<_> = all
+        .iter()
+        .filter(|(f, _)| f.server.to_string() == server)
+        .collect();
+    assert_eq!(hits.len(), 1, "flows to {server}");
+    hits[0]
+}
+
+#[test]
+fn calls_dns_and_quic_get_the_right_app_per_flow() {
+    let all = classified(CALLS);
+    let dns: Vec<_> = all
+        .iter()
+        .filter(|(f, _)| f.identification.protocol == Protocol::Dns)
+        .collect();
+    let dns_apps: Vec<(&str, Option<&str>)> = dns
+        .iter()
+        .map(|(f, c)| {
+            let q = match &f.identification.details {
+                gatehouse_inspectors::identify::Details::Dns(m) => m.qname.as_str(),
+                _ => "",
+            };
+            (q, c.app.as_deref())
+        })
+        .collect();
+    assert_eq!(
+        dns_apps,
+        vec![
+            ("g.whatsapp.net", Some("whatsapp")),
+            ("zoom.us", Some("zoom")),
+            ("chat.signal.org", Some("signal")),
+        ]
+    );
+    for (f, c) in &dns {
+        assert_eq!(c.class, Class::MetadataOnly, "{}", f.server);
+        assert_eq!(f.server.port(), 53);
+    }
+
+    let (f, c) = flow(&all, "127.0.10.4:443");
+    assert_eq!(f.identification.protocol, Protocol::Tls);
+    assert_eq!(c.app.as_deref(), Some("whatsapp"));
+
+    // aioice's ICE checks to the address g.whatsapp.net resolved to.
+    let stun: Vec<_> = all
+        .iter()
+        .filter(|(f, _)| f.identification.protocol == Protocol::Stun)
+        .collect();
+    assert_eq!(stun.len(), 1);
+    let (f, c) = stun[0];
+    assert_eq!(f.server.ip().to_string(), "127.0.10.2");
+    assert_eq!(c.app.as_deref(), Some("whatsapp"));
+    assert_eq!(
+        (c.class, c.reasons.as_slice()),
+        (Class::Opaque, &[Reason::E2eeCall][..])
+    );
+    assert_eq!(c.confidence, Confidence::Medium);
+    assert!(c
+        .evidence
+        .iter()
+        .any(|e| e.contains("resolved from g.whatsapp.net")));
+
+    // ffmpeg's RTP and RTCP to the address zoom.us resolved to.
+    let (f, c) = flow(&all, "127.0.10.3:5004");
+    assert_eq!(f.identification.protocol, Protocol::Rtp);
+    assert_eq!(c.app.as_deref(), Some("zoom"));
+    assert_eq!(c.reasons, vec![Reason::Media]);
+    let (f, c) = flow(&all, "127.0.10.3:5005");
+    assert_eq!(f.identification.protocol, Protocol::Rtcp);
+    assert_eq!(c.app.as_deref(), Some("zoom"));
+
+    // gQUIC: every QUIC-looking flow reports its SNI.
+    let mut gquic: Vec<(Option<&str>, Option<&str>)> = all
+        .iter()
+        .filter(|(f, _)| f.server.to_string() == "127.0.10.6:443")
+        .map(|(f, c)| {
+            assert_eq!(f.identification.protocol, Protocol::Quic);
+            assert_eq!(f.identification.error, None);
+            (f.identification.server_name(), c.app.as_deref())
+        })
+        .collect();
+    gquic.sort();
+    assert_eq!(
+        gquic,
+        vec![
+            (Some("chat.google.com"), Some("google-chat")),
+            (Some("example.com"), None),
+            (Some("mail.google.com"), None),
+            (Some("www.google.com"), None),
+        ]
+    );
+
+    let (f, c) = flow(&all, "127.0.10.7:4433");
+    assert_eq!(f.identification.protocol, Protocol::Quic);
+    assert_eq!(f.identification.server_name(), Some("discord.com"));
+    assert_eq!(c.app.as_deref(), Some("discord"));
+}
