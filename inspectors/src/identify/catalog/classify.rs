@@ -10,8 +10,8 @@ use crate::identify::{mqtt::MqttConnect, Confidence, Details, Identification, Pr
 /// What is known about a flow besides its first bytes: the destination,
 /// and what the same client did before it. Everything optional: the
 /// gateway and the capture reader each fill what they have.
+/// Build it with `..FlowContext::default()` so new fields stay optional.
 #[derive(Debug, Clone, Copy, Default)]
-#[non_exhaustive]
 pub struct FlowContext<'a> {
     /// The server name known to the proxy (CONNECT host or SNI); falls
     /// back to the one in the identification.
