@@ -129,3 +129,44 @@ fn calls_dns_and_quic_get_the_right_app_per_flow() {
     assert_eq!(f.identification.server_name(), Some("discord.com"));
     assert_eq!(c.app.as_deref(), Some("discord"));
 }
+
+const PRECISION: &[u8] = include_bytes!("fixtures/captures/precision.pcap");
+
+#[test]
+fn flows_that_name_no_app_get_none_and_mtproto_claims_only_telegram() {
+    let all = classified(PRECISION);
+    for (f, c) in &all {
+        let server = f.server.to_string();
+        let (protocol, app) = (f.identification.protocol, c.app.as_deref());
+        match server.as_str() {
+            // Telethon's obfuscated2 transport.
+            "127.0.11.40:443" => assert_eq!((protocol, app), (Protocol::Mtproto, Some("telegram"))),
+            // slixmpp's stream header.
+            "127.0.11.50:5222" => assert_eq!((protocol, app), (Protocol::Xmpp, Some("xmpp"))),
+            // Seen mid-stream on 5222: an XMPP stanza and Noise-like
+            // ciphertext frames. Port 5222 is shared by four apps; no app.
+            "127.0.11.51:5222" | "127.0.11.52:5222" => {
+                assert_eq!(protocol, Protocol::Unknown, "{server}");
+                assert_eq!(app, None, "{server}: {:?}", c.evidence);
+                assert!(c.evidence.iter().any(|e| e.contains("port 5222 is used by")));
+            }
+            // coturn's clients and pystun3 against coturn: STUN of no app
+            // (SOFTWARE and REALM name none in the catalog).
+            "127.0.11.30:3478" => {
+                assert_eq!(protocol, Protocol::Stun, "{server}");
+                assert_eq!(app, None, "{server}: {:?}", c.evidence);
+                assert_eq!(c.reasons, vec![Reason::Media]);
+            }
+            // Random datagrams to the STUN port.
+            "127.0.11.60:3478" => assert_eq!((protocol, app), (Protocol::Unknown, None)),
+            // The TURN relay's own packet to the peer.
+            "127.0.11.31:3480" => assert_eq!(app, None),
+            other => panic!("unexpected flow to {other}"),
+        }
+    }
+    let classic = all.iter().filter(|(f, _)| {
+        matches!(&f.identification.details,
+            gatehouse_inspectors::identify::Details::Stun(m) if m.classic)
+    });
+    assert_eq!(classic.count(), 1, "pystun3's RFC 3489 request");
+}
