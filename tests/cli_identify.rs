@@ -210,7 +210,10 @@ fn calls_dns_and_gquic_carry_their_app_confidence_and_evidence() {
         .iter()
         .any(|e| e.as_str().unwrap().contains("resolved from g.whatsapp.net")));
     let rtp = by_server("127.0.10.3:5004");
-    assert_eq!((&rtp["protocol"], &rtp["app"]), (&"rtp".into(), &"zoom".into()));
+    assert_eq!(
+        (&rtp["protocol"], &rtp["app"]),
+        (&"rtp".into(), &"zoom".into())
+    );
     let quic = by_server("127.0.10.7:4433");
     assert_eq!(quic["sni"], "discord.com");
     let gquic: Vec<&Value> = flows
@@ -218,9 +221,14 @@ fn calls_dns_and_gquic_carry_their_app_confidence_and_evidence() {
         .filter(|f| f["server"] == "127.0.10.6:443")
         .collect();
     assert_eq!(gquic.len(), 4);
-    assert!(gquic.iter().all(|f| f["protocol"] == "quic" && f["sni"].is_string()));
+    assert!(gquic
+        .iter()
+        .all(|f| f["protocol"] == "quic" && f["sni"].is_string()));
     for f in &flows {
-        assert!(f["evidence"].is_array() && f["protocol_confidence"].is_string(), "{f}");
+        assert!(
+            f["evidence"].is_array() && f["protocol_confidence"].is_string(),
+            "{f}"
+        );
     }
 }
 
@@ -328,7 +336,7 @@ fn table_output_is_aligned_with_one_row_per_flow() {
     for l in &lines[1..] {
         let rest = &l[col..];
         assert!(
-            ["tls ", "mqtt ", "xmpp ", "http ", "mtproto ", "quic ", "unknown "]
+            ["tls ", "mqtt ", "xmpp ", "http ", "mtproto ", "quic ", "dns ", "unknown "]
                 .iter()
                 .any(|p| rest.starts_with(p)),
             "misaligned: {l}"

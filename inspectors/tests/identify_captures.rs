@@ -148,7 +148,10 @@ fn flows_that_name_no_app_get_none_and_mtproto_claims_only_telegram() {
             "127.0.11.51:5222" | "127.0.11.52:5222" => {
                 assert_eq!(protocol, Protocol::Unknown, "{server}");
                 assert_eq!(app, None, "{server}: {:?}", c.evidence);
-                assert!(c.evidence.iter().any(|e| e.contains("port 5222 is used by")));
+                assert!(c
+                    .evidence
+                    .iter()
+                    .any(|e| e.contains("port 5222 is used by")));
             }
             // coturn's clients and pystun3 against coturn: STUN of no app
             // (SOFTWARE and REALM name none in the catalog).
