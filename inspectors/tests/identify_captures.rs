@@ -128,6 +128,30 @@ fn calls_dns_and_quic_get_the_right_app_per_flow() {
     assert_eq!(f.identification.protocol, Protocol::Quic);
     assert_eq!(f.identification.server_name(), Some("discord.com"));
     assert_eq!(c.app.as_deref(), Some("discord"));
+
+    // @discordjs/voice's IP discovery: Discord's own call protocol.
+    let (f, c) = flow(&all, "127.0.10.9:50001");
+    assert_eq!(f.identification.protocol, Protocol::DiscordVoice);
+    assert_eq!(c.app.as_deref(), Some("discord"));
+    assert_eq!((c.class, c.confidence), (Class::Opaque, Confidence::High));
+    assert_eq!(c.reasons, vec![Reason::E2eeCall]);
+
+    // Nothing else in the capture carries an app it should not.
+    let labelled: Vec<(String, Option<&str>)> = all
+        .iter()
+        .map(|(f, c)| (f.server.ip().to_string(), c.app.as_deref()))
+        .collect();
+    for (ip, app) in labelled {
+        let allowed: &[Option<&str>] = match ip.as_str() {
+            "127.0.10.53" => &[Some("whatsapp"), Some("zoom"), Some("signal")],
+            "127.0.10.2" | "127.0.10.4" => &[Some("whatsapp")],
+            "127.0.10.3" => &[Some("zoom")],
+            "127.0.10.6" => &[Some("google-chat"), None],
+            "127.0.10.7" | "127.0.10.9" => &[Some("discord")],
+            other => panic!("unexpected server {other}"),
+        };
+        assert!(allowed.contains(&app), "{ip}: {app:?}");
+    }
 }
 
 const PRECISION: &[u8] = include_bytes!("fixtures/captures/precision.pcap");

@@ -45,7 +45,11 @@ pub fn classify(flows: &[Flow], catalog: &Catalog, ranges: &Ranges) -> Vec<Class
         let c = catalog.classify_flow(&f.identification, &flow_ctx);
         let is_call = matches!(
             f.identification.protocol,
-            Protocol::Stun | Protocol::Rtp | Protocol::Rtcp | Protocol::Dns
+            Protocol::Stun
+                | Protocol::Rtp
+                | Protocol::Rtcp
+                | Protocol::DiscordVoice
+                | Protocol::Dns
         );
         if let (Some(app), false) = (&c.app, is_call) {
             if c.confidence >= Confidence::Medium {

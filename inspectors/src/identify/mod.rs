@@ -21,6 +21,7 @@
 
 pub mod catalog;
 pub mod context;
+pub mod discord_voice;
 pub mod dns;
 pub mod entropy;
 pub mod gquic;
@@ -96,6 +97,8 @@ pub enum Protocol {
     Rtp,
     /// RTCP (or SRTCP) media control.
     Rtcp,
+    /// Discord's voice UDP protocol (its IP discovery, then encrypted RTP).
+    DiscordVoice,
     /// Nothing recognised.
     Unknown,
 }
@@ -144,6 +147,7 @@ impl Protocol {
             Self::Stun => "stun",
             Self::Rtp => "rtp",
             Self::Rtcp => "rtcp",
+            Self::DiscordVoice => "discord-voice",
             Self::Unknown => "unknown",
         }
     }
@@ -185,6 +189,8 @@ pub enum Details {
     Stun(stun::StunMessage),
     /// RTP or RTCP headers, and how many datagrams agreed with them.
     Media(rtp::MediaFlow),
+    /// Discord voice's IP discovery.
+    DiscordVoice(discord_voice::IpDiscovery),
 }
 
 /// The verdict on a flow's first bytes.
@@ -453,6 +459,11 @@ mod tests {
             Protocol::WhatsappNoise,
             Protocol::Mmtls,
             Protocol::Threema,
+            Protocol::Dns,
+            Protocol::Stun,
+            Protocol::Rtp,
+            Protocol::Rtcp,
+            Protocol::DiscordVoice,
             Protocol::Unknown,
         ] {
             let json = serde_json::to_string(&p).unwrap();

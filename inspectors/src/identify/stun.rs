@@ -166,7 +166,7 @@ pub fn detect(buf: &[u8]) -> Sniff<StunMessage> {
 
 fn length_is_sane(buf: &[u8]) -> bool {
     // Attributes are padded to four bytes, so the length is a multiple of 4.
-    buf.len() < 4 || u16::from_be_bytes([buf[2], buf[3]]) % 4 == 0
+    buf.len() < 4 || u16::from_be_bytes([buf[2], buf[3]]).is_multiple_of(4)
 }
 
 fn parse(message: &[u8], classic: bool) -> Option<StunMessage> {

@@ -1,7 +1,7 @@
 //! UDP datagrams that are not IETF QUIC Initials: gQUIC, STUN, DNS, RTP
 //! and RTCP, in that order (each test is stricter than the next one's).
 
-use super::{dns, gquic, rtp, stun, Details, Identification, Protocol, Sniff};
+use super::{discord_voice, dns, gquic, rtp, stun, Details, Identification, Protocol, Sniff};
 
 /// Judges one datagram.
 pub(super) fn other(buf: &[u8], port: u16) -> Identification {
@@ -25,6 +25,9 @@ pub(super) fn other(buf: &[u8], port: u16) -> Identification {
             return Identification::new(Protocol::Dns, Details::Dns(m), buf);
         }
     }
+    if let Some(d) = discord_voice::detect(buf) {
+        return Identification::new(Protocol::DiscordVoice, Details::DiscordVoice(d), buf);
+    }
     if let Some(v) = other_quic_version(buf) {
         return Identification::malformed(
             Protocol::Quic,
@@ -47,6 +50,13 @@ pub(super) fn flow(datagrams: &[&[u8]], port: u16) -> Identification {
     let id = super::identify_final(first, super::Transport::Udp, port);
     if id.protocol != Protocol::Unknown {
         return id;
+    }
+    // A keep-alive may overtake Discord's IP discovery on the wire.
+    if let Some((d, b)) = datagrams
+        .iter()
+        .find_map(|b| discord_voice::detect(b).map(|d| (d, b)))
+    {
+        return Identification::new(Protocol::DiscordVoice, Details::DiscordVoice(d), b);
     }
     match rtp::media_flow(datagrams) {
         Some(m) if m.rtp.is_some() && m.agreeing >= 2 => Identification {

@@ -135,6 +135,15 @@ impl Catalog {
                 )
             }
             Details::Dns(d) => return self.dns(d, evidence),
+            Details::DiscordVoice(d) => {
+                let mut c = self.call_of(self.app("discord"), Confidence::High, evidence);
+                c.evidence.push(format!(
+                    "Discord voice IP discovery {}, SSRC {}",
+                    if d.request { "request" } else { "response" },
+                    d.ssrc
+                ));
+                return c;
+            }
             _ => {}
         }
         if matches!(id.protocol, Protocol::Stun | Protocol::Rtp | Protocol::Rtcp) {
@@ -392,7 +401,10 @@ impl Catalog {
     /// signalling (low), then that signalling alone for calls (low).
     pub fn classify_flow(&self, id: &Identification, ctx: &FlowContext<'_>) -> Classification {
         let mut c = self.classify(id, ctx.sni, ctx.port);
-        let is_call = matches!(id.protocol, Protocol::Stun | Protocol::Rtp | Protocol::Rtcp);
+        let is_call = matches!(
+            id.protocol,
+            Protocol::Stun | Protocol::Rtp | Protocol::Rtcp | Protocol::DiscordVoice
+        );
         let names_itself = id.server_name().is_some() || ctx.sni.is_some();
         let weak = c.app.is_none() || (c.confidence == Confidence::Low && !is_call);
         // A flow that names its server is judged on that name alone: the
