@@ -10,7 +10,8 @@ use gatehouse_inspectors::identify::context::{ClientContext, ContextLimits};
 use gatehouse_inspectors::identify::ranges::Ranges;
 use gatehouse_inspectors::identify::resolved::{ResolvedLimits, ResolvedNames};
 use gatehouse_inspectors::identify::{
-    dns, gquic, identify, identify_datagrams, identify_final, rtp, stun, Protocol, Sniff, Transport,
+    discord_voice, dns, gquic, identify, identify_datagrams, identify_final, rtp, stun, Protocol,
+    Sniff, Transport,
 };
 use proptest::prelude::*;
 use std::net::IpAddr;
@@ -116,6 +117,7 @@ fn everything(bytes: &[u8], port: u16) {
     let _ = rtp::rtp_header(bytes);
     let _ = gquic::looks_like_gquic(bytes);
     let _ = gquic::parse(bytes);
+    let _ = discord_voice::detect(bytes);
     let chunks: Vec<&[u8]> = bytes.chunks(97).collect();
     let id = identify_datagrams(&chunks, port);
     assert!(!id.need_more);

@@ -597,6 +597,71 @@ mod tests {
     }
 
     #[test]
+    fn context_names_silent_flows_with_lower_confidence() {
+        use crate::identify::{stun, Transport};
+        let cat = Catalog::builtin();
+        let ranges = Ranges::builtin();
+        let random: Vec<u8> = (0..200u32).map(|i| (i * 97 + 13) as u8).collect();
+        let unknown = identify(&random, Transport::Tcp, 443);
+        let ctx = |server: &str, signalled: &'static [String]| FlowContext {
+            port: 443,
+            server: Some(server.parse().unwrap()),
+            ranges: Some(ranges),
+            signalled,
+            ..FlowContext::default()
+        };
+        // Telegram's own range: telegram, low.
+        let c = cat.classify_flow(&unknown, &ctx("149.154.167.51", &[]));
+        assert_eq!(
+            (c.app.as_deref(), c.confidence),
+            (Some("telegram"), Confidence::Low)
+        );
+        assert!(c.evidence.iter().any(|e| e.contains("149.154.160.0/20")));
+        // Meta's range names no app by itself...
+        let c = cat.classify_flow(&unknown, &ctx("157.240.1.53", &[]));
+        assert_eq!(c.app, None);
+        assert!(c
+            .evidence
+            .iter()
+            .any(|e| e.contains("whatsapp/messenger/instagram")));
+        // ...but the client's WhatsApp signalling picks it out.
+        static WA: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let wa = WA.get_or_init(|| vec!["whatsapp".to_owned()]);
+        let binding = stun::build(0x0001, [1; 12], &[], true);
+        let call = identify(&binding, Transport::Udp, 3478);
+        let c = cat.classify_flow(&call, &ctx("157.240.1.53", wa));
+        assert_eq!(c.app.as_deref(), Some("whatsapp"));
+        assert_eq!(c.reasons, vec![Reason::E2eeCall]);
+        // A resolved name beats a range, at medium confidence.
+        let c = cat.classify_flow(
+            &call,
+            &FlowContext {
+                resolved: Some("zoom.us"),
+                ..ctx("149.154.167.51", &[])
+            },
+        );
+        assert_eq!(
+            (c.app.as_deref(), c.confidence),
+            (Some("zoom"), Confidence::Medium)
+        );
+        // A flow that names its server is judged on the name alone.
+        let hello = identify(
+            b"GET / HTTP/1.1\r\nHost: www.example.org\r\n\r\n",
+            Transport::Tcp,
+            80,
+        );
+        let c = cat.classify_flow(&hello, &ctx("149.154.167.51", wa));
+        assert_eq!(c.app, None);
+        // Microsoft's STUN attributes name Teams.
+        let ms = stun::build(0x0003, [2; 12], &[(0x8008, &[0, 0, 0, 6])], false);
+        let c = classify(&identify(&ms, Transport::Udp, 3478), None, 3478);
+        assert_eq!(
+            (c.app.as_deref(), c.reasons.as_slice()),
+            (Some("teams"), &[Reason::Media][..])
+        );
+    }
+
+    #[test]
     fn threema_shape_on_its_port_is_a_medium_guess() {
         let hello: Vec<u8> = (0..48u32).map(|i| (i * 97 + 13) as u8).collect();
         let c = classify(&identify(&hello, Transport::Tcp, 5222), None, 5222);
