@@ -16,7 +16,8 @@ use super::peek::Hello;
 /// Why the real server could not be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialError {
-    /// The destination is in a denied range, or is the gateway itself.
+    /// The destination is in a denied range, or is one of the gateway's
+    /// own listeners.
     Denied,
     /// The name did not resolve.
     Unresolved,
@@ -68,6 +69,12 @@ pub async fn dial(flow: &mut Flow, shared: &Shared) -> Result<TcpStream, DialErr
             }
         }
     };
+    if let Some(own) = addrs.iter().find(|a| shared.own.contains(**a)) {
+        // Even with loopback allowed: a tunnel into the gateway nests flows
+        // and loses attribution; the admin listener is not for clients.
+        let why = format!("destination {own} is one of the gateway's own listeners");
+        return Err(refuse(flow, DialError::Denied, why));
+    }
     let allowed: Vec<SocketAddr> = addrs
         .iter()
         .copied()
@@ -75,7 +82,7 @@ pub async fn dial(flow: &mut Flow, shared: &Shared) -> Result<TcpStream, DialErr
         .collect();
     if allowed.is_empty() {
         let why = format!(
-            "destination {} is in a private, loopback or link-local range",
+            "destination {} is in a private, loopback or link-local range (or embeds such an IPv4 address)",
             flow.target
                 .as_ref()
                 .map(Target::host_port)
@@ -120,7 +127,7 @@ pub fn refuse_self(flow: &mut Flow, own: Option<SocketAddr>) -> Result<(), DialE
     };
     let local = |ip: IpAddr| ip.is_loopback() || ip.is_unspecified();
     if Some(dst) == own || own.is_some_and(|o| o.port() == dst.port() && local(dst.ip())) {
-        let why = "connection addressed to the gateway itself".to_string();
+        let why = format!("destination {dst} is one of the gateway's own listeners");
         return Err(refuse(flow, DialError::Denied, why));
     }
     Ok(())
