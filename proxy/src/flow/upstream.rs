@@ -3,10 +3,12 @@
 //! is offered anything.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
 use crate::error::Side;
+use crate::relay::http::{Io, Redial, Redialing};
 use crate::state::Shared;
 use crate::tls::upstream::Verified;
 
@@ -147,6 +149,43 @@ fn refuse(flow: &mut Flow, kind: DialError, why: String) -> DialError {
     };
     flow.fail(side, CloseReason::Refused);
     kind
+}
+
+/// How an intercepted flow reopens its upstream when the server closed a
+/// kept-alive connection: the same server address (already checked), the
+/// same name, verified by the same upstream TLS client, offering only the
+/// ALPN protocol the relay speaks. `None` when the flow has no server
+/// address.
+pub fn redialer(flow: &Flow, shared: &Shared, name: &str, alpn: Option<Vec<u8>>) -> Option<Redial> {
+    let addr = flow.server_addr?;
+    let (shared, name) = (shared.clone(), name.to_string());
+    let offer: Vec<Vec<u8>> = alpn.iter().cloned().collect();
+    let redial: Redial = Arc::new(move || -> Redialing {
+        let (shared, name, offer, alpn) =
+            (shared.clone(), name.clone(), offer.clone(), alpn.clone());
+        Box::pin(async move {
+            let timeout = shared.config.upstream.connect_timeout;
+            let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(format!("cannot connect to {addr}: {e}")),
+                Err(_) => return Err(format!("connecting to {addr} timed out")),
+            };
+            let _ = tcp.set_nodelay(true);
+            let v = shared
+                .upstream
+                .handshake(tcp, &name, &offer)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(host = %name, reason = e.reason(), error = %e, "upstream refused on reconnect");
+                    format!("upstream verification failed: {e}")
+                })?;
+            if v.alpn != alpn {
+                return Err("the server chose another protocol on reconnect".into());
+            }
+            Ok(Box::new(v.stream) as Box<dyn Io>)
+        })
+    });
+    Some(redial)
 }
 
 /// Verifies the real server for `name` over `upstream`, offering the

@@ -141,7 +141,8 @@ async fn plain_http(
     shared: Shared,
 ) -> Reply {
     let uri = req.uri().clone();
-    if uri.scheme_str() != Some("http") {
+    // `ws://` is how some clients ask a proxy for a plain WebSocket.
+    if !matches!(uri.scheme_str(), Some("http" | "ws")) {
         return text(
             StatusCode::BAD_REQUEST,
             "Gatehouse: this is a proxy; send CONNECT, or an absolute http:// URI\n",
