@@ -273,7 +273,7 @@ fn tail_follow_prints_new_events_as_they_are_journaled() {
 }
 
 #[test]
-fn shutdown_does_not_hang_when_fail_closed_is_holding_events() {
+fn shutdown_does_not_hang_and_writes_what_fail_closed_was_holding() {
     let tmp = tempfile::tempdir().unwrap();
     let journal = tmp.path().join("journal");
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -298,8 +298,10 @@ fn shutdown_does_not_hang_when_fail_closed_is_holding_events() {
         tokio::time::timeout(Duration::from_secs(20), p.shutdown(Duration::from_secs(1)))
             .await
             .expect("shutdown hung with a full journal");
+        // Keep every event: what was held is written past the limit at stop
+        // (it once was dropped here).
         let m = sink.metrics();
-        assert!(m.dropped > 0 && m.dropped + m.written == 100, "{m:?}");
+        assert!(m.dropped == 0 && m.written == 100, "{m:?}");
     });
 }
 

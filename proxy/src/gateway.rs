@@ -14,7 +14,7 @@ use gatehouse_certs::{Ca, CaFiles, CaInit, LeafCache, LeafCacheConfig, LeafPolic
 use crate::config::{load_catalog, Config};
 use crate::events::EventSink;
 use crate::listener;
-use crate::policy::{AccessPolicy, Identities, Pinning, Policy};
+use crate::policy::{AccessPolicy, Identities, OwnListeners, Pinning, Policy};
 use crate::relay::hooks::{AllowAll, Interceptor};
 use crate::state::Shared;
 use crate::tls::upstream::Upstream;
@@ -78,8 +78,13 @@ impl Gateway {
             config.intercept.pinning_threshold,
             config.intercept.pinning_ttl,
         ));
+        let own = [Some(&proxy), Some(&admin), transparent.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l.local_addr().ok());
         let shared = Shared {
             access: Arc::new(AccessPolicy::new(&config.proxy)),
+            own: Arc::new(OwnListeners::new(own)),
             slots: Arc::new(Semaphore::new(config.proxy.max_connections)),
             config: Arc::new(config),
             ca,

@@ -16,7 +16,7 @@ use gatehouse_inspectors::identify::catalog::Catalog;
 
 use crate::config::Config;
 use crate::events::EventSink;
-use crate::policy::{AccessPolicy, Identities, Pinning, Policy};
+use crate::policy::{AccessPolicy, Identities, OwnListeners, Pinning, Policy};
 use crate::relay::hooks::Interceptor;
 use crate::tls::upstream::Upstream;
 
@@ -27,6 +27,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     /// Client and destination access rules.
     pub access: Arc<AccessPolicy>,
+    /// Every address the gateway listens on: never a destination.
+    pub own: Arc<OwnListeners>,
     /// The interception CA.
     pub ca: Arc<Ca>,
     /// Where events go.

@@ -115,6 +115,17 @@ pub struct OpensslServer {
 
 impl OpensslServer {
     pub fn start(dir: &std::path::Path, cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_with(dir, cert_pem, key_pem, &[])
+    }
+
+    /// As [`start`](Self::start), with more `s_server` options (e.g.
+    /// `-tls1`, or `-no_tls1_3 -cipher X`: a later `-cipher` wins).
+    pub fn start_with(
+        dir: &std::path::Path,
+        cert_pem: &str,
+        key_pem: &str,
+        extra: &[&str],
+    ) -> Self {
         std::fs::write(dir.join("s_server.pem"), cert_pem).unwrap();
         std::fs::write(dir.join("s_server.key"), key_pem).unwrap();
         let port = {
@@ -137,6 +148,7 @@ impl OpensslServer {
                 "-cipher",
                 "DEFAULT:@SECLEVEL=0",
             ])
+            .args(extra)
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

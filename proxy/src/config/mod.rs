@@ -455,6 +455,8 @@ pub struct AdminConfig {
     /// File holding the bearer token that operations endpoints require
     /// (mode 0600). Without it only `/healthz` answers.
     pub token_file: Option<PathBuf>,
+    /// Admin connections open at once; more are closed at accept.
+    pub max_connections: usize,
 }
 
 impl Default for AdminConfig {
@@ -462,6 +464,7 @@ impl Default for AdminConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             token_file: None,
+            max_connections: 64,
         }
     }
 }

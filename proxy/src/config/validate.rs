@@ -143,6 +143,13 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
             "must be at least 1".into(),
         );
     }
+    if config.admin.max_connections == 0 {
+        err(
+            &mut out,
+            "admin.max_connections",
+            "must be at least 1".into(),
+        );
+    }
     if config.proxy.max_header_bytes < 1024 {
         err(
             &mut out,

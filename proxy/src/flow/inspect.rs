@@ -52,6 +52,7 @@ pub fn http_relay(shared: &Shared, ctx: &Arc<FlowContext>, hooks: &Hooks) -> Htt
         max_header_bytes: proxy.max_header_bytes,
         idle: proxy.idle_timeout,
         abort: shared.abort.clone(),
+        tracker: shared.tracker.clone(),
     }
 }
 

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::relay::count::{Counters, Tapped};
-use crate::relay::http::{self, Body, HttpRelay};
+use crate::relay::http::{self, Body, HttpRelay, Redial};
 use crate::relay::rewind::Rewind;
 use crate::relay::{splice, Spliced};
 use crate::state::Shared;
@@ -38,9 +38,12 @@ pub async fn decrypted<C, U>(
     let host = flow.host_name();
     let (ctx, hooks) = inspect::open(flow, shared, &host, true);
     let relay = inspect::http_relay(shared, &ctx, &hooks);
+    let redial = super::upstream::redialer(flow, shared, &host, alpn.clone());
     let close = match alpn.as_deref() {
-        Some(b"h2") => run_http(client, upstream, true, relay, shared, counters).await,
-        Some(b"http/1.1") => run_http(client, upstream, false, relay, shared, counters).await,
+        Some(b"h2") => run_http(client, upstream, true, relay, redial, shared, counters).await,
+        Some(b"http/1.1") => {
+            run_http(client, upstream, false, relay, redial, shared, counters).await
+        }
         None => {
             // No ALPN: HTTP/1.1 if the client speaks it, else bytes.
             let mut client = client;
@@ -56,7 +59,7 @@ pub async fn decrypted<C, U>(
                 && first.contains(&b' ');
             let client = Rewind::new(Bytes::from(first), client);
             if looks_http {
-                run_http(client, upstream, false, relay, shared, counters).await
+                run_http(client, upstream, false, relay, redial, shared, counters).await
             } else {
                 let tapped = Tapped::new(client, ctx.clone(), hooks.clone());
                 bytes(tapped, upstream, shared).await
@@ -120,6 +123,7 @@ async fn run_http<C, U>(
     upstream: U,
     h2: bool,
     relay: HttpRelay,
+    redial: Option<Redial>,
     shared: &Shared,
     counters: &Counters,
 ) -> CloseReason
@@ -129,7 +133,7 @@ where
 {
     tokio::select! {
         _ = idle_watch(counters, shared.config.proxy.idle_timeout) => CloseReason::IdleTimeout,
-        r = http::relay(client, upstream, h2, relay) => match r {
+        r = http::relay(client, upstream, h2, relay, redial) => match r {
             Ok(()) => CloseReason::Closed,
             Err(e) => {
                 tracing::debug!(error = %e, "http relay ended");

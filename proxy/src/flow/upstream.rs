@@ -3,10 +3,12 @@
 //! is offered anything.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use tokio::net::TcpStream;
 
 use crate::error::Side;
+use crate::relay::http::{Io, Redial, Redialing};
 use crate::state::Shared;
 use crate::tls::upstream::Verified;
 
@@ -16,7 +18,8 @@ use super::peek::Hello;
 /// Why the real server could not be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialError {
-    /// The destination is in a denied range, or is the gateway itself.
+    /// The destination is in a denied range, or is one of the gateway's
+    /// own listeners.
     Denied,
     /// The name did not resolve.
     Unresolved,
@@ -68,6 +71,12 @@ pub async fn dial(flow: &mut Flow, shared: &Shared) -> Result<TcpStream, DialErr
             }
         }
     };
+    if let Some(own) = addrs.iter().find(|a| shared.own.contains(**a)) {
+        // Even with loopback allowed: a tunnel into the gateway nests flows
+        // and loses attribution; the admin listener is not for clients.
+        let why = format!("destination {own} is one of the gateway's own listeners");
+        return Err(refuse(flow, DialError::Denied, why));
+    }
     let allowed: Vec<SocketAddr> = addrs
         .iter()
         .copied()
@@ -75,7 +84,7 @@ pub async fn dial(flow: &mut Flow, shared: &Shared) -> Result<TcpStream, DialErr
         .collect();
     if allowed.is_empty() {
         let why = format!(
-            "destination {} is in a private, loopback or link-local range",
+            "destination {} is in a private, loopback or link-local range (or embeds such an IPv4 address)",
             flow.target
                 .as_ref()
                 .map(Target::host_port)
@@ -120,7 +129,7 @@ pub fn refuse_self(flow: &mut Flow, own: Option<SocketAddr>) -> Result<(), DialE
     };
     let local = |ip: IpAddr| ip.is_loopback() || ip.is_unspecified();
     if Some(dst) == own || own.is_some_and(|o| o.port() == dst.port() && local(dst.ip())) {
-        let why = "connection addressed to the gateway itself".to_string();
+        let why = format!("destination {dst} is one of the gateway's own listeners");
         return Err(refuse(flow, DialError::Denied, why));
     }
     Ok(())
@@ -140,6 +149,43 @@ fn refuse(flow: &mut Flow, kind: DialError, why: String) -> DialError {
     };
     flow.fail(side, CloseReason::Refused);
     kind
+}
+
+/// How an intercepted flow reopens its upstream when the server closed a
+/// kept-alive connection: the same server address (already checked), the
+/// same name, verified by the same upstream TLS client, offering only the
+/// ALPN protocol the relay speaks. `None` when the flow has no server
+/// address.
+pub fn redialer(flow: &Flow, shared: &Shared, name: &str, alpn: Option<Vec<u8>>) -> Option<Redial> {
+    let addr = flow.server_addr?;
+    let (shared, name) = (shared.clone(), name.to_string());
+    let offer: Vec<Vec<u8>> = alpn.iter().cloned().collect();
+    let redial: Redial = Arc::new(move || -> Redialing {
+        let (shared, name, offer, alpn) =
+            (shared.clone(), name.clone(), offer.clone(), alpn.clone());
+        Box::pin(async move {
+            let timeout = shared.config.upstream.connect_timeout;
+            let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(format!("cannot connect to {addr}: {e}")),
+                Err(_) => return Err(format!("connecting to {addr} timed out")),
+            };
+            let _ = tcp.set_nodelay(true);
+            let v = shared
+                .upstream
+                .handshake(tcp, &name, &offer)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(host = %name, reason = e.reason(), error = %e, "upstream refused on reconnect");
+                    format!("upstream verification failed: {e}")
+                })?;
+            if v.alpn != alpn {
+                return Err("the server chose another protocol on reconnect".into());
+            }
+            Ok(Box::new(v.stream) as Box<dyn Io>)
+        })
+    });
+    Some(redial)
 }
 
 /// Verifies the real server for `name` over `upstream`, offering the

@@ -1,10 +1,17 @@
-//! Accept loop of the admin endpoint.
+//! Accept loop of the admin endpoint: the same head timeout and
+//! accept-error backoff as the proxy, and its own connection cap so that
+//! scrapers cannot starve the proxy of descriptors.
+
+use std::sync::Arc;
 
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::state::Shared;
+
+use super::backoff::AcceptBackoff;
 
 /// Serves admin connections until the gateway stops accepting.
 pub async fn accept_loop(listener: TcpListener, shared: Shared) {
@@ -16,27 +23,39 @@ pub async fn accept_loop(listener: TcpListener, shared: Shared) {
         .and_then(|p| std::fs::read_to_string(p).ok())
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty());
+    let slots = Arc::new(Semaphore::new(shared.config.admin.max_connections.max(1)));
+    let mut backoff = AcceptBackoff::new("admin.listen");
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shared.stopping.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
+                    backoff.failed(&e).await;
                     continue;
                 }
             },
         };
+        backoff.succeeded();
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!(client = %peer, "admin: admin.max_connections reached");
+            continue; // dropping the stream closes it
+        };
         let stopping = shared.stopping.clone();
         let conn_shared = shared.clone();
         let token = token.clone();
+        let head_timeout = shared.config.proxy.header_read_timeout;
         shared.tracker.spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(
-                TokioIo::new(stream),
-                service_fn(move |req| {
-                    crate::admin::handle(req, conn_shared.clone(), token.clone())
-                }),
-            );
+            let _slot = slot;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(head_timeout)
+                .serve_connection(
+                    TokioIo::new(stream),
+                    service_fn(move |req| {
+                        crate::admin::handle(req, conn_shared.clone(), token.clone())
+                    }),
+                );
             tokio::pin!(conn);
             tokio::select! {
                 _ = conn.as_mut() => {}

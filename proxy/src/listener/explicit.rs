@@ -20,24 +20,26 @@ use crate::flow::{self, FlowStart, Mode, Target};
 use crate::policy::Identity;
 use crate::relay::http::Body;
 use crate::state::Shared;
+
+use super::backoff::AcceptBackoff;
 use http_body_util::BodyExt;
 
 /// Accepts explicit-proxy connections until the gateway stops accepting.
 pub async fn accept_loop(listener: TcpListener, shared: Shared) {
     let own = listener.local_addr().ok();
+    let mut backoff = AcceptBackoff::new("proxy.listen");
     loop {
         let (mut stream, peer) = tokio::select! {
             _ = shared.stopping.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
-                    // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    backoff.failed(&e).await;
                     continue;
                 }
             },
         };
+        backoff.succeeded();
         let slot = match admit(&shared, peer) {
             Ok(slot) => slot,
             Err(refusal) => {
@@ -139,7 +141,8 @@ async fn plain_http(
     shared: Shared,
 ) -> Reply {
     let uri = req.uri().clone();
-    if uri.scheme_str() != Some("http") {
+    // `ws://` is how some clients ask a proxy for a plain WebSocket.
+    if !matches!(uri.scheme_str(), Some("http" | "ws")) {
         return text(
             StatusCode::BAD_REQUEST,
             "Gatehouse: this is a proxy; send CONNECT, or an absolute http:// URI\n",

@@ -5,5 +5,6 @@
 //! the explicit proxy's own HTTP replies); never `gateway` or `cli`.
 
 pub mod admin;
+pub mod backoff;
 pub mod explicit;
 pub mod transparent;

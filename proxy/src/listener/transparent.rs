@@ -10,21 +10,24 @@ use crate::flow::context::Slot;
 use crate::flow::{self, FlowStart, Mode, Target};
 use crate::state::Shared;
 
+use super::backoff::AcceptBackoff;
+
 /// Accepts redirected connections until the gateway stops accepting.
 pub async fn accept_loop(listener: TcpListener, shared: Shared) {
     let own = listener.local_addr().ok();
+    let mut backoff = AcceptBackoff::new("proxy.transparent_listen");
     loop {
         let (stream, peer) = tokio::select! {
             _ = shared.stopping.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(error = %e, "transparent accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    backoff.failed(&e).await;
                     continue;
                 }
             },
         };
+        backoff.succeeded();
         // A redirected flow speaks the client's own protocol: a refusal
         // can only close the connection.
         let Ok(slot) = admit(&shared, peer) else {

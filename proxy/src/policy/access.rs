@@ -1,6 +1,6 @@
 //! Never an open proxy: client allow-list and destination deny-list.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
@@ -30,8 +30,19 @@ impl AccessPolicy {
     /// Whether the gateway may connect to `ip` for a client: public addresses
     /// always; loopback, private, link-local and metadata only when listed in
     /// `allowed_destinations`.
+    ///
+    /// An IPv6 address that carries an IPv4 address (NAT64, IPv4-compatible,
+    /// 6to4, Teredo) reaches that IPv4 host through a translator or tunnel,
+    /// so each embedded address must be allowed too.
     pub fn destination_allowed(&self, ip: IpAddr) -> bool {
-        !is_special_destination(ip) || self.destinations.iter().any(|c| c.contains(ip))
+        let allowed = |ip: IpAddr| {
+            !is_special_destination(ip) || self.destinations.iter().any(|c| c.contains(ip))
+        };
+        if !allowed(ip) {
+            return false;
+        }
+        let listed = self.destinations.iter().any(|c| c.contains(ip));
+        listed || embedded_ipv4(ip).into_iter().all(|v4| allowed(v4.into()))
     }
 }
 
@@ -54,6 +65,7 @@ const SPECIAL: &[&str] = &[
     "::1/128",
     "64:ff9b:1::/48",
     "fc00::/7",
+    "fec0::/10",
     "fe80::/10",
     "ff00::/8",
 ];
@@ -70,6 +82,30 @@ pub fn is_special_destination(ip: IpAddr) -> bool {
     });
     let ip = canonical_ip(ip);
     nets.iter().any(|net| net.contains(&ip))
+}
+
+/// The IPv4 addresses an IPv6 address carries: NAT64 (`64:ff9b::/96`),
+/// IPv4-compatible (`::a.b.c.d`), 6to4 (`2002::/16`) and Teredo
+/// (`2001::/32`: server and obfuscated client). IPv4-mapped addresses are
+/// canonicalised before this (`canonical_ip`).
+pub fn embedded_ipv4(ip: IpAddr) -> Vec<Ipv4Addr> {
+    let IpAddr::V6(v6) = canonical_ip(ip) else {
+        return Vec::new();
+    };
+    let seg = v6.segments();
+    let bits = u128::from(v6);
+    let low32 = Ipv4Addr::from(bits as u32);
+    match seg {
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => vec![low32],
+        // `::` and `::1` are themselves special; the rest of ::/96 is IPv4-compatible.
+        [0, 0, 0, 0, 0, 0, _, _] if bits > 1 => vec![low32],
+        [0x2002, ..] => vec![Ipv4Addr::from((bits >> 80) as u32)],
+        [0x2001, 0, ..] => vec![
+            Ipv4Addr::from((bits >> 64) as u32),
+            Ipv4Addr::from(!(bits as u32)),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -98,6 +134,30 @@ mod tests {
             assert!(!p.destination_allowed(ip(s)), "{s} should be refused");
         }
         for s in ["93.184.216.34", "2606:4700::1111", "8.8.8.8"] {
+            assert!(p.destination_allowed(ip(s)), "{s} should be allowed");
+        }
+    }
+
+    #[test]
+    fn ipv6_forms_embedding_a_denied_ipv4_are_refused() {
+        let p = AccessPolicy::new(&ProxyConfig::default());
+        for s in [
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::a00:1",
+            "::7f00:1",
+            "::a9fe:a9fe",
+            "::0a00:1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "2001:0:4136:e378:8000:63bf:80ff:fffe",
+            "2001:0:a9fe:a9fe::1",
+            "fec0::1",
+            "feff::1",
+        ] {
+            assert!(!p.destination_allowed(ip(s)), "{s} should be refused");
+        }
+        for s in ["64:ff9b::808:808", "2002:808:808::1", "::808:808"] {
             assert!(p.destination_allowed(ip(s)), "{s} should be allowed");
         }
     }

@@ -3,9 +3,11 @@
 mod access;
 mod decide;
 mod identity;
+mod listeners;
 mod pinning;
 
 pub use access::{is_special_destination, AccessPolicy};
 pub use decide::{host_matches, Decision, Policy};
 pub use identity::{AuthError, Identities, Identity};
+pub use listeners::OwnListeners;
 pub use pinning::Pinning;

@@ -2,7 +2,8 @@
 //!
 //! Each intercepted client connection gets one upstream connection of the
 //! same protocol (the client was offered only the ALPN the server chose), so
-//! keep-alive and HTTP/2 multiplexing carry through. Request bodies are held
+//! keep-alive and HTTP/2 multiplexing carry through; when the server closes
+//! it, the next request reopens it ([`super::upstream`]). Request bodies are held
 //! for inspection up to `intercept.inspect_window` bytes (or until the body
 //! pauses), so a block can stop them before anything leaves; responses are
 //! held the same way only when the hooks ask (`hold_response`). The rest of
@@ -24,6 +25,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::Instrument;
 
 use super::hooks::{BodyHooks, Direction, FlowContext, FlowHooks, HttpMessage, Verdict};
+pub use super::upstream::{Io, Redial, Redialing};
+use super::upstream::{Replay, Upstream};
 use super::websocket;
 
 /// Boxed error of relayed bodies.
@@ -49,61 +52,28 @@ pub struct HttpRelay {
     pub idle: Duration,
     /// Cancelled when the gateway's grace period ends.
     pub abort: tokio_util::sync::CancellationToken,
-}
-
-enum Sender {
-    H1(tokio::sync::Mutex<hyper::client::conn::http1::SendRequest<Body>>),
-    H2(hyper::client::conn::http2::SendRequest<Body>),
+    /// The gateway's connection tasks: an upgraded (WebSocket) relay joins
+    /// them, so shutdown gives it the grace period like any connection.
+    pub tracker: tokio_util::task::TaskTracker,
 }
 
 /// Relays HTTP between `client` and `upstream` until either side closes.
-///
-/// The handshakes and both connections are boxed futures: each takes only
-/// the memory its own protocol needs, and a handshake's state is freed once
-/// it is done rather than sizing the relay for its whole life (an idle
-/// keep-alive connection should cost little).
-pub async fn relay<C, U>(client: C, upstream: U, h2: bool, relay: HttpRelay) -> Result<(), String>
+/// When the server closes `upstream`, `redial` opens the next one (see
+/// [`super::upstream`]); without it, later requests fail with 502.
+pub async fn relay<C, U>(
+    client: C,
+    upstream: U,
+    h2: bool,
+    relay: HttpRelay,
+    redial: Option<Redial>,
+) -> Result<(), String>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let sender = if h2 {
-        let (send, conn) = Box::pin(
-            hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-                .timer(TokioTimer::new())
-                .handshake(TokioIo::new(upstream)),
-        )
-        .await
-        .map_err(|e| format!("upstream h2 handshake: {e}"))?;
-        tokio::spawn(
-            async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "upstream h2 connection ended");
-                }
-            }
-            .in_current_span(),
-        );
-        Sender::H2(send)
-    } else {
-        // hyper's read buffers (both legs) keep their default bound of about
-        // 400 KiB: they grow for large bodies and never shrink, so an idle
-        // connection keeps what its largest body grew them to, but a 64 KiB
-        // bound cost a tenth of upload and a sixth of download throughput.
-        let (send, conn) =
-            Box::pin(hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(upstream)))
-                .await
-                .map_err(|e| format!("upstream http/1.1 handshake: {e}"))?;
-        tokio::spawn(
-            async move {
-                if let Err(e) = conn.with_upgrades().await {
-                    tracing::debug!(error = %e, "upstream http/1.1 connection ended");
-                }
-            }
-            .in_current_span(),
-        );
-        Sender::H1(tokio::sync::Mutex::new(send))
-    };
+    let sender = Upstream::open(upstream, h2, redial).await?;
     let max_header_bytes = relay.max_header_bytes;
+    let header_timeout = relay.header_timeout;
     let ctx = Arc::new((relay, sender));
     // Boxed per request: hyper's HTTP/1.1 server keeps a slot the size of
     // the service future for the whole connection.
@@ -123,6 +93,10 @@ where
         Box::pin(
             hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
+                // The same head timeout as the explicit proxy's (hyper's
+                // own default is 30 s); it also bounds an idle keep-alive
+                // wait for the next request.
+                .header_read_timeout(header_timeout)
                 .max_header_size(max_header_bytes)
                 .serve_connection(io, svc)
                 .with_upgrades(),
@@ -139,25 +113,18 @@ pub async fn forward_plain(
     upstream: tokio::net::TcpStream,
     relay: &HttpRelay,
 ) -> Response<Body> {
-    let (send, conn) = match hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(upstream))
-        .await
-    {
-        Ok(pair) => pair,
-        Err(e) => return error_page(StatusCode::BAD_GATEWAY, &format!("upstream handshake: {e}")),
+    let sender = match Upstream::open(upstream, false, None).await {
+        Ok(s) => s,
+        Err(e) => return error_page(StatusCode::BAD_GATEWAY, &e),
     };
-    tokio::spawn(
-        async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(error = %e, "upstream plain-http connection ended");
-            }
-        }
-        .in_current_span(),
-    );
-    forward(req, relay, &Sender::H1(tokio::sync::Mutex::new(send))).await
+    forward(req, relay, &sender).await
 }
 
-async fn forward(mut req: Request<Incoming>, relay: &HttpRelay, sender: &Sender) -> Response<Body> {
+async fn forward(
+    mut req: Request<Incoming>,
+    relay: &HttpRelay,
+    sender: &Upstream,
+) -> Response<Body> {
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let client_h1 = req.version() < http::Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
@@ -183,52 +150,60 @@ async fn forward(mut req: Request<Incoming>, relay: &HttpRelay, sender: &Sender)
         };
         inspect_window(relay, Direction::Outbound, &msg)
     };
-    let body = match verdict {
+    // The whole body, when known: a retry can send it again.
+    let (body, known) = match verdict {
         Verdict::Block { policy } => {
             return blocked_page(&policy, block_event(relay), json);
         }
         Verdict::Rewrite(new) if rest.is_done() => {
             set_length(&mut parts.headers, new.len());
-            full(new)
+            (full(new.clone()), Some(new))
         }
         Verdict::Rewrite(new) => {
             adjust_length(&mut parts.headers, window.len(), new.len());
-            relayed(new, rest, tap, relay)
+            (relayed(new, rest, tap, relay), None)
         }
-        Verdict::Allow => relayed(window, rest, tap, relay),
+        Verdict::Allow => {
+            let known = matches!(rest, Tail::Done(None)).then(|| window.clone());
+            (relayed(window, rest, tap, relay), known)
+        }
     };
 
-    if client_upgrade.is_none() {
-        strip_hop_by_hop(&mut parts.headers);
+    // Hop-by-hop and proxy headers never reach the origin; an upgrade
+    // keeps only what names the upgrade.
+    let upgrade = client_upgrade
+        .as_ref()
+        .and_then(|_| parts.headers.get(header::UPGRADE).cloned());
+    strip_hop_by_hop(&mut parts.headers);
+    if let Some(upgrade) = upgrade {
+        parts.headers.insert(header::UPGRADE, upgrade);
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    parts.uri = match sender {
-        Sender::H1(_) => origin_form(&parts.uri),
-        Sender::H2(_) => absolute_form(&parts.uri, &parts.headers, &relay.flow.host),
-    };
-    if matches!(sender, Sender::H2(_)) {
+    if sender.is_h2() {
+        parts.uri = absolute_form(&parts.uri, &parts.headers, &relay.flow.host);
         parts.version = http::Version::HTTP_2;
         parts.headers.remove(header::HOST);
     } else {
+        parts.uri = origin_form(&parts.uri);
         parts.version = http::Version::HTTP_11;
     }
     let method = parts.method.clone();
     let uri = parts.uri.clone();
+    let replay = known.filter(|_| method.is_idempotent()).map(|body| Replay {
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        version: parts.version,
+        headers: parts.headers.clone(),
+        body,
+    });
     let upstream_req = Request::from_parts(parts, body);
-    let sent = match sender {
-        Sender::H1(s) => {
-            let mut s = s.lock().await;
-            match s.ready().await {
-                Ok(()) => s.send_request(upstream_req).await,
-                Err(e) => Err(e),
-            }
-        }
-        Sender::H2(s) => s.clone().send_request(upstream_req).await,
-    };
-    let mut resp = match sent {
+    let mut resp = match sender.send(upstream_req, replay).await {
         Ok(r) => r,
         // The upstream never saw the end of the body: tell the user why.
-        Err(e) if cut_policy(&e).is_some() => {
-            let policy = cut_policy(&e).unwrap_or_default();
+        Err(e) if cut_policy(&*e).is_some() => {
+            let policy = cut_policy(&*e).unwrap_or_default();
             return blocked_page(&policy, block_event(relay), json);
         }
         Err(e) => {
@@ -247,7 +222,7 @@ async fn forward(mut req: Request<Incoming>, relay: &HttpRelay, sender: &Sender)
             let hooks = relay.hooks.clone();
             let idle = relay.idle;
             let abort = relay.abort.clone();
-            tokio::spawn(
+            relay.tracker.spawn(
                 async move {
                     match tokio::join!(client_upgrade, upstream_upgrade) {
                         (Ok(c), Ok(u)) => {
@@ -579,7 +554,7 @@ impl hyper::body::Body for Relayed {
     }
 }
 
-fn full(bytes: Bytes) -> Body {
+pub(super) fn full(bytes: Bytes) -> Body {
     Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 

@@ -12,6 +12,7 @@ pub mod hooks;
 pub mod http;
 pub mod rewind;
 mod splice;
+mod upstream;
 pub mod websocket;
 pub mod xmpp;
 

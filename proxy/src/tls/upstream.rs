@@ -362,8 +362,20 @@ fn classify(e: &std::io::Error) -> UpstreamError {
             }
             _ => "invalid_certificate",
         },
-        Some(R::PeerIncompatible(_)) => "incompatible",
-        Some(R::AlertReceived(_)) => "alert_received",
+        // What a server that cannot meet the upstream floor (TLS 1.2+, AEAD,
+        // forward secrecy) answers: say which floor it missed.
+        Some(R::PeerIncompatible(p)) => match p {
+            rustls::PeerIncompatible::ServerDoesNotSupportTls12Or13
+            | rustls::PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig => "protocol_version",
+            rustls::PeerIncompatible::NoCipherSuitesInCommon => "no_common_cipher_suite",
+            _ => "incompatible",
+        },
+        Some(R::AlertReceived(a)) => match a {
+            rustls::AlertDescription::ProtocolVersion => "protocol_version",
+            rustls::AlertDescription::HandshakeFailure
+            | rustls::AlertDescription::InsufficientSecurity => "no_common_cipher_suite",
+            _ => "alert_received",
+        },
         Some(_) => "tls_error",
         None => "io_error",
     };

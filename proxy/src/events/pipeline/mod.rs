@@ -143,6 +143,13 @@ impl EventSink for JournalSink {
     }
 
     fn flush(&self) {
+        // A fail-closed writer holding events for room writes them only at
+        // shutdown (`Pipeline::shutdown`): waiting here would just time out.
+        if self.shared.policy == FullPolicy::FailClosed
+            && self.shared.metrics.journal_full.load(Relaxed)
+        {
+            return;
+        }
         let (tx, rx) = mpsc::channel();
         if self.tx.send(Msg::Flush(tx)).is_ok() && rx.recv_timeout(Duration::from_secs(30)).is_err()
         {

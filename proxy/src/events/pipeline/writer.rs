@@ -74,8 +74,7 @@ pub(crate) fn run(mut w: JournalWriter, rx: Receiver<Msg>, shared: Arc<Shared>, 
         while !rest.is_empty() {
             let fit = make_room(&mut w, rest, &shared, &cfg);
             write_group(&mut w, &rest[..fit], &shared);
-            let giving_up =
-                cfg.full_policy != FullPolicy::FailClosed || shared.stopping.load(Relaxed);
+            let giving_up = cfg.full_policy != FullPolicy::FailClosed;
             rest = if fit == 0 && giving_up {
                 &[] // dropped (counted by make_room)
             } else {
@@ -173,16 +172,16 @@ fn make_room(
             return fit;
         }
         match cfg.full_policy {
+            // Keep every event: at stop nothing can ship any more, so the
+            // held ones go past the limit rather than being lost.
             FullPolicy::FailClosed if shared.stopping.load(Relaxed) => {
-                shared
-                    .metrics
-                    .dropped
-                    .fetch_add(group.len() as u64, Relaxed);
-                tracing::error!(
-                    lost = group.len(),
-                    "stopping with the event journal full: these events could not be journaled"
+                tracing::warn!(
+                    held = group.len(),
+                    used,
+                    max = cfg.journal_max_bytes,
+                    "stopping with the event journal full: writing the held events past events.journal_max_bytes"
                 );
-                return 0;
+                return group.len();
             }
             FullPolicy::FailClosed => {
                 shared.metrics.journal_full.store(true, Relaxed);

@@ -1,0 +1,221 @@
+//! The upstream leg under real servers: nginx closes kept-alive connections
+//! after `keepalive_requests`, and the client's connection through the
+//! gateway keeps working (the gateway reopens its upstream, verified again);
+//! servers below the upstream floor are refused with a precise reason.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::inproc::{client_config, tls_through, TestGateway};
+use common::pki::{LeafSpec, TestCa};
+use common::upstream::OpensslServer;
+use common::Gatehouse;
+use nix::sys::signal::Signal;
+
+/// Debian's nginx as an HTTPS origin (HTTP/1.1 and HTTP/2) that closes a
+/// kept-alive connection after 100 requests; logs each request's
+/// connection number.
+struct Nginx {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Nginx {
+    fn start(dir: &Path, cert: &Path, key: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.display();
+        let conf = format!(
+            "user root;\nworker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\n\
+             error_log {d}/error.log;\nevents {{ worker_connections 256; }}\n\
+             http {{\n  log_format conn '$connection';\n  access_log {d}/access.log conn;\n\
+               client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n\
+               scgi_temp_path {d}/scgi;\n  keepalive_requests 100;\n\
+               server {{\n    listen 127.0.0.1:{port} ssl http2;\n\
+                 ssl_certificate {};\n    ssl_certificate_key {};\n\
+                 location / {{ return 200 \"ok\\n\"; }}\n  }}\n}}\n",
+            cert.display(),
+            key.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx (Debian package, installed by scripts/test.sh)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, addr }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+}
+
+/// `requests` GETs on one client connection through the gateway; returns
+/// (responses with 200, client connections opened).
+fn one_connection(gw: &Gatehouse, origin: SocketAddr, flag: &str, requests: usize) -> (usize, u64) {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "300", flag])
+        .args(["--proxy", &format!("http://{}", gw.proxy)])
+        .args(["--cacert", gw.ca_cert.to_str().unwrap()])
+        .args(["--connect-to", &format!("origin.test:443:{origin}")])
+        .args(["-w", "code=%{http_code} connects=%{num_connects}\\n"])
+        .arg(format!("https://origin.test/r[1-{requests}]"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let ok = stdout.lines().filter(|l| l.starts_with("code=200")).count();
+    let connects = stdout
+        .lines()
+        .filter_map(|l| l.split("connects=").nth(1))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .sum();
+    (ok, connects)
+}
+
+fn upstream_connections(dir: &Path) -> usize {
+    let log = std::fs::read_to_string(dir.join("access.log")).unwrap_or_default();
+    let mut conns: Vec<&str> = log.lines().collect();
+    conns.sort_unstable();
+    conns.dedup();
+    conns.len()
+}
+
+#[test]
+fn an_origin_closing_kept_alive_connections_is_reopened_for_the_next_request() {
+    let root = TestCa::root("Churn Test Root");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = root
+        .leaf(&LeafSpec::new(&["origin.test"]))
+        .write_pem(dir.path(), "origin");
+    let nginx = Nginx::start(dir.path(), &cert, &key);
+
+    let gw_dir = tempfile::tempdir().unwrap();
+    std::fs::write(gw_dir.path().join("root.pem"), root.pem()).unwrap();
+    let config = "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\n\
+                  shutdown_grace = \"2s\"\n[upstream]\nextra_roots = [\"root.pem\"]\n\
+                  [admin]\nlisten = \"127.0.0.1:0\"\n";
+    let mut gw = Gatehouse::start_in(gw_dir, config);
+
+    let (ok, connects) = one_connection(&gw, nginx.addr, "--http1.1", 1500);
+    assert_eq!((ok, connects), (1500, 1), "HTTP/1.1\n{}", gw.log());
+    let h1 = upstream_connections(dir.path());
+    assert!(
+        h1 >= 15,
+        "nginx closed every 100 requests: {h1} connections"
+    );
+
+    let (ok, connects) = one_connection(&gw, nginx.addr, "--http2", 1500);
+    assert_eq!((ok, connects), (1500, 1), "HTTP/2\n{}", gw.log());
+    let h2 = upstream_connections(dir.path()) - h1;
+    assert!(
+        h2 >= 15,
+        "nginx sent GOAWAY every 100 streams: {h2} connections"
+    );
+
+    assert!(gw.stop_with(Signal::SIGTERM).success());
+    drop(nginx);
+}
+
+/// An RSA leaf for `name` (openssl's key), as (cert PEM, key PEM).
+fn rsa_leaf(ca: &TestCa, name: &str) -> (String, String) {
+    let key = common::pki::openssl_rsa_key(2048);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("k.pem"), &key).unwrap();
+    let out = Command::new("openssl")
+        .args(["pkey", "-in", "k.pem", "-pubout"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let spki =
+        rcgen::SubjectPublicKeyInfo::from_pem(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    (ca.leaf_for_public_key(&LeafSpec::new(&[name]), &spki), key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_below_the_upstream_floor_are_refused_with_a_precise_reason() {
+    let root = TestCa::root("Floor Test Root");
+    let cases: [(&str, &[&str], &str); 5] = [
+        ("tls10.test", &["-tls1"], "protocol_version"),
+        ("tls11.test", &["-tls1_1"], "protocol_version"),
+        (
+            "cbc.test",
+            &[
+                "-no_tls1_3",
+                "-cipher",
+                "ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA",
+            ],
+            "no_common_cipher_suite",
+        ),
+        (
+            "rsakx.test",
+            &[
+                "-no_tls1_3",
+                "-cipher",
+                "AES128-GCM-SHA256:AES256-GCM-SHA384",
+            ],
+            "no_common_cipher_suite",
+        ),
+        (
+            "dhe.test",
+            &[
+                "-no_tls1_3",
+                "-cipher",
+                "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384",
+            ],
+            "no_common_cipher_suite",
+        ),
+    ];
+    let mut servers = Vec::new();
+    for (name, args, _) in &cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = rsa_leaf(&root, name);
+        servers.push((
+            OpensslServer::start_with(dir.path(), &cert, &key, args),
+            dir,
+        ));
+    }
+    let gw = TestGateway::start(&[&root.pem()], |_| {}).await;
+    let mut failures = Vec::new();
+    for ((name, _, reason), (server, _)) in cases.iter().zip(&servers) {
+        let (cfg, seen) = client_config(std::slice::from_ref(&gw.ca_der), &[b"http/1.1"], false);
+        if tls_through(gw.proxy, server.addr, name, cfg).await.is_ok() {
+            failures.push(format!("{name}: handshake succeeded"));
+        }
+        if !seen.chains().is_empty() {
+            failures.push(format!("{name}: client was shown a certificate"));
+        }
+        let ev = gw.events.wait_connection(name).await;
+        if ev.decision != "block" || ev.verification.as_deref() != Some(*reason) {
+            failures.push(format!(
+                "{name}: {:?} {:?}, expected block {reason}",
+                ev.decision, ev.verification
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    gw.stop().await;
+}
