@@ -86,12 +86,13 @@ impl<O: Write> Inflate<O> {
         while !self.ended {
             self.buf.clear();
             let (in0, out0) = (state.total_in(), state.total_out());
-            let status = state
-                .decompress_vec(input, &mut self.buf, FlushDecompress::None)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            let status = state.decompress_vec(input, &mut self.buf, FlushDecompress::None);
             let used = (state.total_in() - in0) as usize;
             input = &input[used..];
+            // What decoded before an error is passed on first, so the output
+            // does not depend on where the input was split.
             self.out.write_all(&self.buf)?;
+            let status = status.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             if status == Status::StreamEnd {
                 self.ended = true;
             } else if used == 0 && state.total_out() == out0 {
