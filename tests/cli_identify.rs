@@ -153,7 +153,7 @@ const LOOPBACK: [Expected<'static>; 8] = [
         "127.0.0.1",
         "127.0.0.1:47053",
         "udp",
-        "unknown",
+        "dns",
         None,
         None,
         "metadata-only",
@@ -183,6 +183,52 @@ fn loopback_capture_of_real_clients_gives_each_flow() {
         let client = f["client"].as_str().unwrap();
         assert_ne!(client, f["server"].as_str().unwrap());
         assert!(f["first_seen"].as_f64().unwrap() > 1.6e9);
+    }
+}
+
+#[test]
+fn calls_dns_and_gquic_carry_their_app_confidence_and_evidence() {
+    // inspectors/tests/fixtures/captures/README.md says how it was made.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("inspectors/tests/fixtures/captures/calls_dns_quic.pcap");
+    let flows = json_flows(&path);
+    let by_server = |server: &str| {
+        flows
+            .iter()
+            .find(|f| f["server"] == server)
+            .unwrap_or_else(|| panic!("no flow to {server}"))
+    };
+    let stun = flows.iter().find(|f| f["protocol"] == "stun").unwrap();
+    assert_eq!(stun["app"], "whatsapp");
+    assert_eq!(stun["class"], "opaque");
+    assert_eq!(stun["reasons"], serde_json::json!(["e2ee-call"]));
+    assert_eq!(stun["confidence"], "medium");
+    assert_eq!(stun["protocol_confidence"], "high");
+    assert!(stun["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e.as_str().unwrap().contains("resolved from g.whatsapp.net")));
+    let rtp = by_server("127.0.10.3:5004");
+    assert_eq!(
+        (&rtp["protocol"], &rtp["app"]),
+        (&"rtp".into(), &"zoom".into())
+    );
+    let quic = by_server("127.0.10.7:4433");
+    assert_eq!(quic["sni"], "discord.com");
+    let gquic: Vec<&Value> = flows
+        .iter()
+        .filter(|f| f["server"] == "127.0.10.6:443")
+        .collect();
+    assert_eq!(gquic.len(), 4);
+    assert!(gquic
+        .iter()
+        .all(|f| f["protocol"] == "quic" && f["sni"].is_string()));
+    for f in &flows {
+        assert!(
+            f["evidence"].is_array() && f["protocol_confidence"].is_string(),
+            "{f}"
+        );
     }
 }
 
@@ -290,7 +336,7 @@ fn table_output_is_aligned_with_one_row_per_flow() {
     for l in &lines[1..] {
         let rest = &l[col..];
         assert!(
-            ["tls ", "mqtt ", "xmpp ", "http ", "mtproto ", "quic ", "unknown "]
+            ["tls ", "mqtt ", "xmpp ", "http ", "mtproto ", "quic ", "dns ", "unknown "]
                 .iter()
                 .any(|p| rest.starts_with(p)),
             "misaligned: {l}"

@@ -392,7 +392,7 @@ async fn an_inbound_rule_blocks_a_response_with_a_403_naming_the_rule() {
     );
 
     let f = s.finding("inbound-ticket").await;
-    assert_eq!(f.direction, Direction::Down);
+    assert_eq!(f.direction, Direction::Inbound);
     assert_eq!(f.action, "block");
     assert!(f.evidence.as_str().ends_with("2E1B"), "{:?}", f.evidence);
     assert!(!s.findings().iter().any(|f| f.rule == "deploy-token"));
@@ -464,7 +464,7 @@ async fn a_response_past_the_window_is_cut_when_an_inbound_rule_blocks() {
         .filter(|f| f.rule == "inbound-ticket")
         .collect();
     assert_eq!(tickets.len(), 2, "{tickets:#?}");
-    assert!(tickets.iter().all(|f| f.direction == Direction::Down));
+    assert!(tickets.iter().all(|f| f.direction == Direction::Inbound));
     // Offsets are in the decoded body: both tickets were planted there.
     let mut starts: Vec<u64> = tickets.iter().map(|f| f.start).collect();
     starts.sort();
@@ -525,7 +525,7 @@ async fn secrets_across_the_window_boundary_and_past_it_are_found() {
     .await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     let f = s.finding("watch-word").await;
-    assert_eq!((f.direction, f.start), (Direction::Up, WINDOW as u64));
+    assert_eq!((f.direction, f.start), (Direction::Outbound, WINDOW as u64));
     let got = s.received("/straddle-alert");
     assert!(got.len() == 1 && got[0].complete && got[0].body == body);
 
@@ -545,7 +545,7 @@ async fn secrets_across_the_window_boundary_and_past_it_are_found() {
     let f = s.finding("deploy-token").await;
     assert_eq!(
         (f.direction, f.start),
-        (Direction::Up, (WINDOW - 10) as u64)
+        (Direction::Outbound, (WINDOW - 10) as u64)
     );
     assert!(s
         .policies()
@@ -566,10 +566,9 @@ async fn secrets_across_the_window_boundary_and_past_it_are_found() {
         ])
         .await;
     assert!(code == 0 && out.contains("got 600000"), "{out}{err}");
-    assert!(s
-        .findings()
-        .iter()
-        .any(|f| f.rule == "watch-word" && f.start == 450_000 && f.direction == Direction::Up));
+    assert!(s.findings().iter().any(|f| f.rule == "watch-word"
+        && f.start == 450_000
+        && f.direction == Direction::Outbound));
     s.assert_events_masked(&[TOKEN]);
     s.gw.stop().await;
 }
@@ -601,7 +600,7 @@ async fn gzip_uploads_past_the_window_are_decompressed_and_scanned() {
         "{out}{err}"
     );
     let f = s.finding("watch-word").await;
-    assert_eq!((f.direction, f.start), (Direction::Up, 800_000));
+    assert_eq!((f.direction, f.start), (Direction::Outbound, 800_000));
     let got = s.received("/gz-upload");
     assert_eq!(
         gunzip(&got[0].body),
@@ -623,7 +622,7 @@ async fn gzip_uploads_past_the_window_are_decompressed_and_scanned() {
         .await;
     assert!(code == 0 && out.contains("got"), "{out}{err}");
     let f = s.finding("decode_limit").await;
-    assert_eq!(f.direction, Direction::Up);
+    assert_eq!(f.direction, Direction::Outbound);
     s.gw.stop().await;
 }
 

@@ -152,13 +152,14 @@ fn corpus() -> Vec<Event> {
             device: device.into(),
             app: app.into(),
             host: host.into(),
-            direction: Direction::Up,
+            direction: Direction::Outbound,
             conversation: Some("C123".into()),
             sender: Some(user.into()),
             chars: 42,
             findings: 1,
             action: "alert".into(),
             text: None,
+            extractor: "app".into(),
         };
         out.push(Event::Message(message));
         for (rule, severity, action) in [

@@ -143,3 +143,102 @@ async fn compressed_websocket_messages_are_inspected_and_blockable() {
     assert!(seen.iter().all(|s| s.1), "all text frames");
     gw.stop().await;
 }
+
+/// A chat app no extractor knows: every WebSocket message is still scanned
+/// (the fallback), recorded as a `fallback` message, and a card number
+/// blocked by the shipped rules closes the socket before it reaches the
+/// server; the finding names its message event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_messages_of_unknown_apps_are_scanned_by_the_fallback() {
+    use gatehouse::events::Event;
+    use gatehouse::inspect::{Inspection, Rules};
+    let root = TestCa::root("WS Test Root");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = root
+        .leaf(&LeafSpec::new(&["chat.example.test"]))
+        .write_pem(dir.path(), "ws");
+    let mut server = py("ws_echo_server.py")
+        .args([&cert, &key])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 with websockets (installed by scripts/test.sh)");
+    let mut port = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let port: u16 = port.trim().parse().expect("server port");
+
+    let recorded = Arc::new(common::inproc::Collect::default());
+    let rules = Arc::new(
+        Rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dlp-rules")).unwrap(),
+    );
+    let inspection = Arc::new(Inspection::new(rules, recorded.clone(), false));
+    let gw = TestGateway::start_with(&[&root.pem()], inspection, |_| {}).await;
+    let ca = gw.ca_file();
+    let out = tokio::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/ws_client.py"))
+        .args([
+            &format!("http://{}", gw.proxy),
+            &format!("127.0.0.1:{port}"),
+            "chat.example.test",
+        ])
+        .arg(&ca)
+        .args([
+            "see you at the standup",
+            "{\"text\":\"my card is 4556 7375 8689 9855\"}",
+            "never sent",
+        ])
+        .output()
+        .await
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        2,
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines[0]["echo"], "see you at the standup");
+    assert_eq!(lines[1]["closed"], 1008, "{stdout}");
+
+    let ided = recorded.1.lock().unwrap().clone();
+    let fallback: Vec<(uuid::Uuid, gatehouse::events::MessageEvent)> = ided
+        .iter()
+        .filter_map(|(id, e)| match e {
+            Event::Message(m)
+                if m.extractor == "fallback" && m.direction == Direction::Outbound =>
+            {
+                Some((*id, m.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(fallback.len(), 2, "{fallback:#?}");
+    assert_eq!(fallback[0].1.action, "allow");
+    assert_eq!(fallback[1].1.action, "block");
+    assert_eq!(fallback[1].1.host, "chat.example.test");
+    let findings: Vec<gatehouse::events::DlpFindingEvent> = recorded
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::DlpFinding(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        findings.iter().any(|f| f.rule == "payment-card"
+            && f.action == "block"
+            && f.message_id == Some(fallback[1].0)
+            && !f.evidence.as_str().contains("4556")),
+        "{findings:#?}"
+    );
+    gw.stop().await;
+}

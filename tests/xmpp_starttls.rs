@@ -30,8 +30,17 @@ async fn read_until<S: AsyncRead + Unpin>(s: &mut S, marker: &str) -> String {
     String::from_utf8(got).unwrap()
 }
 
+/// What the XMPP server received after TLS, per connection.
+type Received = Arc<std::sync::Mutex<Vec<String>>>;
+
 /// A minimal XMPP server: offers STARTTLS, proceeds, then answers one message.
 async fn xmpp_server(cert: common::pki::ServerCert) -> std::net::SocketAddr {
+    xmpp_server_recording(cert).await.0
+}
+
+/// As [`xmpp_server`], for any number of connections, keeping what each
+/// received after TLS (also when the client's stream was cut).
+async fn xmpp_server_recording(cert: common::pki::ServerCert) -> (std::net::SocketAddr, Received) {
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -44,34 +53,78 @@ async fn xmpp_server(cert: common::pki::ServerCert) -> std::net::SocketAddr {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
+    let received: Received = Arc::default();
+    let keep = received.clone();
     tokio::spawn(async move {
-        let (mut tcp, _) = l.accept().await.unwrap();
-        read_until(&mut tcp, "<stream:stream").await;
-        tcp.write_all(
-            format!(
-                "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='chat.test' version='1.0'>\
-                 <stream:features><starttls xmlns='{TLS_NS}'><required/></starttls></stream:features>"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        read_until(&mut tcp, "<starttls").await;
-        tcp.write_all(format!("<proceed xmlns='{TLS_NS}'/>").as_bytes())
-            .await
-            .unwrap();
-        let mut tls = acceptor.accept(tcp).await.unwrap();
-        read_until(&mut tls, "</message>").await;
-        tls.write_all(b"<message from='bob@chat.test'><body>pong</body></message>")
-            .await
-            .unwrap();
-        tls.shutdown().await.unwrap();
+        while let Ok((mut tcp, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            let keep = keep.clone();
+            tokio::spawn(async move {
+                read_until(&mut tcp, "<stream:stream").await;
+                tcp.write_all(
+                    format!(
+                        "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' from='chat.test' version='1.0'>\
+                         <stream:features><starttls xmlns='{TLS_NS}'><required/></starttls></stream:features>"
+                    )
+                    .as_bytes(),
+                )
+                .await
+                .unwrap();
+                read_until(&mut tcp, "<starttls").await;
+                tcp.write_all(format!("<proceed xmlns='{TLS_NS}'/>").as_bytes())
+                    .await
+                    .unwrap();
+                let mut tls = acceptor.accept(tcp).await.unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !String::from_utf8_lossy(&got).contains("</message>") {
+                    match tls.read(&mut buf).await {
+                        Ok(n) if n > 0 => got.extend_from_slice(&buf[..n]),
+                        _ => break,
+                    }
+                }
+                let text = String::from_utf8_lossy(&got).into_owned();
+                let complete = text.contains("</message>");
+                keep.lock().unwrap().push(text);
+                if complete {
+                    let _ = tls
+                        .write_all(b"<message from='bob@chat.test'><body>pong</body></message>")
+                        .await;
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
     });
-    addr
+    (addr, received)
 }
 
 /// Plaintext negotiation through the gateway, STARTTLS, then one message.
 async fn converse(gw: &TestGateway, server: std::net::SocketAddr, body: &str) -> String {
+    let mut tls = negotiate(gw, server, body).await;
+    read_until(&mut tls, "</message>").await
+}
+
+/// As [`converse`], returning whatever came back before the stream ended.
+async fn converse_until_closed(
+    gw: &TestGateway,
+    server: std::net::SocketAddr,
+    body: &str,
+) -> String {
+    let mut tls = negotiate(gw, server, body).await;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tls.read_to_end(&mut got),
+    )
+    .await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+async fn negotiate(
+    gw: &TestGateway,
+    server: std::net::SocketAddr,
+    body: &str,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let (mut tcp, status) = tunnel(gw.proxy, server).await;
     assert!(status.contains(" 200"), "{status}");
     tcp.write_all(b"<?xml version='1.0'?><stream:stream to='chat.test' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>")
@@ -90,7 +143,7 @@ async fn converse(gw: &TestGateway, server: std::net::SocketAddr, body: &str) ->
     tls.write_all(format!("<stream:stream to='chat.test' version='1.0'><message to='bob@chat.test'><body>{body}</body></message>").as_bytes())
         .await
         .unwrap();
-    read_until(&mut tls, "</message>").await
+    tls
 }
 
 #[tokio::test]
@@ -98,21 +151,54 @@ async fn messages_after_starttls_are_extracted_and_scanned() {
     use gatehouse::events::Event;
     use gatehouse::inspect::{Inspection, Rules};
     let root = TestCa::root("XMPP Test Root");
-    let server = xmpp_server(root.leaf(&LeafSpec::new(&["chat.test"]))).await;
+    let (server, received) = xmpp_server_recording(root.leaf(&LeafSpec::new(&["chat.test"]))).await;
     let recorded = Arc::new(common::inproc::Collect::default());
     let rules = Arc::new(
         Rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dlp-rules")).unwrap(),
     );
     let inspection = Arc::new(Inspection::new(rules, recorded.clone(), false));
     let gw = TestGateway::start_with(&[&root.pem()], inspection, |_| {}).await;
-    let reply = converse(&gw, server, "card 4556737586899855 for the order").await;
+
+    // A benign message is delivered and answered.
+    let reply = converse(&gw, server, "lunch at noon?").await;
     assert!(reply.contains("pong"), "{reply}");
+
+    // The shipped payment-card rule blocks: the stanza never reaches the
+    // server, the stream is cut, and the events say "block".
+    let reply = converse_until_closed(&gw, server, "card 4556737586899855 for the order").await;
+    assert!(
+        !reply.contains("pong"),
+        "the blocked message was answered: {reply}"
+    );
+    for _ in 0..100 {
+        if received.lock().unwrap().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let got = received.lock().unwrap().clone();
+    assert!(got.iter().any(|t| t.contains("lunch at noon?")), "{got:?}");
+    assert!(
+        got.iter()
+            .all(|t| !t.contains("</message>") || !t.contains("4556737586899855")),
+        "the blocked stanza reached the server whole: {got:?}"
+    );
     let mut ok = false;
     for _ in 0..100 {
+        let ided = recorded.1.lock().unwrap().clone();
         let evs = recorded.0.lock().unwrap().clone();
-        let message = evs.iter().any(|e| matches!(e, Event::Message(m) if m.app == "xmpp" && m.conversation.as_deref() == Some("bob@chat.test")));
-        let finding = evs.iter().any(|e| matches!(e, Event::DlpFinding(f) if f.rule == "payment-card" && !f.evidence.as_str().contains("4556737586899855")));
-        if message && finding {
+        let message = ided.iter().find_map(|(id, e)| match e {
+            Event::Message(m)
+                if m.app == "xmpp"
+                    && m.conversation.as_deref() == Some("bob@chat.test")
+                    && m.action == "block" =>
+            {
+                Some(*id)
+            }
+            _ => None,
+        });
+        let finding = evs.iter().any(|e| matches!(e, Event::DlpFinding(f) if f.rule == "payment-card" && f.action == "block" && !f.evidence.as_str().contains("4556737586899855") && f.message_id == message && message.is_some()));
+        if finding {
             ok = true;
             break;
         }

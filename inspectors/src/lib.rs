@@ -7,9 +7,12 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+pub mod codec;
+mod direction;
 pub mod error;
 pub mod extract;
 pub mod identify;
 
+pub use direction::Direction;
 pub use error::InspectError;
 pub mod dlp;

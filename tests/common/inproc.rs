@@ -13,12 +13,18 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Keeps every event for assertions.
+/// Keeps every event for assertions; events emitted under an id (a
+/// message that findings name) are also kept with it.
 #[derive(Default)]
-pub struct Collect(pub Mutex<Vec<Event>>);
+pub struct Collect(pub Mutex<Vec<Event>>, pub Mutex<Vec<(uuid::Uuid, Event)>>);
 
 impl EventSink for Collect {
     fn emit(&self, event: Event) {
+        self.0.lock().unwrap().push(event);
+    }
+
+    fn emit_as(&self, id: uuid::Uuid, event: Event) {
+        self.1.lock().unwrap().push((id, event.clone()));
         self.0.lock().unwrap().push(event);
     }
 }
@@ -310,7 +316,8 @@ impl gatehouse::relay::hooks::FlowHooks for ByteTapHooks {
         _f: &gatehouse::relay::hooks::FlowContext,
         dir: gatehouse::relay::hooks::Direction,
         bytes: &[u8],
-    ) {
+    ) -> gatehouse::relay::hooks::Verdict {
         self.0.lock().unwrap().push((dir, bytes.to_vec()));
+        gatehouse::relay::hooks::Verdict::Allow
     }
 }

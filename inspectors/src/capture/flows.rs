@@ -6,8 +6,14 @@ use std::net::SocketAddr;
 
 use super::link::{self, Decoded, Segment};
 use super::tcp::StreamStart;
+use crate::identify::dns::{self, DnsMessage};
 use crate::identify::quic::{self, InitialParser};
-use crate::identify::{self, Details, Identification, Protocol, Transport};
+use crate::identify::{self, Details, Identification, Protocol, Sniff, Transport};
+
+/// DNS responses kept per flow.
+const DNS_RESPONSES: usize = 16;
+/// Bytes of a datagram kept while a UDP flow waits for more (RTP).
+const DATAGRAM_BYTES: usize = 2048;
 
 /// Bounds on what is kept per flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +58,9 @@ pub struct Flow {
     pub syn_seen: bool,
     /// What the client's first bytes are.
     pub identification: Identification,
+    /// The server's DNS responses on a DNS flow (UDP, at most 16), each
+    /// with its timestamp when the capture has one.
+    pub dns_responses: Vec<(Option<f64>, DnsMessage)>,
 }
 
 #[derive(Debug)]
@@ -69,6 +78,9 @@ enum Start {
         quic: Option<InitialParser>,
         datagrams: usize,
         first: Vec<u8>,
+        /// Client datagrams of a flow that is not QUIC, kept until RTP
+        /// can be told (bounded by `Limits::udp_datagrams`).
+        kept: Vec<Vec<u8>>,
     },
 }
 
@@ -131,6 +143,16 @@ impl Assembler {
         st.flow.packets += 1;
         st.flow.bytes += seg.payload.len() as u64;
         if seg.src != st.flow.client {
+            if st.flow.identification.protocol == Protocol::Dns
+                && seg.transport == Transport::Udp
+                && st.flow.dns_responses.len() < DNS_RESPONSES
+            {
+                if let Sniff::Yes(m) = dns::detect_udp(seg.payload) {
+                    if m.response {
+                        st.flow.dns_responses.push((timestamp, m));
+                    }
+                }
+            }
             return;
         }
         st.flow.client_bytes += seg.payload.len() as u64;
@@ -162,13 +184,15 @@ impl Assembler {
                 quic,
                 datagrams,
                 first,
+                kept,
             } => {
                 *datagrams += 1;
                 if *datagrams == 1 {
                     first.extend_from_slice(seg.payload);
                 }
                 let port = st.flow.server.port();
-                let decided = udp_datagram(quic, *datagrams, first, seg.payload, port, limits);
+                let decided =
+                    udp_datagram(quic, kept, *datagrams, first, seg.payload, port, limits);
                 if let Some(id) = decided {
                     st.decide(id);
                 }
@@ -191,6 +215,7 @@ impl Assembler {
                 quic: None,
                 datagrams: 0,
                 first: Vec::new(),
+                kept: Vec::new(),
             },
         };
         self.flows.push(State {
@@ -204,6 +229,7 @@ impl Assembler {
                 client_bytes: 0,
                 syn_seen: false,
                 identification: identify::identify_final(&[], seg.transport, server.port()),
+                dns_responses: Vec::new(),
             },
             decided: false,
             syn_seq: None,
@@ -228,6 +254,10 @@ impl Assembler {
                             first,
                             ..
                         } => quic_malformed("ClientHello incomplete", first.len()),
+                        Start::Udp { kept, .. } if !kept.is_empty() => {
+                            let refs: Vec<&[u8]> = kept.iter().map(Vec::as_slice).collect();
+                            identify::identify_datagrams(&refs, port)
+                        }
                         Start::Udp { first, .. } => {
                             identify::identify_final(first, Transport::Udp, port)
                         }
@@ -256,9 +286,12 @@ impl State {
         self.decided = true;
         match &mut self.start {
             Start::Tcp(s) => s.release(),
-            Start::Udp { quic, first, .. } => {
+            Start::Udp {
+                quic, first, kept, ..
+            } => {
                 *quic = None;
                 *first = Vec::new();
+                *kept = Vec::new();
             }
         }
     }
@@ -269,6 +302,7 @@ impl State {
 /// the first datagram. `Some` once decided.
 fn udp_datagram(
     quic: &mut Option<InitialParser>,
+    kept: &mut Vec<Vec<u8>>,
     count: usize,
     first: &[u8],
     datagram: &[u8],
@@ -277,10 +311,20 @@ fn udp_datagram(
 ) -> Option<Identification> {
     let initial = quic::looks_like_initial(datagram) == Some(true);
     if quic.is_none() {
-        // Only a flow's first datagram gets here: a flow that did not open
-        // with an Initial is decided at once.
-        if !initial {
-            return Some(identify::identify_final(first, Transport::Udp, port));
+        if !initial || count > 1 {
+            if count == 1 {
+                // Everything but RTP is decided by the first datagram.
+                let id = identify::identify_final(first, Transport::Udp, port);
+                if id.protocol != Protocol::Unknown || limits.udp_datagrams <= 1 {
+                    return Some(id);
+                }
+            }
+            kept.push(datagram[..datagram.len().min(DATAGRAM_BYTES)].to_vec());
+            if kept.len() < limits.udp_datagrams {
+                return None;
+            }
+            let refs: Vec<&[u8]> = kept.iter().map(Vec::as_slice).collect();
+            return Some(identify::identify_datagrams(&refs, port));
         }
         *quic = Some(InitialParser::new());
     }
@@ -291,14 +335,11 @@ fn udp_datagram(
     }
     let parser = quic.as_mut().expect("set above");
     match parser.push_datagram(datagram) {
-        Ok(Some(hello)) => Some(Identification {
-            protocol: Protocol::Quic,
-            need_more: false,
-            details: Details::Quic(Box::new(hello)),
-            entropy: None,
-            bytes_seen: first.len(),
-            error: None,
-        }),
+        Ok(Some(hello)) => Some(Identification::from_parts(
+            Protocol::Quic,
+            Details::Quic(Box::new(hello)),
+            first.len(),
+        )),
         Ok(None) if count >= limits.udp_datagrams => {
             Some(quic_malformed("ClientHello incomplete", first.len()))
         }
@@ -308,12 +349,5 @@ fn udp_datagram(
 }
 
 fn quic_malformed(reason: &str, bytes_seen: usize) -> Identification {
-    Identification {
-        protocol: Protocol::Quic,
-        need_more: false,
-        details: Details::None,
-        entropy: None,
-        bytes_seen,
-        error: Some(reason.to_owned()),
-    }
+    Identification::malformed(Protocol::Quic, reason, bytes_seen)
 }

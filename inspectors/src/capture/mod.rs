@@ -13,11 +13,13 @@
 //! assert!(capture::read(not_a_capture, Limits::default()).is_err());
 //! ```
 
+mod attribute;
 mod file;
 mod flows;
 pub mod link;
 mod tcp;
 
+pub use attribute::classify;
 pub use file::{Damage, Frame, Frames, UNDECLARED_INTERFACE};
 pub use flows::{Assembler, Flow, Limits};
 pub use tcp::StreamStart;

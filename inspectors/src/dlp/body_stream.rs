@@ -4,7 +4,8 @@
 //! [`decode_body`](super::decode_body) needs the whole body; a body larger
 //! than the gateway's inspection window arrives chunk by chunk and most of it
 //! has been forwarded before its end is seen. [`BodyStream`] feeds each chunk
-//! (decompressed incrementally for gzip, deflate, br and zstd) into a
+//! (decompressed incrementally by [`crate::codec::StreamDecoder`], any chain
+//! of gzip, deflate, br and zstd) into a
 //! [`StreamScanner`], so that matches spanning chunks are found, within the
 //! caps of [`DecodeLimits`]: more output than `max_output` or than
 //! `max_ratio` times the input stops decoding with a `decode_limit` finding,
@@ -19,43 +20,25 @@ use super::format::{Action, Direction, DirectionScope};
 use super::ruleset::RuleSet;
 use super::scan::{decode_limit_finding, Finding, ScanResult};
 use super::stream::StreamScanner;
+use crate::codec::{self, StreamDecoder};
 use std::io::Write;
 use std::sync::Arc;
 
-/// Decompressed output below which the ratio cap does not apply (small
-/// bodies compress well without being bombs).
-const RATIO_FLOOR: u64 = 64 << 10;
-
-/// The scanner end of the decoders: counts output against the caps and
-/// feeds it to the scanner.
+/// The scanner end of the decoder: decoded bytes go straight into the
+/// scanner (the codec counts them against the caps).
 #[derive(Debug)]
 struct Sink {
     /// Taken out only when the body ends.
     scanner: Option<StreamScanner>,
-    /// Decompressed bytes so far.
-    out: u64,
-    /// Most decompressed bytes allowed now.
-    cap: u64,
-    capped: bool,
     found: Vec<(Finding, String)>,
 }
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let Some(scanner) = self.scanner.as_mut() else {
-            return Ok(buf.len());
-        };
-        let room = self.cap.saturating_sub(self.out);
-        let n = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        if n > 0 {
-            self.found.extend(scanner.push_matched(&buf[..n]));
-            self.out += n as u64;
+        if let Some(scanner) = self.scanner.as_mut() {
+            self.found.extend(scanner.push_matched(buf));
         }
-        if n < buf.len() {
-            self.capped = true;
-            return Err(std::io::Error::other("decompressed output over cap"));
-        }
-        Ok(n)
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
@@ -63,86 +46,15 @@ impl Write for Sink {
     }
 }
 
-/// An incremental decoder writing into the sink.
-enum Decoder {
-    Identity(Sink),
-    /// "deflate" before its first two bytes say zlib or raw.
-    DeflateUndecided(Sink, Vec<u8>),
-    Gzip(flate2::write::MultiGzDecoder<Sink>),
-    Zlib(flate2::write::ZlibDecoder<Sink>),
-    Deflate(flate2::write::DeflateDecoder<Sink>),
-    Brotli(Box<brotli::DecompressorWriter<Sink>>),
-    Zstd(Box<zstd::stream::zio::Writer<Sink, zstd::stream::raw::Decoder<'static>>>),
-    /// Decoding stopped (cap, corrupt data); the scanner goes on for the
-    /// final verdict.
-    Stopped(Sink),
-}
-
-impl std::fmt::Debug for Decoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Decoder::Identity(_) => "identity",
-            Decoder::DeflateUndecided(..) => "deflate?",
-            Decoder::Gzip(_) => "gzip",
-            Decoder::Zlib(_) => "zlib",
-            Decoder::Deflate(_) => "deflate",
-            Decoder::Brotli(_) => "br",
-            Decoder::Zstd(_) => "zstd",
-            Decoder::Stopped(_) => "stopped",
-        })
-    }
-}
-
-impl Decoder {
-    fn sink(&mut self) -> &mut Sink {
-        match self {
-            Decoder::Identity(s) | Decoder::DeflateUndecided(s, _) | Decoder::Stopped(s) => s,
-            Decoder::Gzip(d) => d.get_mut(),
-            Decoder::Zlib(d) => d.get_mut(),
-            Decoder::Deflate(d) => d.get_mut(),
-            Decoder::Brotli(d) => d.get_mut(),
-            Decoder::Zstd(d) => d.writer_mut(),
-        }
-    }
-
-    fn write_all(&mut self, data: &[u8]) -> std::io::Result<()> {
-        match self {
-            Decoder::Identity(s) => s.write_all(data),
-            Decoder::Gzip(w) => w.write_all(data),
-            Decoder::Zlib(w) => w.write_all(data),
-            Decoder::Deflate(w) => w.write_all(data),
-            Decoder::Brotli(w) => w.write_all(data),
-            Decoder::Zstd(w) => w.write_all(data),
-            Decoder::Stopped(_) | Decoder::DeflateUndecided(..) => Ok(()),
-        }
-    }
-
-    /// Flushes the end of the compressed stream into the sink; an error
-    /// means the stream was truncated or corrupt.
-    fn finish(&mut self) -> std::io::Result<()> {
-        match self {
-            Decoder::Gzip(d) => d.try_finish(),
-            Decoder::Zlib(d) => d.try_finish(),
-            Decoder::Deflate(d) => d.try_finish(),
-            Decoder::Brotli(d) => d.close(),
-            Decoder::Zstd(d) => d.finish(),
-            Decoder::DeflateUndecided(_, head) if !head.is_empty() => {
-                Err(std::io::Error::other("truncated"))
-            }
-            _ => Ok(()),
-        }
-    }
-}
-
 /// Scans one body as it streams past.
 #[derive(Debug)]
 pub struct BodyStream {
-    decoder: Decoder,
-    coding: String,
+    decoder: StreamDecoder<Sink>,
+    /// Decoding gave up (unsupported coding, cap, corrupt data); the
+    /// scanner goes on for the final verdict but gets no more bytes.
+    halted: bool,
     field: String,
     limits: DecodeLimits,
-    /// Compressed (raw) bytes seen.
-    input: u64,
     /// Added to finding offsets (where the scanned text starts in the body).
     base: usize,
     /// Findings ending at or before this offset were reported already.
@@ -154,8 +66,9 @@ pub struct BodyStream {
 }
 
 impl BodyStream {
-    /// A stream for a body with Content-Encoding `coding` (None: identity),
-    /// whose findings are reported under `field`.
+    /// A stream for a body with Content-Encoding `coding` (None: identity;
+    /// any chain the codec undoes), whose findings are reported under
+    /// `field`.
     pub fn new(
         set: Arc<RuleSet>,
         app: Option<&str>,
@@ -164,57 +77,39 @@ impl BodyStream {
         coding: Option<&str>,
         limits: &DecodeLimits,
     ) -> Self {
-        let sink = Sink {
-            scanner: Some(StreamScanner::new(set, app, direction, field)),
-            out: 0,
-            cap: u64::MAX,
-            capped: false,
+        let sink = || Sink {
+            scanner: Some(StreamScanner::new(set.clone(), app, direction, field)),
             found: Vec::new(),
         };
-        let coding = coding.unwrap_or("").trim().to_ascii_lowercase();
-        let mut problem = None;
-        let decoder = match coding.as_str() {
-            "" | "identity" => Decoder::Identity(sink),
-            "gzip" | "x-gzip" => Decoder::Gzip(flate2::write::MultiGzDecoder::new(sink)),
-            "deflate" => Decoder::DeflateUndecided(sink, Vec::new()),
-            "br" => Decoder::Brotli(Box::new(brotli::DecompressorWriter::new(sink, 4096))),
-            "zstd" => match zstd::stream::raw::Decoder::new() {
-                Ok(raw) => Decoder::Zstd(Box::new(zstd::stream::zio::Writer::new(sink, raw))),
-                Err(e) => {
-                    problem = Some(format!("content-encoding zstd: {e}"));
-                    Decoder::Stopped(sink)
-                }
-            },
-            other => {
-                problem = Some(if other.contains(',') {
-                    format!(
-                        "content-encoding {other}: stacked codings are not decoded past the inspection window"
-                    )
-                } else {
-                    format!("content-encoding {other}: unsupported coding")
-                });
-                Decoder::Stopped(sink)
-            }
+        let made = codec::parse_chain(coding.unwrap_or(""))
+            .and_then(|chain| StreamDecoder::new(&chain, limits.caps(), sink()));
+        let (decoder, problem) = match made {
+            Ok(d) => (d, None),
+            Err(e) => (
+                StreamDecoder::new(&[], limits.caps(), sink()).expect("identity never fails"),
+                Some(e),
+            ),
         };
         BodyStream {
             decoder,
+            halted: problem.is_some(),
             field: field.to_string(),
             limits: *limits,
-            input: 0,
             base: 0,
             suppress_upto: 0,
             limits_hit: problem
-                .map(|what| decode_limit_finding(field, limits.on_limit, &what))
+                .map(|e| {
+                    decode_limit_finding(field, limits.on_limit, &format!("content-encoding {e}"))
+                })
                 .into_iter()
                 .collect(),
             limits_told: 0,
-            coding,
         }
     }
 
     /// Whether the body is decompressed on its way into the scanner.
     pub fn decompresses(&self) -> bool {
-        !matches!(self.decoder, Decoder::Identity(_))
+        self.decoder.decodes() || self.halted
     }
 
     /// Continues a body whose first `seen` bytes were scanned whole
@@ -244,7 +139,7 @@ impl BodyStream {
     /// Whether offsets are byte offsets of the body as sent (no
     /// decompression, no invalid UTF-8 replaced), so they can rewrite it.
     pub fn offsets_are_bytes(&mut self) -> bool {
-        matches!(self.decoder, Decoder::Identity(_))
+        !self.decompresses()
             && !self
                 .decoder
                 .sink()
@@ -278,26 +173,8 @@ impl BodyStream {
     /// offsets are in the decoded body. A cap hit or corrupt data comes
     /// back as a `decode_limit` finding (with an empty text) at once.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<(Finding, String)> {
-        self.input += chunk.len() as u64;
-        let cap = self.cap();
-        self.decoder.sink().cap = cap;
-        if let Decoder::DeflateUndecided(sink, head) = &mut self.decoder {
-            head.extend_from_slice(chunk);
-            if head.len() < 2 {
-                return Vec::new();
-            }
-            let head = std::mem::take(head);
-            let sink = std::mem::replace(sink, Sink::inert());
-            // zlib-wrapped per RFC 9110, but raw deflate is common.
-            self.decoder = if (u16::from(head[0]) << 8 | u16::from(head[1])) % 31 == 0 {
-                Decoder::Zlib(flate2::write::ZlibDecoder::new(sink))
-            } else {
-                Decoder::Deflate(flate2::write::DeflateDecoder::new(sink))
-            };
-            let r = self.decoder.write_all(&head);
-            self.after(r);
-        } else {
-            let r = self.decoder.write_all(chunk);
+        if !self.halted {
+            let r = self.decoder.push(chunk);
             self.after(r);
         }
         let found = std::mem::take(&mut self.decoder.sink().found);
@@ -309,8 +186,10 @@ impl BodyStream {
     /// End of the body: the findings made final now (with matched texts),
     /// and the whole result, `decode_limit` findings included.
     pub fn finish(mut self) -> (Vec<(Finding, String)>, ScanResult) {
-        let r = self.decoder.finish();
-        self.after(r);
+        if !self.halted {
+            let r = self.decoder.finish();
+            self.after(r);
+        }
         let sink = self.decoder.sink();
         let mut found = std::mem::take(&mut sink.found);
         let mut result = ScanResult::default();
@@ -331,36 +210,15 @@ impl BodyStream {
         (found, result)
     }
 
-    /// Most decompressed bytes allowed after `input` compressed ones.
-    fn cap(&self) -> u64 {
-        if !self.decompresses() {
-            return u64::MAX;
-        }
-        let by_ratio = self
-            .input
-            .saturating_mul(self.limits.max_ratio as u64)
-            .max(RATIO_FLOOR);
-        by_ratio.min(self.limits.max_output as u64)
-    }
-
     /// After a decoder call: on failure, a finding and no more decoding.
-    fn after(&mut self, r: std::io::Result<()>) {
+    fn after(&mut self, r: Result<(), codec::CodecError>) {
         let Err(e) = r else { return };
-        let what = if self.decoder.sink().capped {
-            format!(
-                "content-encoding {}: output over cap (ratio {}x, {} bytes)",
-                self.coding, self.limits.max_ratio, self.limits.max_output
-            )
-        } else {
-            format!("content-encoding {}: corrupt: {e}", self.coding)
-        };
+        self.halted = true;
         self.limits_hit.push(decode_limit_finding(
             &self.field,
             self.limits.on_limit,
-            &what,
+            &format!("content-encoding {e}"),
         ));
-        let sink = std::mem::replace(self.decoder.sink(), Sink::inert());
-        self.decoder = Decoder::Stopped(sink);
     }
 
     fn new_limits(&mut self) -> Vec<(Finding, String)> {
@@ -382,19 +240,6 @@ impl BodyStream {
                 (f.end > self.suppress_upto).then_some((f, m))
             })
             .collect()
-    }
-}
-
-impl Sink {
-    /// A sink without a scanner, left behind in a decoder being dropped.
-    fn inert() -> Self {
-        Sink {
-            scanner: None,
-            out: 0,
-            cap: 0,
-            capped: false,
-            found: Vec::new(),
-        }
     }
 }
 
@@ -615,8 +460,26 @@ pattern = 'tok_[a-z0-9]{16}'
         assert_eq!(found.len(), 1);
         assert_eq!(&*found[0].0.rule, DECODE_LIMIT_RULE);
 
+        // A chain is decoded now (it used to be refused as "stacked");
+        // bad data under one is still reported.
         let (found, _) = run(stream(Some("gzip, br")), b"whatever", 3);
-        assert!(found[0].0.contributions[0].source.contains("stacked"));
+        assert_eq!(&*found[0].0.rule, DECODE_LIMIT_RULE);
+        assert!(found[0].0.contributions[0]
+            .source
+            .contains("content-encoding br: corrupt"));
+    }
+
+    #[test]
+    fn chains_are_decoded_incrementally() {
+        let body = body_with_secret(100_000, 70_000);
+        let data = encode("gzip", &encode("zstd", &body));
+        for chunk in [1, 4_096] {
+            let (found, result) = run(stream(Some("zstd, gzip")), &data, chunk);
+            let spans: Vec<(&str, usize)> =
+                found.iter().map(|(f, _)| (&*f.rule, f.start)).collect();
+            assert_eq!(spans, vec![("tok", 70_000)], "chunks of {chunk}");
+            assert_eq!(result.findings.len(), 1);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Bounded decoding of bodies into the texts DLP scans.
 //!
-//! Content-Encoding (gzip, deflate, br, zstd), then by content type: JSON
+//! Content-Encoding (any chain of gzip, deflate, br, zstd, undone by
+//! [`crate::codec`]), then by content type: JSON
 //! string values, form fields, multipart text parts, HTML entities; percent
 //! escapes; base64 runs inside any of those (nested at most `max_depth`).
 //! Every stage is capped in output size and expansion ratio. Hitting a cap
@@ -10,8 +11,8 @@
 use super::format::{Action, Direction};
 use super::ruleset::RuleSet;
 use super::scan::{decode_limit_finding, Field, MessageInput, ScanResult};
+use crate::codec;
 use base64::Engine as _;
-use std::io::Read;
 
 /// Caps for decoding one body.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +27,16 @@ pub struct DecodeLimits {
     pub min_base64_len: usize,
     /// Action of the `decode_limit` finding.
     pub on_limit: Action,
+}
+
+impl DecodeLimits {
+    /// The caps each content-coding layer is decoded under.
+    pub fn caps(&self) -> codec::Caps {
+        codec::Caps {
+            max_output: self.max_output,
+            max_ratio: self.max_ratio,
+        }
+    }
 }
 
 impl Default for DecodeLimits {
@@ -101,26 +112,13 @@ pub fn decode_body(input: &BodyInput<'_>, limits: &DecodeLimits) -> Decoded {
     };
     let mut bytes = std::borrow::Cow::Borrowed(input.body);
     if let Some(enc) = input.content_encoding {
-        // Codings are listed in the order applied; undo them in reverse.
-        for coding in enc.split(',').map(str::trim).rev() {
-            match decompress(coding, &bytes, limits) {
-                Ok((out, capped)) => {
-                    if capped {
-                        ctx.out.limits.push(format!(
-                            "content-encoding {coding}: output over cap (ratio {}x, {} bytes)",
-                            limits.max_ratio, limits.max_output
-                        ));
-                    }
-                    bytes = std::borrow::Cow::Owned(out);
-                }
-                Err(e) => {
-                    ctx.out
-                        .limits
-                        .push(format!("content-encoding {coding}: {e}"));
-                    return ctx.out;
-                }
-            }
+        // What decoded before a cap or a corruption is scanned too, as the
+        // streamed path scans it.
+        let decoded = codec::decode_header(enc, input.body, limits.caps());
+        if let Some(e) = decoded.error {
+            ctx.out.limits.push(format!("content-encoding {e}"));
         }
+        bytes = decoded.data;
     }
     // Valid UTF-8 (nearly every body) is checked by the fast validator and
     // copied; only invalid bodies pay for replacement characters.
@@ -130,38 +128,6 @@ pub fn decode_body(input: &BodyInput<'_>, limits: &DecodeLimits) -> Decoded {
     };
     decode_text("body", input.content_type, text, 0, &mut ctx);
     ctx.out
-}
-
-fn decompress(coding: &str, data: &[u8], limits: &DecodeLimits) -> Result<(Vec<u8>, bool), String> {
-    let cap = limits
-        .max_output
-        .min(data.len().saturating_mul(limits.max_ratio).max(64 << 10));
-    let read = |r: &mut dyn Read| -> std::io::Result<(Vec<u8>, bool)> {
-        let mut out = Vec::new();
-        r.take(cap as u64 + 1).read_to_end(&mut out)?;
-        let capped = out.len() > cap;
-        out.truncate(cap);
-        Ok((out, capped))
-    };
-    let res = match coding.to_ascii_lowercase().as_str() {
-        "" | "identity" => return Ok((data.to_vec(), false)),
-        "gzip" | "x-gzip" => read(&mut flate2::read::MultiGzDecoder::new(data)),
-        // "deflate" is zlib-wrapped per RFC 9110, but raw deflate is common.
-        "deflate" => {
-            if data.len() >= 2 && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0 {
-                read(&mut flate2::read::ZlibDecoder::new(data))
-            } else {
-                read(&mut flate2::read::DeflateDecoder::new(data))
-            }
-        }
-        "br" => read(&mut brotli::Decompressor::new(data, 4096)),
-        "zstd" => match zstd::stream::read::Decoder::new(data) {
-            Ok(mut d) => read(&mut d),
-            Err(e) => Err(e),
-        },
-        other => return Err(format!("unsupported coding {other:?}")),
-    };
-    res.map_err(|e| format!("corrupt: {e}"))
 }
 
 fn mime(ct: Option<&str>) -> String {

@@ -62,16 +62,7 @@ impl Action {
     }
 }
 
-/// Which way a message travels, seen from the enterprise.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// Leaving the enterprise (client to server).
-    #[default]
-    Outbound,
-    /// Arriving (server to client).
-    Inbound,
-}
+pub use crate::Direction;
 
 /// A rule's direction scope.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -163,6 +154,9 @@ pub enum ValidatorSpec {
     UsSsn,
     /// ABA routing transit number checksum.
     AbaRouting,
+    /// Phone number: E.164 country code and national-number length, or a
+    /// plausible national (trunk-prefixed or fixed-length) number.
+    Phone,
     /// Minimum Shannon entropy in bits per character.
     Entropy {
         /// Bits per character the match must reach.
@@ -185,6 +179,17 @@ pub(crate) struct ContextSpec {
     pub bands: Option<BandsSpec>,
     #[serde(default)]
     pub terms: Vec<TermSpec>,
+    #[serde(default)]
+    pub shapes: Vec<ShapeSpec>,
+}
+
+/// A regex on the match itself (not its surroundings) that adds a weight:
+/// "+49 …" is more surely a phone number than "0301234567".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShapeSpec {
+    pub pattern: Spanned<String>,
+    pub weight: f64,
 }
 
 fn default_window() -> usize {

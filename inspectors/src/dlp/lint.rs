@@ -63,6 +63,16 @@ impl RuleSet {
                          or add keywords"
                             .into(),
                     ),
+                    // Letters are in every word: windows around them cover
+                    // all of a message, which costs like a full scan.
+                    Mode::Window(set) if (b'a'..=b'z').any(|b| set.contains(b)) => push(
+                        LintLevel::Warning,
+                        format!(
+                            "pattern has no usable literal prefix and runs in windows around \
+                             letters ({:?}), i.e. everywhere; start every branch with a literal",
+                            set.describe()
+                        ),
+                    ),
                     Mode::Window(set) => push(
                         LintLevel::Info,
                         format!(

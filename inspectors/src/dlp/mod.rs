@@ -43,6 +43,7 @@ mod load;
 mod mask;
 pub mod normalize;
 mod pattern;
+mod phone;
 mod prefilter;
 mod redact;
 mod rule;

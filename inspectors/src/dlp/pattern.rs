@@ -186,7 +186,7 @@ fn prefixes(hir: &Hir) -> Option<Vec<String>> {
         .limit_total(MAX_PREFIXES * 4);
     let seq = ex.extract(hir);
     let lits = seq.literals()?;
-    if lits.is_empty() || lits.len() > MAX_PREFIXES {
+    if lits.is_empty() {
         return None;
     }
     let mut out = Vec::with_capacity(lits.len());
@@ -199,7 +199,21 @@ fn prefixes(hir: &Hir) -> Option<Vec<String>> {
     }
     out.sort();
     out.dedup();
-    Some(out)
+    // Many key names times optional quotes and separators multiply into
+    // more literals than the budget; their shorter prefixes are still
+    // prefixes of every match, and far fewer.
+    let mut keep = out.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    while out.len() > MAX_PREFIXES && keep > MIN_PREFIX_LEN {
+        keep -= 1;
+        for l in &mut out {
+            if let Some((i, _)) = l.char_indices().nth(keep) {
+                l.truncate(i);
+            }
+        }
+        out.sort();
+        out.dedup();
+    }
+    (out.len() <= MAX_PREFIXES).then_some(out)
 }
 
 /// Characters that case-insensitive ASCII letters also match but that a
@@ -462,6 +476,20 @@ mod tests {
         // Spaces are everywhere: digits are the better trigger.
         let p = analyse(r"\b\d{3}[- ]\d{2}[- ]\d{4}\b").unwrap();
         assert!(matches!(p.mode, Mode::Window(set) if set.contains(b'7') && !set.contains(b' ')));
+    }
+
+    #[test]
+    fn many_key_names_still_anchor_on_their_prefixes() {
+        // Every name times optional quotes and separators is past the
+        // literal budget; the names themselves are not.
+        let names: Vec<String> = (0..40).map(|i| format!("key{i:02}name")).collect();
+        let re = format!(r#"(?:{})["']?[ :=]{{1,3}}[a-z0-9]{{12}}"#, names.join("|"));
+        match analyse(&re).unwrap().mode {
+            Mode::Prefix(l) => {
+                assert!(l.len() <= MAX_PREFIXES && l.iter().all(|x| x.starts_with("key")))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

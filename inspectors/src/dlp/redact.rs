@@ -15,7 +15,7 @@ use super::decode::{decode_body, json_strings_mapped, json_unescape, BodyInput, 
 use super::format::Action;
 use super::mask::{mask, mask_same_len};
 use super::scan::{Finding, ScanResult};
-use std::io::{Read, Write};
+use crate::codec::{self, Coding};
 
 impl Finding {
     /// Letters and digits a redaction of this finding leaves unmasked (the
@@ -119,7 +119,7 @@ pub fn redact_body(
             }
         }
     }
-    redact_decoded(input, &spans, &needles)
+    redact_decoded(input, &spans, &needles, limits)
 }
 
 /// The body of `input` with every occurrence of each text in `texts`
@@ -143,7 +143,7 @@ pub fn redact_texts(
             keep_last: k,
         })
         .collect();
-    redact_decoded(input, &[], &needles)
+    redact_decoded(input, &[], &needles, limits)
 }
 
 /// Undo the Content-Encoding, rewrite the text, redo the encoding.
@@ -151,21 +151,19 @@ fn redact_decoded(
     input: &BodyInput<'_>,
     spans: &[(String, Span)],
     needles: &[Needle],
+    limits: &DecodeLimits,
 ) -> Option<Vec<u8>> {
-    let codings: Vec<String> = input
-        .content_encoding
-        .map(|e| {
-            e.split(',')
-                .map(|c| c.trim().to_ascii_lowercase())
-                .filter(|c| !c.is_empty() && c != "identity")
-                .collect()
-        })
-        .unwrap_or_default();
+    let chain = codec::parse_chain(input.content_encoding.unwrap_or("")).ok()?;
     let mut bytes = input.body.to_vec();
-    let mut raw_deflate = Vec::with_capacity(codings.len());
-    for c in codings.iter().rev() {
-        raw_deflate.push(c == "deflate" && !is_zlib(&bytes));
-        bytes = decompress(c, &bytes)?;
+    // Layer by layer, to re-encode deflate wrapped as it came.
+    let mut raw_deflate = Vec::with_capacity(chain.len());
+    for &c in chain.iter().rev() {
+        raw_deflate.push(c == Coding::Deflate && !codec::is_zlib(&bytes));
+        let decoded = codec::decode(&[c], &bytes, limits.caps());
+        if decoded.error.is_some() {
+            return None;
+        }
+        bytes = decoded.data.into_owned();
     }
     raw_deflate.reverse();
     let text = std::str::from_utf8(&bytes).ok()?;
@@ -175,8 +173,8 @@ fn redact_decoded(
         Layout::Plain => rewrite_plain(text, spans, needles),
     };
     let mut out = out.into_bytes();
-    for (c, raw) in codings.iter().zip(raw_deflate) {
-        out = compress(c, raw, &out)?;
+    for (&c, raw) in chain.iter().zip(raw_deflate) {
+        out = codec::encode(c, raw, &out).ok()?;
     }
     Some(out)
 }
@@ -373,71 +371,6 @@ fn decode_form_component(raw: &str) -> String {
     percent_encoding::percent_decode(&plus)
         .decode_utf8_lossy()
         .into_owned()
-}
-
-fn decompress(coding: &str, data: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    let ok = match coding {
-        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(data)
-            .read_to_end(&mut out)
-            .is_ok(),
-        "deflate" => {
-            if is_zlib(data) {
-                flate2::read::ZlibDecoder::new(data)
-                    .read_to_end(&mut out)
-                    .is_ok()
-            } else {
-                flate2::read::DeflateDecoder::new(data)
-                    .read_to_end(&mut out)
-                    .is_ok()
-            }
-        }
-        "br" => brotli::Decompressor::new(data, 4096)
-            .read_to_end(&mut out)
-            .is_ok(),
-        "zstd" => zstd::stream::read::Decoder::new(data)
-            .and_then(|mut d| d.read_to_end(&mut out))
-            .is_ok(),
-        _ => false,
-    };
-    ok.then_some(out)
-}
-
-/// "deflate" is zlib-wrapped per RFC 9110, but raw deflate is common.
-fn is_zlib(data: &[u8]) -> bool {
-    data.len() >= 2 && (u16::from(data[0]) << 8 | u16::from(data[1])) % 31 == 0
-}
-
-/// Encodes again with `coding`, deflate wrapped as it came (`raw_deflate`).
-fn compress(coding: &str, raw_deflate: bool, data: &[u8]) -> Option<Vec<u8>> {
-    let level = flate2::Compression::default();
-    match coding {
-        "deflate" if raw_deflate => {
-            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), level);
-            e.write_all(data).ok()?;
-            e.finish().ok()
-        }
-        "gzip" | "x-gzip" => {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
-            e.write_all(data).ok()?;
-            e.finish().ok()
-        }
-        "deflate" => {
-            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), level);
-            e.write_all(data).ok()?;
-            e.finish().ok()
-        }
-        "br" => {
-            let mut out = Vec::new();
-            {
-                let mut e = brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
-                e.write_all(data).ok()?;
-            }
-            Some(out)
-        }
-        "zstd" => zstd::stream::encode_all(data, 3).ok(),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

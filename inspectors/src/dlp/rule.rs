@@ -38,6 +38,8 @@ pub(crate) struct Context {
     pub base: f64,
     pub threshold: f64,
     pub terms: Vec<Term>,
+    /// Regexes on the match itself, with the weight each adds.
+    pub shapes: Vec<(Regex, f64)>,
 }
 
 #[derive(Debug, Clone)]

@@ -416,7 +416,24 @@ fn compile_rule(
             terms.push(Term { weight: t.weight });
             term_words.push(words);
         }
+        let mut shapes = Vec::new();
+        for sh in &c.shapes {
+            match pattern::compile_regex(sh.pattern.get_ref()) {
+                Ok(re) if sh.weight.is_finite() => shapes.push((re, sh.weight)),
+                Ok(_) => errors.push(err_invalid(
+                    p,
+                    s,
+                    "a context shape's weight must be a number",
+                )),
+                Err(message) => errors.push(RuleError::Regex {
+                    loc: p.loc_of(s.file, &sh.pattern),
+                    rule: rule_id.clone(),
+                    message,
+                }),
+            }
+        }
         context = Some(Context {
+            shapes,
             before: c.before,
             after: c.after,
             base: c.base,

@@ -159,8 +159,22 @@ struct RuleHits {
     terms: Vec<(usize, usize, u16)>,
 }
 
+/// A character that continues a word for boundary checks. Scripts written
+/// without spaces between words (Chinese, Japanese, Thai) have no word
+/// boundaries to check: "電話番号は" holds the word "電話".
 fn is_word(c: char) -> bool {
-    c.is_alphanumeric() || c == '_'
+    (c.is_alphanumeric() || c == '_') && !unspaced_script(c)
+}
+
+fn unspaced_script(c: char) -> bool {
+    matches!(c,
+        '\u{0E00}'..='\u{0E7F}'      // Thai
+        | '\u{3040}'..='\u{30FF}'    // Hiragana, Katakana
+        | '\u{3400}'..='\u{4DBF}'    // CJK extension A
+        | '\u{4E00}'..='\u{9FFF}'    // CJK unified ideographs
+        | '\u{F900}'..='\u{FAFF}'    // CJK compatibility ideographs
+        | '\u{FF66}'..='\u{FF9F}'    // half-width Katakana
+    )
 }
 
 fn whole_word(view: &str, s: usize, e: usize) -> bool {
@@ -735,6 +749,14 @@ impl RuleSet {
                             contributions.push(Contribution {
                                 source: format!("context:{}", &view[ts..te]),
                                 weight: c.terms[t].weight,
+                            });
+                        }
+                    }
+                    for (i, (re, weight)) in c.shapes.iter().enumerate() {
+                        if re.is_match(&view[s..e]) {
+                            contributions.push(Contribution {
+                                source: format!("shape:{i}"),
+                                weight: *weight,
                             });
                         }
                     }

@@ -11,6 +11,7 @@ impl ValidatorSpec {
             ValidatorSpec::Iban => "iban",
             ValidatorSpec::UsSsn => "us_ssn",
             ValidatorSpec::AbaRouting => "aba_routing",
+            ValidatorSpec::Phone => "phone",
             ValidatorSpec::Entropy { .. } => "entropy",
         }
     }
@@ -23,6 +24,7 @@ impl ValidatorSpec {
             ValidatorSpec::Iban => iban(matched),
             ValidatorSpec::UsSsn => us_ssn(&digits(matched)),
             ValidatorSpec::AbaRouting => aba_routing(&digits(matched)),
+            ValidatorSpec::Phone => super::phone::phone(matched),
             ValidatorSpec::Entropy { min } => shannon_entropy(matched) >= *min,
         }
     }

@@ -2,11 +2,11 @@
 //! multipart into one shape the app extractors share.
 
 use std::borrow::Cow;
-use std::io::Read;
 
 use serde_json::{Map, Value};
 
 use super::multipart::{parse_multipart, Part};
+use crate::codec;
 use crate::InspectError;
 
 /// Largest body extraction will decode; bigger ones are cut (a compression
@@ -15,47 +15,18 @@ pub const MAX_DECODED_BODY: usize = 8 << 20;
 
 /// Undoes a `Content-Encoding` header value (`gzip`, `deflate`, `br`,
 /// `zstd`, `identity`, or a comma-separated chain of them), producing at most
-/// `cap` bytes.
+/// `cap` bytes: a longer body is cut at `cap` (extraction reads the first
+/// part of a huge body; DLP reports the cap itself).
 pub fn decode_content_encoding<'a>(
     encoding: &str,
     data: &'a [u8],
     cap: usize,
 ) -> Result<Cow<'a, [u8]>, InspectError> {
-    let mut out: Cow<'a, [u8]> = Cow::Borrowed(data);
-    // Encodings are listed in the order applied, so undo them backwards.
-    for coding in encoding.rsplit(',').map(str::trim) {
-        let coding = coding.to_ascii_lowercase();
-        let input: &[u8] = &out;
-        let decoded = match coding.as_str() {
-            "" | "identity" => continue,
-            "gzip" | "x-gzip" => read_capped(flate2::read::MultiGzDecoder::new(input), cap),
-            "deflate" => {
-                // RFC 9110 says zlib-wrapped, but some servers send raw deflate.
-                read_capped(flate2::read::ZlibDecoder::new(input), cap)
-                    .or_else(|_| read_capped(flate2::read::DeflateDecoder::new(input), cap))
-            }
-            "br" => read_capped(brotli::Decompressor::new(input, 4096), cap),
-            "zstd" => zstd::stream::read::Decoder::new(input)
-                .map_err(|e| e.to_string())
-                .and_then(|d| read_capped(d, cap)),
-            other => Err(format!("unsupported content-encoding {other}")),
-        }
-        .map_err(|reason| InspectError::Malformed {
-            protocol: "content-encoding",
-            reason,
-        })?;
-        out = Cow::Owned(decoded);
+    let decoded = codec::decode_header(encoding, data, codec::Caps::size(cap));
+    match decoded.error {
+        Some(e) if !e.is_cap() => Err(e.into()),
+        _ => Ok(decoded.data),
     }
-    Ok(out)
-}
-
-fn read_capped(reader: impl Read, cap: usize) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    reader
-        .take(cap as u64)
-        .read_to_end(&mut out)
-        .map_err(|e| e.to_string())?;
-    Ok(out)
 }
 
 /// A parsed request body.

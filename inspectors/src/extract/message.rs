@@ -4,15 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identify::catalog::Reason;
 
-/// Which way a payload travelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// From the user's client towards the service.
-    Outbound,
-    /// From the service towards the user's client.
-    Inbound,
-}
+pub use crate::Direction;
 
 /// One named piece of text of a message, e.g. `("blocks[0].text.text", "hi")`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,8 +19,8 @@ mod message;
 mod mqtt;
 mod multipart;
 mod xmpp;
-mod zlib_stream;
 
+pub use crate::codec::ZlibStream;
 pub use body::{decode_content_encoding, Body, MAX_DECODED_BODY};
 pub use extractor::Extractor;
 pub use html::strip_html;
@@ -29,4 +29,3 @@ pub use message::{Direction, Extracted, Message, OpaqueEvidence, TextField};
 pub use mqtt::{parse_publish, MqttPublish, MqttStream};
 pub use multipart::{parse_multipart, Part};
 pub use xmpp::XmppExtractor;
-pub use zlib_stream::ZlibStream;

@@ -20,16 +20,25 @@
 //! ```
 
 pub mod catalog;
+pub mod context;
+pub mod discord_voice;
+pub mod dns;
 pub mod entropy;
+pub mod gquic;
 pub mod http;
 pub mod mmtls;
 pub mod mqtt;
 pub mod mtproto;
 pub mod quic;
+pub mod ranges;
 pub(crate) mod reader;
+pub mod resolved;
+pub mod rtp;
 pub mod sniff;
+pub mod stun;
 pub mod threema;
 pub mod tls;
+mod udp;
 pub mod whatsapp;
 pub mod xmpp;
 
@@ -80,8 +89,45 @@ pub enum Protocol {
     Mmtls,
     /// Threema's chat handshake (recognised by shape, not by content).
     Threema,
+    /// DNS queries (UDP or TCP).
+    Dns,
+    /// STUN or TURN (RFC 5389/8489, and classic RFC 3489).
+    Stun,
+    /// RTP media (plain or SRTP: the header is the same).
+    Rtp,
+    /// RTCP (or SRTCP) media control.
+    Rtcp,
+    /// Discord's voice UDP protocol (its IP discovery, then encrypted RTP).
+    DiscordVoice,
     /// Nothing recognised.
     Unknown,
+}
+
+/// How sure a verdict is: of the protocol (in [`Identification`]) or of
+/// the app (in [`catalog::Classification`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    /// A guess: a port, the shape of random bytes, a published address
+    /// range, or what else the client did around the same time.
+    Low,
+    /// Consistent structure without proof, or a catalog host suffix or a
+    /// name the client itself resolved.
+    Medium,
+    /// The protocol itself proves it (a parsed handshake, a checksum or a
+    /// magic value), or an exact catalog host matched.
+    High,
+}
+
+impl Confidence {
+    /// `low`, `medium` or `high`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+        }
+    }
 }
 
 impl Protocol {
@@ -97,6 +143,11 @@ impl Protocol {
             Self::WhatsappNoise => "whatsapp-noise",
             Self::Mmtls => "mmtls",
             Self::Threema => "threema",
+            Self::Dns => "dns",
+            Self::Stun => "stun",
+            Self::Rtp => "rtp",
+            Self::Rtcp => "rtcp",
+            Self::DiscordVoice => "discord-voice",
             Self::Unknown => "unknown",
         }
     }
@@ -130,6 +181,16 @@ pub enum Details {
     Mtproto(mtproto::MtprotoTransport),
     /// An MMTLS ClientHello record.
     Mmtls(mmtls::MmtlsHello),
+    /// A Google QUIC (gQUIC) client hello: CHLO tags, or TLS for T05x.
+    Gquic(Box<gquic::GquicHello>),
+    /// A DNS message.
+    Dns(dns::DnsMessage),
+    /// A STUN message.
+    Stun(stun::StunMessage),
+    /// RTP or RTCP headers, and how many datagrams agreed with them.
+    Media(rtp::MediaFlow),
+    /// Discord voice's IP discovery.
+    DiscordVoice(discord_voice::IpDiscovery),
 }
 
 /// The verdict on a flow's first bytes.
@@ -152,10 +213,20 @@ pub struct Identification {
     /// The protocol was recognised but its handshake was malformed; the
     /// reason, for the connection event's evidence.
     pub error: Option<String>,
+    /// How sure the protocol verdict is.
+    pub confidence: Confidence,
 }
 
 impl Identification {
     fn new(protocol: Protocol, details: Details, bytes: &[u8]) -> Self {
+        let confidence = match (&protocol, &details) {
+            (Protocol::Unknown | Protocol::Threema, _) => Confidence::Low,
+            (_, Details::None) => Confidence::Medium,
+            (_, Details::Mtproto(t)) => mtproto::confidence(*t),
+            (_, Details::Stun(s)) => s.confidence(),
+            (_, Details::Media(m)) => m.confidence(),
+            _ => Confidence::High,
+        };
         Self {
             protocol,
             need_more: false,
@@ -164,6 +235,26 @@ impl Identification {
                 .then(|| entropy::shannon(bytes)),
             bytes_seen: bytes.len(),
             error: None,
+            confidence,
+        }
+    }
+
+    /// A verdict built outside this module (capture reassembly): protocol
+    /// and details as given, confidence as [`identify`] would give them.
+    pub fn from_parts(protocol: Protocol, details: Details, bytes_seen: usize) -> Self {
+        Self {
+            bytes_seen,
+            entropy: None,
+            ..Self::new(protocol, details, &[])
+        }
+    }
+
+    /// A recognised protocol whose handshake could not be read, with the
+    /// reason.
+    pub fn malformed(protocol: Protocol, reason: &str, bytes_seen: usize) -> Self {
+        Self {
+            error: Some(reason.to_owned()),
+            ..Self::from_parts(protocol, Details::None, bytes_seen)
         }
     }
 
@@ -179,6 +270,7 @@ impl Identification {
         match &self.details {
             Details::Tls(h) => Some(h),
             Details::Quic(q) => Some(&q.hello),
+            Details::Gquic(g) => g.tls.as_ref(),
             _ => None,
         }
     }
@@ -189,6 +281,7 @@ impl Identification {
         match &self.details {
             Details::Http(r) => r.effective_host(),
             Details::Xmpp(x) => x.to.as_deref(),
+            Details::Gquic(g) => g.server_name(),
             _ => self.client_hello().and_then(|h| h.sni.as_deref()),
         }
     }
@@ -213,12 +306,12 @@ pub fn identify_final(first_bytes: &[u8], transport: Transport, dst_port: u16) -
 
 fn run(buf: &[u8], transport: Transport, port: u16, last: bool) -> Identification {
     match transport {
-        Transport::Udp => udp(buf, last),
+        Transport::Udp => udp(buf, port, last),
         Transport::Tcp => tcp(buf, port, last),
     }
 }
 
-fn udp(buf: &[u8], last: bool) -> Identification {
+fn udp(buf: &[u8], port: u16, last: bool) -> Identification {
     match quic::looks_like_initial(buf) {
         Some(true) => match quic::parse_initial(buf) {
             Ok(Some(q)) => Identification::new(Protocol::Quic, Details::Quic(Box::new(q)), buf),
@@ -226,27 +319,17 @@ fn udp(buf: &[u8], last: bool) -> Identification {
             Ok(None) => malformed(Protocol::Quic, "ClientHello incomplete", buf),
             Err(e) => malformed(Protocol::Quic, &e.to_string(), buf),
         },
-        Some(false) => match other_quic_version(buf) {
-            Some(v) => malformed(
-                Protocol::Quic,
-                &format!("long-header packet of QUIC version {v:#010x} we cannot open"),
-                buf,
-            ),
-            None => Identification::new(Protocol::Unknown, Details::None, buf),
-        },
+        Some(false) => udp::other(buf, port),
         None if !last => Identification::need_more(Protocol::Unknown, buf),
-        None => Identification::new(Protocol::Unknown, Details::None, buf),
+        None => udp::other(buf, port),
     }
 }
 
-/// A QUIC long header (form and fixed bits set, a version, a sane DCID
-/// length) of a version or packet type we do not open: gQUIC `Q050`,
-/// old drafts, or a client's non-Initial packet.
-fn other_quic_version(buf: &[u8]) -> Option<u32> {
-    let first = *buf.first()?;
-    let version = u32::from_be_bytes(buf.get(1..5)?.try_into().ok()?);
-    let dcid_len = *buf.get(5)?;
-    (first & 0xc0 == 0xc0 && version != 0 && dcid_len <= 20).then_some(version)
+/// Judges a UDP flow on several of its client datagrams (in order): what
+/// one datagram cannot prove (RTP) is confirmed by the next ones agreeing
+/// on the stream. The first datagram decides everything else.
+pub fn identify_datagrams(datagrams: &[&[u8]], dst_port: u16) -> Identification {
+    udp::flow(datagrams, dst_port)
 }
 
 fn tcp(buf: &[u8], port: u16, last: bool) -> Identification {
@@ -281,22 +364,30 @@ fn tcp(buf: &[u8], port: u16, last: bool) -> Identification {
         Details::WhatsappNoise
     );
     try_detector!(mmtls::detect(buf), Protocol::Mmtls, Details::Mmtls);
-    try_detector!(
-        mtproto::detect_plain(buf),
-        Protocol::Mtproto,
-        Details::Mtproto
-    );
+    try_detector!(stun::detect_stream(buf), Protocol::Stun, Details::Stun);
+    try_detector!(dns::detect_tcp(buf), Protocol::Dns, Details::Dns);
+    // MTProto's tags and lengths are weak evidence next to the markers
+    // above: it never claims bytes another parser still waits on.
+    let stronger_waiting = !waiting.is_empty();
+    macro_rules! try_weak_detector {
+        ($sniff:expr) => {
+            match $sniff {
+                Sniff::Yes(d) if !stronger_waiting || last => {
+                    return Identification::new(Protocol::Mtproto, Details::Mtproto(d), buf)
+                }
+                Sniff::Yes(_) | Sniff::NeedMore => waiting.push(Protocol::Mtproto),
+                Sniff::No => {}
+            }
+        };
+    }
+    try_weak_detector!(mtproto::detect_plain(buf));
     // Threema's 48 bytes stall the flow before obfuscated2's 64 arrive.
     if threema::looks_like_client_hello(buf) && (last || port == threema::PORT) {
         return Identification::new(Protocol::Threema, Details::None, buf);
     }
     // Random bytes may be an obfuscated2 header until 64 are in; text is not.
     if !looks_like_text(buf) {
-        try_detector!(
-            mtproto::detect_obfuscated(buf),
-            Protocol::Mtproto,
-            Details::Mtproto
-        );
+        try_weak_detector!(mtproto::detect_obfuscated(buf));
     }
     match waiting.as_slice() {
         _ if last => Identification::new(Protocol::Unknown, Details::None, buf),
@@ -368,6 +459,11 @@ mod tests {
             Protocol::WhatsappNoise,
             Protocol::Mmtls,
             Protocol::Threema,
+            Protocol::Dns,
+            Protocol::Stun,
+            Protocol::Rtp,
+            Protocol::Rtcp,
+            Protocol::DiscordVoice,
             Protocol::Unknown,
         ] {
             let json = serde_json::to_string(&p).unwrap();
@@ -423,11 +519,17 @@ mod tests {
 
     #[test]
     fn quic_of_a_version_we_cannot_open_is_still_quic() {
-        let mut gquic = b"\xc3Q050\x08".to_vec();
-        gquic.extend([0u8; 40]);
-        let id = identify(&gquic, Transport::Udp, 443);
+        let mut draft17 = b"\xc3\xff\x00\x00\x11\x08".to_vec();
+        draft17.resize(1200, 0);
+        let id = identify(&draft17, Transport::Udp, 443);
         assert_eq!(id.protocol, Protocol::Quic);
-        assert!(id.error.unwrap().contains("0x51303530"));
+        assert!(id.error.unwrap().contains("0xff000011"));
+        // gQUIC that does not open says why, and is still QUIC.
+        let mut q050 = b"\xc3Q050\x08".to_vec();
+        q050.extend([0u8; 40]);
+        let id = identify(&q050, Transport::Udp, 443);
+        assert_eq!(id.protocol, Protocol::Quic);
+        assert!(id.error.is_some());
     }
 
     #[test]

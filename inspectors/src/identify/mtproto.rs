@@ -9,6 +9,7 @@ use aes::Aes256;
 use ctr::cipher::{KeyIvInit, StreamCipher};
 
 use super::sniff::Sniff;
+use super::Confidence;
 
 type Aes256Ctr = ctr::Ctr128BE<Aes256>;
 
@@ -52,6 +53,17 @@ pub enum ObfuscatedInner {
     PaddedIntermediate,
 }
 
+/// How much a transport's recognition proves: a CRC or a 32-bit tag
+/// decrypted from random bytes is strong; a 4-byte tag is fair; abridged's
+/// one-byte tag is weak even with a well-formed first message.
+pub fn confidence(t: MtprotoTransport) -> Confidence {
+    match t {
+        MtprotoTransport::Full | MtprotoTransport::Obfuscated2 { .. } => Confidence::High,
+        MtprotoTransport::Intermediate | MtprotoTransport::PaddedIntermediate => Confidence::Medium,
+        MtprotoTransport::Abridged => Confidence::Low,
+    }
+}
+
 /// Recognises a plain (unobfuscated) MTProto transport.
 pub fn detect_plain(buf: &[u8]) -> Sniff<MtprotoTransport> {
     let Some(&first) = buf.first() else {
@@ -60,16 +72,16 @@ pub fn detect_plain(buf: &[u8]) -> Sniff<MtprotoTransport> {
     if first == ABRIDGED {
         return abridged_packet(&buf[1..]).map(|()| MtprotoTransport::Abridged);
     }
-    for (tag, transport) in [
-        (INTERMEDIATE, MtprotoTransport::Intermediate),
-        (PADDED, MtprotoTransport::PaddedIntermediate),
+    for (tag, transport, padded) in [
+        (INTERMEDIATE, MtprotoTransport::Intermediate, false),
+        (PADDED, MtprotoTransport::PaddedIntermediate, true),
     ] {
         let n = buf.len().min(4);
         if buf[..n] == tag[..n] {
             if n < 4 {
                 return Sniff::NeedMore;
             }
-            return length_prefixed(&buf[4..]).map(|()| transport);
+            return length_prefixed(&buf[4..], padded).map(|()| transport);
         }
     }
     full(buf)
@@ -92,27 +104,49 @@ fn abridged_packet(buf: &[u8]) -> Sniff<()> {
     } else {
         return Sniff::No;
     };
-    whole_packet(buf, header, words * 4)
+    whole_packet(buf, header, words * 4, false)
 }
 
-fn length_prefixed(buf: &[u8]) -> Sniff<()> {
+fn length_prefixed(buf: &[u8], padded: bool) -> Sniff<()> {
     let Some(l) = buf.get(..4) else {
         return Sniff::NeedMore;
     };
     let len = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
-    whole_packet(buf, 4, len)
+    whole_packet(buf, 4, len, padded)
 }
 
-/// Waits for a first packet of `len` bytes after a `header`-byte length.
-fn whole_packet(buf: &[u8], header: usize, len: usize) -> Sniff<()> {
-    if len < 8 {
+/// Waits for a first packet of `len` bytes after a `header`-byte length,
+/// then checks that it is an MTProto message.
+fn whole_packet(buf: &[u8], header: usize, len: usize, padded: bool) -> Sniff<()> {
+    // A first packet holds at least an auth key id, a message id or key,
+    // and a length; Telegram's first messages are small.
+    if !(20..=MAX_FIRST_PACKET).contains(&len) {
         return Sniff::No;
     }
-    if len > MAX_FIRST_PACKET || buf.len() >= header + len {
-        // The tag already decided; a huge first packet is not worth waiting for.
-        return Sniff::Yes(());
+    match buf.get(header..header + len) {
+        Some(packet) if first_message_ok(packet, padded) => Sniff::Yes(()),
+        Some(_) => Sniff::No,
+        None => Sniff::NeedMore,
     }
-    Sniff::NeedMore
+}
+
+/// The transport's own checks on the first message
+/// (core.telegram.org/mtproto/description): an unencrypted message has
+/// auth_key_id 0, a client message id divisible by 4 and a length that
+/// fills the packet; an encrypted one has a 16-byte msg_key and a body of
+/// whole AES blocks. Padded intermediate adds 0–15 random bytes.
+fn first_message_ok(p: &[u8], padded: bool) -> bool {
+    let auth_key_id = u64::from_le_bytes(p[..8].try_into().expect("len >= 20"));
+    if auth_key_id == 0 {
+        let msg_id = u64::from_le_bytes(p[8..16].try_into().expect("len >= 20"));
+        let body = u32::from_le_bytes(p[16..20].try_into().expect("len >= 20")) as usize;
+        let extra = p.len() - 20;
+        msg_id != 0
+            && msg_id.is_multiple_of(4)
+            && (body == extra || (padded && body < extra && extra - body < 16))
+    } else {
+        p.len() >= 24 + 16 && (padded || (p.len() - 24).is_multiple_of(16))
+    }
 }
 
 /// The full transport: `len` (LE, whole packet), `seq` = 0, payload, CRC32.
@@ -181,9 +215,8 @@ pub fn detect_obfuscated(buf: &[u8]) -> Sniff<MtprotoTransport> {
     cipher.apply_keystream(&mut first);
     let packet = match inner {
         ObfuscatedInner::Abridged => abridged_packet(&first),
-        ObfuscatedInner::Intermediate | ObfuscatedInner::PaddedIntermediate => {
-            length_prefixed(&first)
-        }
+        ObfuscatedInner::Intermediate => length_prefixed(&first, false),
+        ObfuscatedInner::PaddedIntermediate => length_prefixed(&first, true),
     };
     packet.map(|()| MtprotoTransport::Obfuscated2 { inner, dc })
 }

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 
 use clap::Args;
 use gatehouse_inspectors::capture::{self, Capture, Flow, Limits};
-use gatehouse_inspectors::identify::catalog::{Catalog, Classification, Confidence};
+use gatehouse_inspectors::identify::catalog::{Catalog, Classification};
+use gatehouse_inspectors::identify::ranges::Ranges;
 use gatehouse_inspectors::identify::Protocol;
 use serde::Serialize;
 
@@ -37,7 +38,13 @@ struct Line {
     app: Option<String>,
     class: &'static str,
     reasons: Vec<&'static str>,
+    /// How sure the app attribution is.
     confidence: &'static str,
+    /// How sure the protocol verdict is.
+    protocol_confidence: &'static str,
+    /// The facts behind the verdict (handshake fields, catalog matches,
+    /// DNS answers, address ranges, signalling seen before the flow).
+    evidence: Vec<String>,
     alpn: Vec<String>,
     ja4: Option<String>,
     /// The handshake was recognised but malformed (or incomplete).
@@ -67,10 +74,14 @@ pub fn main(args: IdentifyArgs) -> ExitCode {
         }
     };
     // No config key names an extra catalog yet: the shipped one is used.
+    // Flows are classified together: DNS answers and signalling earlier in
+    // the capture name the addresses of later flows.
+    let classes = capture::classify(&capture.flows, Catalog::builtin(), Ranges::builtin());
     let lines: Vec<Line> = capture
         .flows
         .iter()
-        .map(|f| line(f, Catalog::builtin()))
+        .zip(classes)
+        .map(|(f, c)| line(f, c))
         .collect();
     let printed = if args.json {
         print_json(&lines)
@@ -87,9 +98,8 @@ pub fn main(args: IdentifyArgs) -> ExitCode {
     report_problems(&args.capture, &capture)
 }
 
-fn line(flow: &Flow, catalog: &Catalog) -> Line {
+fn line(flow: &Flow, c: Classification) -> Line {
     let id = &flow.identification;
-    let c: Classification = catalog.classify(id, None, flow.server.port());
     let hello = id.client_hello();
     Line {
         client: flow.client.to_string(),
@@ -100,11 +110,9 @@ fn line(flow: &Flow, catalog: &Catalog) -> Line {
         app: c.app,
         class: c.class.as_str(),
         reasons: c.reasons.iter().map(|r| r.as_str()).collect(),
-        confidence: match c.confidence {
-            Confidence::Low => "low",
-            Confidence::Medium => "medium",
-            Confidence::High => "high",
-        },
+        confidence: c.confidence.as_str(),
+        protocol_confidence: id.confidence.as_str(),
+        evidence: c.evidence,
         alpn: id
             .alpn()
             .iter()

@@ -42,6 +42,15 @@ pub trait EventSink: Send + Sync + 'static {
     /// before taking a flow so that it rarely has to.
     fn emit(&self, event: Event);
 
+    /// Hands over one event to be recorded under `id` (made with
+    /// [`uuid::Uuid::now_v7`]), so that other events can name it (a finding
+    /// its message) before it is recorded. Sinks that do not record ids
+    /// just emit it.
+    fn emit_as(&self, id: uuid::Uuid, event: Event) {
+        let _ = id;
+        self.emit(event);
+    }
+
     /// Hands over one event unless the sink is full; never waits.
     fn try_emit(&self, event: Event) -> Result<(), EmitError> {
         self.emit(event);

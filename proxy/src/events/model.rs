@@ -160,15 +160,29 @@ impl Default for ConnectionEvent {
     }
 }
 
-/// Which way a message went.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    /// From the client (the employee) to the server.
-    #[default]
-    Up,
-    /// From the server to the client.
-    Down,
+/// Which way a message went. Events store it as `"up"` (outbound, from
+/// the employee's client) or `"down"` (inbound), as they always have.
+pub use gatehouse_inspectors::Direction;
+
+/// Serde for a [`Direction`] in an event: `"up"` / `"down"`.
+mod up_down {
+    use super::Direction;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Direction, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match d {
+            Direction::Outbound => "up",
+            Direction::Inbound => "down",
+        })
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Direction, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "up" => Ok(Direction::Outbound),
+            "down" => Ok(Direction::Inbound),
+            other => Err(serde::de::Error::unknown_variant(other, &["up", "down"])),
+        }
+    }
 }
 
 /// A message read from an inspected flow. Its text is never recorded; the
@@ -190,6 +204,7 @@ pub struct MessageEvent {
     /// SNI / host of the flow.
     pub host: String,
     /// Which way it went.
+    #[serde(with = "up_down")]
     pub direction: Direction,
     /// Conversation (channel, chat, room) identifier, when the app exposes it.
     #[serde(default)]
@@ -206,6 +221,10 @@ pub struct MessageEvent {
     /// The message text, only when `events.store_message_text` is on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// What read it: `app` (the app's own extractor) or `fallback` (a
+    /// message no extractor understood, scanned whole).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub extractor: String,
 }
 
 /// How serious a DLP finding is.
@@ -309,7 +328,7 @@ pub struct DlpFindingEvent {
     /// Rule id (`pack/rule`).
     pub rule: String,
     /// Which way the message or body went (up: request, down: response).
-    #[serde(default)]
+    #[serde(default, with = "up_down")]
     pub direction: Direction,
     /// How serious.
     pub severity: Severity,
@@ -491,6 +510,7 @@ impl FlowStamp {
             findings: 0,
             action: String::new(),
             text: None,
+            extractor: "app".into(),
         }
     }
 
@@ -601,13 +621,18 @@ pub struct Record {
 impl Record {
     /// Stamps `event` with a fresh UUID v7, the current time and `node`; an
     /// event without a flow becomes its own flow.
-    pub fn stamp(mut event: Event, node: &str) -> Self {
+    pub fn stamp(event: Event, node: &str) -> Self {
+        Self::stamp_as(Uuid::now_v7(), event, node)
+    }
+
+    /// Stamps `event` with `id` (a UUID v7 from [`Uuid::now_v7`], which is
+    /// monotonic within the process, so a flow's events sort in the order
+    /// they happened), the current time and `node`.
+    pub fn stamp_as(id: Uuid, mut event: Event, node: &str) -> Self {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let ts_ms = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
-        let ts = uuid::Timestamp::from_unix(uuid::NoContext, now.as_secs(), now.subsec_nanos());
-        let id = Uuid::new_v7(ts);
         event.set_flow_if_nil(id);
         Self {
             id,
@@ -667,6 +692,25 @@ mod tests {
         );
         assert_eq!(Masked::new("secret").as_str(), "••••••");
         assert!(!Masked::new("hunter2hunter2x").as_str().contains("hunter"));
+    }
+
+    #[test]
+    fn directions_are_stored_as_up_and_down() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct D {
+            #[serde(default, with = "up_down")]
+            direction: Direction,
+        }
+        for (d, s) in [
+            (Direction::Outbound, r#"{"direction":"up"}"#),
+            (Direction::Inbound, r#"{"direction":"down"}"#),
+        ] {
+            assert_eq!(serde_json::to_string(&D { direction: d }).unwrap(), s);
+            assert_eq!(serde_json::from_str::<D>(s).unwrap().direction, d);
+        }
+        let old: D = serde_json::from_str("{}").unwrap();
+        assert_eq!(old.direction, Direction::Outbound);
+        assert!(serde_json::from_str::<D>(r#"{"direction":"outbound"}"#).is_err());
     }
 
     #[test]

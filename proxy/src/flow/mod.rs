@@ -55,7 +55,7 @@ use tracing::Instrument;
 
 use crate::config::PolicyAction;
 use crate::relay::count::{Counted, Counters};
-use crate::relay::http::{blocked_page, Body};
+use crate::relay::http::{blocked_page, wants_json, Body};
 use crate::relay::rewind::Rewind;
 use crate::relay::xmpp;
 use crate::state::Shared;
@@ -300,7 +300,8 @@ pub async fn plain_http(
         let action = decide::on_http_request(&mut flow, shared, &host);
         let reply = if action == PolicyAction::Block {
             flow.end(CloseReason::Blocked);
-            blocked_page(&flow.reason)
+            // The flow's connection event (its id is the flow id) records it.
+            blocked_page(&flow.reason, Some(flow.id), wants_json(req.headers()))
         } else {
             match upstream::dial(&mut flow, shared).await {
                 Err(e) => crate::relay::http::refusal_page(e.status(), &flow.reason),

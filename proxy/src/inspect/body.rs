@@ -17,18 +17,9 @@ use crate::relay::hooks::{BodyHooks, Direction, FlowContext, HttpMessage, Verdic
 /// Field name of body findings (decoded parts are `body#json`, …).
 const FIELD: &str = "body";
 
-pub(super) fn dlp_direction(d: Direction) -> dlp::Direction {
-    match d {
-        Direction::Outbound => dlp::Direction::Outbound,
-        Direction::Inbound => dlp::Direction::Inbound,
-    }
-}
-
-fn event_direction(d: Direction) -> crate::events::Direction {
-    match d {
-        Direction::Outbound => crate::events::Direction::Up,
-        Direction::Inbound => crate::events::Direction::Down,
-    }
+/// The app a body finding carries: the flow's, when identified.
+fn app_of(flow: &FlowContext) -> &str {
+    flow.app.as_deref().unwrap_or_default()
 }
 
 /// What the block page names: the DLP rule, never the matched data.
@@ -49,7 +40,22 @@ pub(super) fn emit_finding(
     f: &Finding,
     matched: &str,
 ) {
-    events.emit(Event::DlpFinding(DlpFindingEvent {
+    events.emit(Event::DlpFinding(finding(
+        flow, message_id, app, dir, f, matched,
+    )));
+}
+
+/// The `dlp_finding` event of `f` (not yet emitted); `matched` is masked
+/// here and goes no further.
+pub(super) fn finding(
+    flow: &FlowContext,
+    message_id: Option<uuid::Uuid>,
+    app: &str,
+    dir: Direction,
+    f: &Finding,
+    matched: &str,
+) -> DlpFindingEvent {
+    DlpFindingEvent {
         rule: f.rule.to_string(),
         severity: severity(f.severity),
         score: (f.score * 100.0).round().clamp(0.0, u32::MAX as f64) as u32,
@@ -57,8 +63,42 @@ pub(super) fn emit_finding(
         evidence: Masked::new(matched),
         start: f.start as u64,
         end: f.end as u64,
-        ..flow.stamp().finding(app, message_id, event_direction(dir))
-    }));
+        // A whole body has no message event of its own: it names the
+        // flow's connection event (whose id is the flow id).
+        ..flow
+            .stamp()
+            .finding(app, Some(message_id.unwrap_or(flow.id)), dir)
+    }
+}
+
+/// The finding events of a scanned body (or WebSocket message): offsets
+/// point into its decoded parts, and evidence is masked from them.
+pub(super) fn findings_of(
+    flow: &FlowContext,
+    message_id: Option<uuid::Uuid>,
+    dir: Direction,
+    input: &BodyInput<'_>,
+    result: &ScanResult,
+    field: &str,
+) -> Vec<DlpFindingEvent> {
+    if result.findings.is_empty() {
+        return Vec::new();
+    }
+    let decoded = dlp::decode_body(input, &DecodeLimits::default());
+    let raw = String::from_utf8_lossy(input.body);
+    result
+        .findings
+        .iter()
+        .map(|f| {
+            let source = decoded
+                .parts
+                .iter()
+                .find(|(label, _)| label.replacen("body", field, 1) == f.field)
+                .map_or(&*raw, |(_, t)| t.as_str());
+            let matched = source.get(f.start..f.end).unwrap_or("");
+            finding(flow, message_id, app_of(flow), dir, f, matched)
+        })
+        .collect()
 }
 
 /// A `policy` event for a DLP decision the findings alone do not tell.
@@ -131,15 +171,15 @@ pub(super) fn judge_window(
         if let Some(coding) = coding(msg) {
             let mut stream = BodyStream::new(
                 rules.clone(),
-                None,
-                dlp_direction(dir),
+                flow.app.as_deref(),
+                dir,
                 FIELD,
                 Some(coding),
                 &limits,
             );
             let found = stream.push(msg.body);
             for (f, m) in &found {
-                emit_finding(events, flow, None, "", dir, f, m);
+                emit_finding(events, flow, None, app_of(flow), dir, f, m);
             }
             let findings = found.iter().map(|(f, _)| f);
             let verdict = match findings.clone().map(|f| f.action).max() {
@@ -174,22 +214,11 @@ pub(super) fn judge_window(
         content_encoding: header(msg, http::header::CONTENT_ENCODING),
         body: msg.body,
     };
-    let result = rules.scan_body(&input, None, dlp_direction(dir), FIELD, &limits);
+    let result = rules.scan_body(&input, flow.app.as_deref(), dir, FIELD, &limits);
     if result.findings.is_empty() {
         return (Verdict::Allow, None);
     }
-    // Offsets point into the decoded parts; evidence is masked from them.
-    let decoded = dlp::decode_body(&input, &limits);
-    let raw = String::from_utf8_lossy(msg.body);
-    for f in &result.findings {
-        let source = decoded
-            .parts
-            .iter()
-            .find(|(label, _)| label.replacen("body", FIELD, 1) == f.field)
-            .map_or(&*raw, |(_, t)| t.as_str());
-        let matched = source.get(f.start..f.end).unwrap_or("");
-        emit_finding(events, flow, None, "", dir, f, matched);
-    }
+    let findings = findings_of(flow, None, dir, &input, &result, FIELD);
     let verdict = match result.verdict() {
         Some(Action::Block) => Verdict::Block {
             policy: policy_name(rule_with(&result.findings, Action::Block)),
@@ -197,6 +226,15 @@ pub(super) fn judge_window(
         Some(Action::Redact) => redact_window(rules, events, flow, dir, &input, &result),
         _ => Verdict::Allow,
     };
+    // Recorded with what was done: a redaction that could not be applied
+    // was a block.
+    let blocked = matches!(verdict, Verdict::Block { .. });
+    for mut f in findings {
+        if blocked && f.action == "redact" {
+            f.action = "block".into();
+        }
+        events.emit(Event::DlpFinding(f));
+    }
     (verdict, None)
 }
 
@@ -217,7 +255,7 @@ fn redact_window(
             body: new,
             ..*input
         };
-        let residue = rules.scan_body(&again, None, dlp_direction(dir), FIELD, &limits);
+        let residue = rules.scan_body(&again, flow.app.as_deref(), dir, FIELD, &limits);
         residue.verdict().is_none_or(|a| a < Action::Redact)
     });
     match rewritten {
@@ -282,7 +320,7 @@ impl BodyInspection {
     /// gone (or cannot be located in the bytes as sent).
     fn apply(&mut self, flow: &FlowContext, found: &[(Finding, String)]) -> Option<Verdict> {
         for (f, m) in found {
-            emit_finding(&*self.events, flow, None, "", self.dir, f, m);
+            emit_finding(&*self.events, flow, None, app_of(flow), self.dir, f, m);
         }
         let exact = self.stream.as_mut().is_some_and(|s| s.offsets_are_bytes());
         let mut cut: Option<(&str, &str)> = None;

@@ -13,7 +13,7 @@ use gatehouse_inspectors::dlp::{
 };
 use gatehouse_inspectors::extract::{self, Extracted, Extractor, XmppExtractor};
 
-use crate::events::{Event, EventSink, MessageEvent};
+use crate::events::{DlpFindingEvent, Event, EventSink, MessageEvent};
 use crate::relay::hooks::{
     BodyHooks, Direction, FlowContext, FlowHooks, HttpMessage, Interceptor, Verdict,
 };
@@ -129,24 +129,40 @@ impl Interceptor for Inspection {
         let rules = self.rules.snapshot();
         let scope = |d| {
             (
-                rules.admits_direction(None, d),
-                rules.redacts_direction(None, d),
+                rules.admits_direction(flow.app.as_deref(), d),
+                rules.redacts_direction(flow.app.as_deref(), d),
             )
         };
         let (scan_up, redact_up) = scope(dlp::Direction::Outbound);
         let (scan_down, redact_down) = scope(dlp::Direction::Inbound);
         Box::new(FlowInspection {
             events: self.events.clone(),
-            extractor: Extractor::new(None, &flow.host),
+            extractor: Extractor::new(flow.app.as_deref(), &flow.host),
             xmpp: None,
             opaque_reported: false,
             block_rule: None,
+            block_event: None,
             store_text: self.store_text,
             bodies: [(scan_up, redact_up), (scan_down, redact_down)],
             started: None,
             rules,
         })
     }
+}
+
+/// Messages judged but not yet recorded, with what to redact.
+#[derive(Default)]
+struct Judged {
+    verdict: Option<Action>,
+    redactions: Vec<(String, ScanResult)>,
+    pending: Vec<Pending>,
+}
+
+/// One message's events, recorded once the gateway knows what it did.
+struct Pending {
+    id: uuid::Uuid,
+    message: MessageEvent,
+    findings: Vec<DlpFindingEvent>,
 }
 
 struct FlowInspection {
@@ -157,6 +173,8 @@ struct FlowInspection {
     opaque_reported: bool,
     /// Rule id of the last blocking finding, named on the block page.
     block_rule: Option<String>,
+    /// The event that recorded the last block, named on the block page.
+    block_event: Option<uuid::Uuid>,
     store_text: bool,
     /// Per direction (outbound, inbound): whether any rule could fire on a
     /// body, and whether any could redact. No rule: no body scan at all.
@@ -171,13 +189,10 @@ impl FlowInspection {
         self.bodies[usize::from(dir == Direction::Inbound)]
     }
 
-    /// Scans every extracted message, records it, and returns the verdict
-    /// with the texts (and findings) to redact.
-    fn judge(
-        &mut self,
-        flow: &FlowContext,
-        extracted: Extracted,
-    ) -> (Option<Action>, Vec<(String, ScanResult)>) {
+    /// Scans every extracted message and returns the verdict, the texts
+    /// (and findings) to redact, and the events to record once the gateway
+    /// knows what it did ([`record`](Self::record)).
+    fn judge(&mut self, flow: &FlowContext, extracted: Extracted) -> Judged {
         if let Some(op) = extracted.opaque {
             if !self.opaque_reported {
                 self.opaque_reported = true;
@@ -189,23 +204,14 @@ impl FlowInspection {
                 self.events.emit(Event::OpaqueTunnel(o));
             }
         }
-        let mut verdict = None;
-        let mut scanned = Vec::new();
+        let mut judged = Judged::default();
         for m in extracted.messages {
             let result = self.rules.scan(&message_input(&m));
             let action = result.verdict();
-            verdict = verdict.max(action);
-            let message_id = uuid::Uuid::now_v7();
+            judged.verdict = judged.verdict.max(action);
+            let id = uuid::Uuid::now_v7();
             let chars = m.texts.iter().map(|t| t.text.chars().count() as u64).sum();
-            let dir = match m.direction {
-                extract::Direction::Outbound => Direction::Outbound,
-                extract::Direction::Inbound => Direction::Inbound,
-            };
-            let direction = match m.direction {
-                extract::Direction::Outbound => crate::events::Direction::Up,
-                extract::Direction::Inbound => crate::events::Direction::Down,
-            };
-            self.events.emit(Event::Message(MessageEvent {
+            let message = MessageEvent {
                 conversation: m.conversation.clone(),
                 sender: m.sender.clone(),
                 chars,
@@ -215,11 +221,13 @@ impl FlowInspection {
                     let texts: Vec<&str> = m.texts.iter().map(|t| t.text.as_str()).collect();
                     texts.join("\n")
                 }),
-                ..flow.stamp().message(&m.app, direction)
-            }));
+                ..flow.stamp().message(&m.app, m.direction)
+            };
+            let mut findings = Vec::new();
             for f in &result.findings {
                 if f.action == Action::Block {
                     self.block_rule = Some(f.rule.to_string());
+                    self.block_event = Some(id);
                 }
                 let text = m
                     .texts
@@ -228,15 +236,14 @@ impl FlowInspection {
                     .map(|t| t.text.as_str())
                     .unwrap_or("");
                 let matched = text.get(f.start..f.end).unwrap_or("");
-                body::emit_finding(
-                    &*self.events,
+                findings.push(body::finding(
                     flow,
-                    Some(message_id),
+                    Some(id),
                     &m.app,
-                    dir,
+                    m.direction,
                     f,
                     matched,
-                );
+                ));
             }
             for t in &m.texts {
                 if result
@@ -244,11 +251,122 @@ impl FlowInspection {
                     .iter()
                     .any(|f| f.field == t.field && f.action >= Action::Redact)
                 {
-                    scanned.push((t.text.clone(), result.clone()));
+                    judged.redactions.push((t.text.clone(), result.clone()));
                 }
             }
+            judged.pending.push(Pending {
+                id,
+                message,
+                findings,
+            });
         }
-        (verdict, scanned)
+        judged
+    }
+
+    /// Records judged messages with what the gateway did: a unit that was
+    /// blocked says `block` for every message in it, and a redaction that
+    /// became a block says so on its findings.
+    fn record(&mut self, pending: Vec<Pending>, done: &Verdict) {
+        let blocked = matches!(done, Verdict::Block { .. });
+        for p in pending {
+            let Pending {
+                id,
+                mut message,
+                findings,
+            } = p;
+            if blocked {
+                message.action = "block".into();
+                self.block_event = self.block_event.or(Some(id));
+            }
+            self.events.emit_as(id, Event::Message(message));
+            for mut f in findings {
+                if blocked && f.action == "redact" {
+                    f.action = "block".into();
+                }
+                self.events.emit(Event::DlpFinding(f));
+            }
+        }
+    }
+
+    /// Judges extracted messages of a unit that can only be passed or
+    /// blocked (a WebSocket message, a stanza in a byte stream): redaction
+    /// is carried out as a block (fail closed), and recorded as one.
+    fn judge_whole(&mut self, flow: &FlowContext, extracted: Extracted) -> Verdict {
+        let judged = self.judge(flow, extracted);
+        let verdict = match judged.verdict {
+            Some(a) if a >= Action::Redact => {
+                if a == Action::Redact {
+                    let rule = judged
+                        .pending
+                        .iter()
+                        .flat_map(|p| &p.findings)
+                        .find(|f| f.action == "redact")
+                        .map(|f| f.rule.clone());
+                    self.block_rule = rule;
+                }
+                Verdict::Block {
+                    policy: body::policy_name(self.block_rule.as_deref()),
+                }
+            }
+            _ => Verdict::Allow,
+        };
+        self.record(judged.pending, &verdict);
+        verdict
+    }
+
+    /// A WebSocket message no app extractor read: scanned whole (JSON,
+    /// form and base64 decoded where they parse) and recorded as a
+    /// `fallback` message, when any rule applies to its direction.
+    fn judge_ws_fallback(&mut self, flow: &FlowContext, dir: Direction, payload: &[u8]) -> Verdict {
+        if payload.is_empty() || !self.body_scope(dir).0 {
+            return Verdict::Allow;
+        }
+        let json = matches!(payload.trim_ascii_start().first(), Some(b'{' | b'['));
+        let input = BodyInput {
+            content_type: json.then_some("application/json"),
+            content_encoding: None,
+            body: payload,
+        };
+        let limits = DecodeLimits::default();
+        let result = self
+            .rules
+            .scan_body(&input, flow.app.as_deref(), dir, "ws", &limits);
+        let id = uuid::Uuid::now_v7();
+        let app = flow.app.clone().unwrap_or_default();
+        let findings = body::findings_of(flow, Some(id), dir, &input, &result, "ws");
+        let verdict = match result.verdict() {
+            Some(a) if a >= Action::Redact => {
+                self.block_rule = result
+                    .findings
+                    .iter()
+                    .find(|f| f.action >= Action::Redact)
+                    .map(|f| f.rule.to_string());
+                self.block_event = Some(id);
+                Verdict::Block {
+                    policy: body::policy_name(self.block_rule.as_deref()),
+                }
+            }
+            _ => Verdict::Allow,
+        };
+        let message = MessageEvent {
+            chars: String::from_utf8_lossy(payload).chars().count() as u64,
+            findings: result.findings.len() as u32,
+            action: result.verdict().map_or("allow", |a| a.as_str()).into(),
+            text: self
+                .store_text
+                .then(|| String::from_utf8_lossy(payload).into_owned()),
+            extractor: "fallback".into(),
+            ..flow.stamp().message(&app, dir)
+        };
+        self.record(
+            vec![Pending {
+                id,
+                message,
+                findings,
+            }],
+            &verdict,
+        );
+        verdict
     }
 
     /// A body no app extractor read: scanned if any rule applies.
@@ -258,6 +376,10 @@ impl FlowInspection {
         }
         let (verdict, started) = body::judge_window(&self.rules, &*self.events, flow, dir, msg);
         self.started = started;
+        if matches!(verdict, Verdict::Block { .. }) {
+            // A whole body's findings name the flow's connection event.
+            self.block_event = Some(flow.id);
+        }
         verdict
     }
 
@@ -301,7 +423,7 @@ impl FlowInspection {
             .map(|f| f.rule.to_string());
         let clean = dlp::redact_texts(&input, &texts, &DecodeLimits::default()).filter(|new| {
             // Extract again from what would be sent: nothing may be left.
-            let mut again = Extractor::new(None, &flow.host);
+            let mut again = Extractor::new(flow.app.as_deref(), &flow.host);
             let extracted = again.on_http_request(msg.method.as_str(), path, headers, new);
             extracted.messages.iter().all(|m| {
                 self.rules
@@ -322,10 +444,7 @@ impl FlowInspection {
 fn message_input(m: &extract::Message) -> MessageInput<'_> {
     MessageInput {
         app: Some(&m.app),
-        direction: match m.direction {
-            extract::Direction::Outbound => dlp::Direction::Outbound,
-            extract::Direction::Inbound => dlp::Direction::Inbound,
-        },
+        direction: m.direction,
         conversation: m.conversation.as_deref(),
         fields: m
             .texts
@@ -372,14 +491,18 @@ impl FlowHooks for FlowInspection {
         if extracted.messages.is_empty() && extracted.opaque.is_none() {
             return self.judge_body(flow, Direction::Outbound, msg);
         }
-        let (verdict, redactions) = self.judge(flow, extracted);
-        match verdict {
+        let judged = self.judge(flow, extracted);
+        let verdict = match judged.verdict {
             Some(Action::Block) => Verdict::Block {
                 policy: body::policy_name(self.block_rule.as_deref()),
             },
-            Some(Action::Redact) => self.redact_messages(flow, msg, path, &headers, &redactions),
+            Some(Action::Redact) => {
+                self.redact_messages(flow, msg, path, &headers, &judged.redactions)
+            }
             _ => Verdict::Allow,
-        }
+        };
+        self.record(judged.pending, &verdict);
+        verdict
     }
 
     fn hold_response(&mut self, _flow: &FlowContext, head: &HttpMessage<'_>) -> bool {
@@ -396,7 +519,7 @@ impl FlowHooks for FlowInspection {
 
     fn stream_body(
         &mut self,
-        _flow: &FlowContext,
+        flow: &FlowContext,
         dir: Direction,
         msg: &HttpMessage<'_>,
     ) -> Option<Box<dyn BodyHooks>> {
@@ -413,8 +536,8 @@ impl FlowHooks for FlowInspection {
                     .and_then(|v| v.to_str().ok());
                 let mut s = BodyStream::new(
                     self.rules.clone(),
-                    None,
-                    body::dlp_direction(dir),
+                    flow.app.as_deref(),
+                    dir,
                     "body",
                     coding,
                     &DecodeLimits::default(),
@@ -440,30 +563,44 @@ impl FlowHooks for FlowInspection {
         text: bool,
         payload: &[u8],
     ) -> Verdict {
-        let d = match dir {
-            Direction::Outbound => extract::Direction::Outbound,
-            Direction::Inbound => extract::Direction::Inbound,
-        };
-        let extracted = self.extractor.on_ws_message(d, text, payload);
-        let (verdict, _) = self.judge(flow, extracted);
-        match verdict {
-            Some(Action::Block) => Verdict::Block {
-                policy: body::policy_name(self.block_rule.as_deref()),
-            },
-            _ => Verdict::Allow,
+        let extracted = self.extractor.on_ws_message(dir, text, payload);
+        if extracted.messages.is_empty() && extracted.opaque.is_none() {
+            return self.judge_ws_fallback(flow, dir, payload);
+        }
+        self.judge_whole(flow, extracted)
+    }
+
+    fn on_bytes(&mut self, flow: &FlowContext, dir: Direction, bytes: &[u8]) -> Verdict {
+        // Non-HTTP inside TLS: XMPP (5223, or 5222 after STARTTLS) is readable.
+        let x = self.xmpp.get_or_insert_with(XmppExtractor::new);
+        let extracted = x.feed(dir, bytes);
+        if extracted.messages.is_empty() && extracted.opaque.is_none() {
+            return Verdict::Allow;
+        }
+        self.judge_whole(flow, extracted)
+    }
+
+    fn on_undecodable(&mut self, flow: &FlowContext, dir: Direction, what: &str) -> Verdict {
+        let reason = format!(
+            "{what}: cannot be decoded for inspection; blocked ({})",
+            if dir == Direction::Outbound {
+                "outbound"
+            } else {
+                "inbound"
+            }
+        );
+        let id = uuid::Uuid::now_v7();
+        self.events.emit_as(
+            id,
+            Event::Policy(flow.stamp().policy("undecodable", "block", &reason)),
+        );
+        self.block_event = Some(id);
+        Verdict::Block {
+            policy: "undecodable content".into(),
         }
     }
 
-    fn on_bytes(&mut self, flow: &FlowContext, dir: Direction, bytes: &[u8]) {
-        // Non-HTTP inside TLS: XMPP (5223, or 5222 after STARTTLS) is readable.
-        let d = match dir {
-            Direction::Outbound => extract::Direction::Outbound,
-            Direction::Inbound => extract::Direction::Inbound,
-        };
-        let x = self.xmpp.get_or_insert_with(XmppExtractor::new);
-        let extracted = x.feed(d, bytes);
-        if !extracted.messages.is_empty() || extracted.opaque.is_some() {
-            let _ = self.judge(flow, extracted);
-        }
+    fn block_event(&self) -> Option<uuid::Uuid> {
+        self.block_event
     }
 }

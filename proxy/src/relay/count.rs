@@ -67,12 +67,19 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 }
 
-/// A stream whose traffic is shown to the flow's hooks: reads are what the
-/// client sent (outbound), writes what it receives (inbound).
+/// A stream whose traffic is shown to the flow's hooks before it is passed
+/// on: reads are what the client sent (outbound), writes what it receives
+/// (inbound). A hook's block fails the read or write, which ends the relay
+/// with the blocked bytes undelivered.
 pub struct Tapped<S> {
     inner: S,
     flow: Arc<super::hooks::FlowContext>,
     hooks: Arc<std::sync::Mutex<Box<dyn super::hooks::FlowHooks>>>,
+    /// Bytes at the start of the caller's write buffer already shown to
+    /// the hooks but not yet written (a write that was pending or partial
+    /// is retried with the same bytes first).
+    ahead: usize,
+    blocked: bool,
 }
 
 impl<S> Tapped<S> {
@@ -82,16 +89,42 @@ impl<S> Tapped<S> {
         flow: Arc<super::hooks::FlowContext>,
         hooks: Arc<std::sync::Mutex<Box<dyn super::hooks::FlowHooks>>>,
     ) -> Self {
-        Self { inner, flow, hooks }
+        Self {
+            inner,
+            flow,
+            hooks,
+            ahead: 0,
+            blocked: false,
+        }
     }
 
-    fn tap(&self, dir: super::hooks::Direction, bytes: &[u8]) {
-        if !bytes.is_empty() {
-            if let Ok(mut h) = self.hooks.lock() {
-                h.on_bytes(&self.flow, dir, bytes);
+    /// Shows `bytes` to the hooks; an error when they block.
+    fn tap(&mut self, dir: super::hooks::Direction, bytes: &[u8]) -> io::Result<()> {
+        if self.blocked {
+            return Err(blocked());
+        }
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let verdict = match self.hooks.lock() {
+            Ok(mut h) => h.on_bytes(&self.flow, dir, bytes),
+            // A hook that panicked cannot judge: fail closed.
+            Err(_) => super::hooks::Verdict::Block {
+                policy: "inspection failed".into(),
+            },
+        };
+        match verdict {
+            super::hooks::Verdict::Allow => Ok(()),
+            _ => {
+                self.blocked = true;
+                Err(blocked())
             }
         }
     }
+}
+
+fn blocked() -> io::Error {
+    io::Error::new(io::ErrorKind::PermissionDenied, "blocked by policy")
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Tapped<S> {
@@ -103,8 +136,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tapped<S> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
-            let new = &buf.filled()[before..];
-            self.tap(super::hooks::Direction::Outbound, new);
+            let new = buf.filled()[before..].to_vec();
+            if let Err(e) = self.tap(super::hooks::Direction::Outbound, &new) {
+                buf.set_filled(before);
+                return Poll::Ready(Err(e));
+            }
         }
         r
     }
@@ -116,9 +152,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tapped<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if buf.len() > self.ahead {
+            let ahead = self.ahead;
+            if let Err(e) = self.tap(super::hooks::Direction::Inbound, &buf[ahead..]) {
+                return Poll::Ready(Err(e));
+            }
+            self.ahead = buf.len();
+        }
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = r {
-            self.tap(super::hooks::Direction::Inbound, &buf[..n]);
+            self.ahead = self.ahead.saturating_sub(n);
         }
         r
     }

@@ -40,14 +40,8 @@ impl FlowContext {
     }
 }
 
-/// Which way data flows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Client to server (outbound: what leaves the company).
-    Outbound,
-    /// Server to client.
-    Inbound,
-}
+/// Which way data flows (outbound: client to server, what leaves the company).
+pub use gatehouse_inspectors::Direction;
 
 /// What a hook decides.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -124,8 +118,27 @@ pub trait FlowHooks: Send {
     ) -> Verdict {
         Verdict::Allow
     }
-    /// Bytes of a non-HTTP protocol inside TLS.
-    fn on_bytes(&mut self, _flow: &FlowContext, _dir: Direction, _bytes: &[u8]) {}
+    /// Bytes of a non-HTTP protocol inside TLS, before they are passed on.
+    /// `Block` cuts the connection: these bytes (and the rest of a message
+    /// they end) never reach the other side. `Rewrite` is not possible on a
+    /// byte stream and is treated as `Block`.
+    fn on_bytes(&mut self, _flow: &FlowContext, _dir: Direction, _bytes: &[u8]) -> Verdict {
+        Verdict::Allow
+    }
+    /// Content that cannot be decoded for inspection (a WebSocket message
+    /// that does not inflate, or inflates past its cap). Default: block —
+    /// what cannot be read is not relayed unread.
+    fn on_undecodable(&mut self, _flow: &FlowContext, _dir: Direction, _what: &str) -> Verdict {
+        Verdict::Block {
+            policy: "undecodable content".into(),
+        }
+    }
+    /// The event that recorded the last block (a message or the flow's
+    /// connection), named in block pages so the employee or help desk can
+    /// quote it.
+    fn block_event(&self) -> Option<uuid::Uuid> {
+        None
+    }
     /// The flow ended.
     fn on_close(&mut self, _flow: &FlowContext) {}
 }

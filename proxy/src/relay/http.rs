@@ -128,6 +128,7 @@ async fn forward(
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let client_h1 = req.version() < http::Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
+    let json = wants_json(&parts.headers);
 
     let (window, rest) = match read_window(body, relay.window, relay.window_wait).await {
         Ok(w) => w,
@@ -151,7 +152,9 @@ async fn forward(
     };
     // The whole body, when known: a retry can send it again.
     let (body, known) = match verdict {
-        Verdict::Block { policy } => return blocked_page(&policy),
+        Verdict::Block { policy } => {
+            return blocked_page(&policy, block_event(relay), json);
+        }
         Verdict::Rewrite(new) if rest.is_done() => {
             set_length(&mut parts.headers, new.len());
             (full(new.clone()), Some(new))
@@ -200,7 +203,8 @@ async fn forward(
         Ok(r) => r,
         // The upstream never saw the end of the body: tell the user why.
         Err(e) if cut_policy(&*e).is_some() => {
-            return blocked_page(&cut_policy(&*e).unwrap_or_default())
+            let policy = cut_policy(&*e).unwrap_or_default();
+            return blocked_page(&policy, block_event(relay), json);
         }
         Err(e) => {
             return error_page(
@@ -292,7 +296,7 @@ async fn forward(
     strip_hop_by_hop(&mut parts.headers);
     let body = match verdict {
         Verdict::Block { policy } => {
-            let mut page = blocked_response_page(&policy);
+            let mut page = blocked_response_page(&policy, block_event(relay), json);
             if !rest.is_done() && client_h1 {
                 // The upstream connection dies with the unread body; so must
                 // this one, or the client's next request would fail.
@@ -393,6 +397,7 @@ fn relayed(first: Bytes, rest: Tail, tap: Option<Box<dyn BodyHooks>>, relay: &Ht
         trailers,
         tap: tap.map(std::sync::Mutex::new),
         flow: relay.flow.clone(),
+        cut: None,
     })
 }
 
@@ -408,6 +413,11 @@ struct Relayed {
     /// In a mutex only so the body is `Sync`; never contended (`get_mut`).
     tap: Option<std::sync::Mutex<Box<dyn BodyHooks>>>,
     flow: Arc<FlowContext>,
+    /// A cut decided but not yet delivered: the body first answers
+    /// "pending" once, so the connection flushes what it has already
+    /// accepted (a response's head and the bytes before the cut) and the
+    /// peer sees the body end in an error rather than nothing at all.
+    cut: Option<BoxError>,
 }
 
 /// The error a body cut by policy ends with.
@@ -464,6 +474,9 @@ impl hyper::body::Body for Relayed {
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         use std::task::Poll;
         let this = self.get_mut();
+        if let Some(e) = this.cut.take() {
+            return Poll::Ready(Some(Err(e)));
+        }
         if let Some(first) = this.first.take() {
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
@@ -511,7 +524,9 @@ impl hyper::body::Body for Relayed {
                 Verdict::Block { policy } => {
                     this.rest = None;
                     this.tap = None;
-                    return Poll::Ready(Some(Err(cut(&policy))));
+                    this.cut = Some(cut(&policy));
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
             };
             if last {
@@ -535,7 +550,7 @@ impl hyper::body::Body for Relayed {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.rest.is_none() && self.trailers.is_none()
+        self.first.is_none() && self.rest.is_none() && self.trailers.is_none() && self.cut.is_none()
     }
 }
 
@@ -619,34 +634,86 @@ fn absolute_form(uri: &Uri, headers: &HeaderMap, host: &str) -> Uri {
         .unwrap_or_else(|_| uri.clone())
 }
 
-/// The page a user sees when a policy blocks a request: names the policy,
-/// never the matched data.
-pub fn blocked_page(policy: &str) -> Response<Body> {
-    policy_page(policy, "sending")
+/// What a user sees when a policy blocks a request: names the policy and
+/// the event that recorded it, never the matched data. JSON for API
+/// clients (`want_json`), an HTML page otherwise.
+pub fn blocked_page(policy: &str, event: Option<uuid::Uuid>, want_json: bool) -> Response<Body> {
+    policy_page(policy, event, want_json, "sending")
 }
 
-/// The page shown instead of a response a policy blocked.
-pub fn blocked_response_page(policy: &str) -> Response<Body> {
-    policy_page(policy, "receiving")
+/// What is shown instead of a response a policy blocked.
+pub fn blocked_response_page(
+    policy: &str,
+    event: Option<uuid::Uuid>,
+    want_json: bool,
+) -> Response<Body> {
+    policy_page(policy, event, want_json, "receiving")
 }
 
-fn policy_page(policy: &str, what: &str) -> Response<Body> {
-    let policy = html_escape(policy);
-    let html = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Blocked by Gatehouse</title></head>\
-         <body><h1>This message was blocked</h1><p>Your organisation's data-protection policy \
-         <strong>{policy}</strong> does not allow {what} this content.</p>\
-         <p>If you think this is a mistake, contact your security team.</p></body></html>\n"
-    );
-    Response::builder()
+/// Whether a request is an API call that should get its block as JSON:
+/// `Accept` names JSON before (or without) HTML, or the request sends JSON
+/// and does not ask for HTML.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    let get = |h| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    let accept = get(header::ACCEPT);
+    let json_at = accept.find("json");
+    let html_at = accept.find("text/html");
+    match (json_at, html_at) {
+        (Some(j), Some(h)) => j < h,
+        (Some(_), None) => true,
+        (None, Some(_)) => false,
+        (None, None) => get(header::CONTENT_TYPE).contains("json"),
+    }
+}
+
+fn block_event(relay: &HttpRelay) -> Option<uuid::Uuid> {
+    relay.hooks.lock().ok().and_then(|h| h.block_event())
+}
+
+fn policy_page(policy: &str, event: Option<uuid::Uuid>, json: bool, what: &str) -> Response<Body> {
+    let event_text = event.map(|e| e.to_string());
+    let (content_type, body) = if json {
+        let v = serde_json::json!({
+            "error": "blocked by policy",
+            "policy": policy,
+            "rule": policy.strip_prefix("DLP rule "),
+            "event_id": event_text,
+        });
+        ("application/json", format!("{v}\n"))
+    } else {
+        let policy = html_escape(policy);
+        let reference = event_text
+            .as_deref()
+            .map(|e| format!("<p>Reference: <code>{}</code></p>", html_escape(e)))
+            .unwrap_or_default();
+        (
+            "text/html; charset=utf-8",
+            format!(
+                "<!doctype html><html><head><meta charset=\"utf-8\"><title>Blocked by Gatehouse</title></head>\
+                 <body><h1>This message was blocked</h1><p>Your organisation's data-protection policy \
+                 <strong>{policy}</strong> does not allow {what} this content.</p>{reference}\
+                 <p>If you think this is a mistake, contact your security team and quote the reference.</p></body></html>\n"
+            ),
+        )
+    };
+    let mut b = Response::builder()
         .status(StatusCode::FORBIDDEN)
-        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(header::CONTENT_TYPE, content_type)
         .header(
             "x-gatehouse-policy",
-            HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static("policy")),
-        )
-        .body(full(Bytes::from(html)))
-        .expect("static response")
+            HeaderValue::from_str(&html_escape(policy))
+                .unwrap_or(HeaderValue::from_static("policy")),
+        );
+    if let Some(e) = &event_text {
+        b = b.header("x-gatehouse-event", e.as_str());
+    }
+    b.body(full(Bytes::from(body))).expect("static response")
 }
 
 /// The proxy's own refusal of a request it could not carry (destination

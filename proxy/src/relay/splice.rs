@@ -56,16 +56,23 @@ where
     let (up, down) = (AtomicU64::new(0), AtomicU64::new(0));
     let (mut ar, mut aw) = tokio::io::split(a);
     let (mut br, mut bw) = tokio::io::split(b);
+    // Both directions to their end; a failing one (a reset, or a hook's
+    // block) ends the relay at once rather than leaving the other open.
     let both = async {
-        let (x, y) = tokio::join!(
-            pump(&mut ar, &mut bw, &up, &last, start),
-            pump(&mut br, &mut aw, &down, &last, start)
-        );
-        if x && y {
-            CloseReason::Closed
-        } else {
-            CloseReason::Error
+        let up_pump = pump(&mut ar, &mut bw, &up, &last, start);
+        let down_pump = pump(&mut br, &mut aw, &down, &last, start);
+        tokio::pin!(up_pump, down_pump);
+        let (mut up_done, mut down_done) = (false, false);
+        while !(up_done && down_done) {
+            let ok = tokio::select! {
+                ok = &mut up_pump, if !up_done => { up_done = true; ok }
+                ok = &mut down_pump, if !down_done => { down_done = true; ok }
+            };
+            if !ok {
+                return CloseReason::Error;
+            }
         }
+        CloseReason::Closed
     };
     let idle_watch = async {
         loop {

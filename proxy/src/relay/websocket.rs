@@ -10,8 +10,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
-use flate2::{Decompress, FlushDecompress, Status};
+use bytes::BytesMut;
+use gatehouse_inspectors::codec::MessageInflater;
 use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex as AsyncMutex;
@@ -68,13 +68,17 @@ pub async fn relay<C, U>(
     let uw = AsyncMutex::new(uw);
     let out = Pump {
         dir: Direction::Outbound,
-        inflater: deflate.map(|d| Inflater::new(d.client_no_context_takeover)),
+        inflater: deflate.map(|d| {
+            MessageInflater::permessage_deflate(d.client_no_context_takeover, INFLATE_LIMIT)
+        }),
         flow: flow.clone(),
         hooks: hooks.clone(),
     };
     let inb = Pump {
         dir: Direction::Inbound,
-        inflater: deflate.map(|d| Inflater::new(d.server_no_context_takeover)),
+        inflater: deflate.map(|d| {
+            MessageInflater::permessage_deflate(d.server_no_context_takeover, INFLATE_LIMIT)
+        }),
         flow,
         hooks,
     };
@@ -94,7 +98,7 @@ pub async fn relay<C, U>(
 
 struct Pump {
     dir: Direction,
-    inflater: Option<Inflater>,
+    inflater: Option<MessageInflater>,
     flow: Arc<FlowContext>,
     hooks: Arc<Mutex<Box<dyn FlowHooks>>>,
 }
@@ -287,11 +291,21 @@ impl Pump {
         let inflated;
         let data: &[u8] = match (&mut self.inflater, msg.compressed) {
             (Some(inf), true) => match inf.inflate(&msg.payload) {
-                Some(d) => {
+                Ok(d) => {
                     inflated = d;
                     &inflated
                 }
-                None => return Verdict::Allow,
+                Err(e) => {
+                    // Fail closed: a message that cannot be read is not
+                    // relayed unread (and with context takeover, neither
+                    // can any later one be).
+                    tracing::info!(error = %e, "WebSocket message not inflated: blocked");
+                    return self.hooks.lock().expect("hooks lock").on_undecodable(
+                        &self.flow,
+                        self.dir,
+                        &format!("WebSocket message: {e}"),
+                    );
+                }
             },
             _ => &msg.payload,
         };
@@ -320,52 +334,6 @@ fn close_frame(code: u16, reason: &str) -> Vec<u8> {
     f
 }
 
-/// Per-direction permessage-deflate decoder (RFC 7692 §7.2.2).
-struct Inflater {
-    state: Decompress,
-    reset_each: bool,
-}
-
-impl Inflater {
-    fn new(reset_each: bool) -> Self {
-        Self {
-            state: Decompress::new(false),
-            reset_each,
-        }
-    }
-
-    /// Inflates one message; `None` when it is corrupt or over the limit.
-    fn inflate(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
-        if self.reset_each {
-            self.state.reset(false);
-        }
-        let mut input = payload.to_vec();
-        input.extend_from_slice(&[0x00, 0x00, 0xff, 0xff]);
-        let mut out = Vec::with_capacity(payload.len() * 4 + 64);
-        let mut inp: &[u8] = &input;
-        loop {
-            if out.len() >= INFLATE_LIMIT {
-                tracing::debug!("WebSocket message inflates past the inspection limit");
-                return None;
-            }
-            out.reserve(64 * 1024);
-            let before_in = self.state.total_in();
-            let status = self
-                .state
-                .decompress_vec(inp, &mut out, FlushDecompress::Sync)
-                .ok()?;
-            let used = (self.state.total_in() - before_in) as usize;
-            inp.advance(used);
-            if inp.is_empty() && out.len() < out.capacity() {
-                return Some(out);
-            }
-            if matches!(status, Status::StreamEnd) || (used == 0 && out.len() < out.capacity()) {
-                return Some(out);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,11 +350,84 @@ mod tests {
     #[test]
     fn inflates_messages_with_context_takeover() {
         let mut c = Compress::new(Compression::default(), false);
-        let mut inf = Inflater::new(false);
+        let mut inf = MessageInflater::permessage_deflate(false, INFLATE_LIMIT);
         for text in ["hello hello hello", "hello again, hello", "third"] {
             let m = deflate_msg(&mut c, text.as_bytes());
             assert_eq!(inf.inflate(&m).unwrap(), text.as_bytes());
         }
+    }
+
+    /// Records what the hooks were shown; blocks nothing by itself.
+    struct Seen(Arc<Mutex<Vec<String>>>);
+
+    impl FlowHooks for Seen {
+        fn on_ws_message(
+            &mut self,
+            _f: &FlowContext,
+            _d: Direction,
+            _t: bool,
+            p: &[u8],
+        ) -> Verdict {
+            self.0
+                .lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(p).into_owned());
+            Verdict::Allow
+        }
+        fn on_undecodable(&mut self, _f: &FlowContext, _d: Direction, what: &str) -> Verdict {
+            self.0.lock().unwrap().push(format!("undecodable: {what}"));
+            Verdict::Block {
+                policy: "undecodable content".into(),
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_that_does_not_inflate_is_blocked_not_relayed_unread() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut pump = Pump {
+            dir: Direction::Outbound,
+            inflater: Some(MessageInflater::permessage_deflate(false, INFLATE_LIMIT)),
+            flow: Arc::new(FlowContext {
+                id: uuid::Uuid::nil(),
+                client: "127.0.0.1:1".parse().unwrap(),
+                user: None,
+                device: None,
+                host: "chat.test".into(),
+                app: None,
+                alpn: None,
+            }),
+            hooks: Arc::new(Mutex::new(Box::new(Seen(seen.clone())))),
+        };
+        let mut c = Compress::new(Compression::default(), false);
+        let good = Pending {
+            payload: deflate_msg(&mut c, b"hello"),
+            text: true,
+            compressed: true,
+            ..Pending::default()
+        };
+        assert_eq!(pump.inspect(&good), Verdict::Allow);
+        let corrupt = Pending {
+            payload: vec![0xff; 64],
+            text: true,
+            compressed: true,
+            ..Pending::default()
+        };
+        assert!(matches!(pump.inspect(&corrupt), Verdict::Block { .. }));
+        // With context takeover the stream is lost: later messages too.
+        let later = Pending {
+            payload: deflate_msg(&mut c, b"after"),
+            text: true,
+            compressed: true,
+            ..Pending::default()
+        };
+        assert!(matches!(pump.inspect(&later), Verdict::Block { .. }));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen[0], "hello");
+        assert!(
+            seen[1..].iter().all(|s| s.starts_with("undecodable")),
+            "{seen:?}"
+        );
     }
 
     #[test]

@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use super::super::body::{nested, str_at};
 use super::super::message::{Direction, Extracted, Message};
-use super::super::zlib_stream::ZlibStream;
 use super::super::MAX_DECODED_BODY;
 use super::{after, id_at, segments, text_leaves, Req};
+use crate::codec::ZlibStream;
 
 pub(in super::super) fn http(req: &Req) -> Extracted {
     if !req.is("POST") && !req.is("PATCH") {

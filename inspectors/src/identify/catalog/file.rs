@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::{Class, Reason};
+use super::{CallMedia, Class, Reason};
 use crate::InspectError;
 
 /// One `[[app]]` table.
@@ -35,6 +35,17 @@ pub struct AppEntry {
     /// better matched.
     #[serde(default)]
     pub ports: Vec<u16>,
+    /// What the app's calls are: `e2ee` (end-to-end encrypted media) or
+    /// `media` (media the provider can read). Default `media`.
+    pub calls: Option<CallMedia>,
+    /// Lowercase substrings of the STUN SOFTWARE attribute the app's
+    /// clients send.
+    #[serde(default)]
+    pub stun_software: Vec<String>,
+    /// Where the host list comes from (the app's own documentation of the
+    /// endpoints it needs), for readers.
+    #[serde(default)]
+    pub sources: Vec<String>,
     /// When merging: replace the shipped lists instead of extending them.
     #[serde(default)]
     pub replace: bool,
@@ -157,12 +168,18 @@ pub(crate) fn merge(
                 if o.note.is_some() {
                     b.note = o.note;
                 }
+                if o.calls.is_some() {
+                    b.calls = o.calls;
+                }
+                b.sources.extend(o.sources);
                 if o.replace {
                     b.hosts = o.hosts;
                     b.paths = o.paths;
                     b.websockets = o.websockets;
                     b.ports = o.ports;
+                    b.stun_software = o.stun_software;
                 } else {
+                    b.stun_software.extend(o.stun_software);
                     b.hosts.extend(o.hosts);
                     b.paths.extend(o.paths);
                     b.websockets.extend(o.websockets);

@@ -9,7 +9,8 @@
 mod classify;
 mod file;
 
-pub use classify::{classify, Classification, Confidence};
+pub use super::Confidence;
+pub use classify::{classify, Classification, FlowContext};
 pub use file::AppEntry;
 
 use std::collections::HashMap;
@@ -63,6 +64,20 @@ pub enum Reason {
     E2ee,
     /// The transport is the app's own encryption, not TLS.
     NonTlsEncryption,
+    /// An end-to-end encrypted voice or video call.
+    E2eeCall,
+    /// Call media (RTP/SRTP, STUN/TURN): not messages.
+    Media,
+}
+
+/// What an app's calls are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallMedia {
+    /// End-to-end encrypted.
+    E2ee,
+    /// Encrypted to the provider only.
+    Media,
 }
 
 impl Reason {
@@ -72,6 +87,8 @@ impl Reason {
             Self::Pinned => "pinned",
             Self::E2ee => "e2ee",
             Self::NonTlsEncryption => "non-tls-encryption",
+            Self::E2eeCall => "e2ee-call",
+            Self::Media => "media",
         }
     }
 }
@@ -89,6 +106,10 @@ pub struct App {
     pub reasons: Vec<Reason>,
     /// Ports it is known to use.
     pub ports: Vec<u16>,
+    /// What its calls are.
+    pub calls: CallMedia,
+    /// Lowercase substrings of its clients' STUN SOFTWARE attribute.
+    pub stun_software: Vec<String>,
 }
 
 /// An endpoint rule: optional host pattern, then a path or path prefix.
@@ -171,6 +192,12 @@ impl Catalog {
                 class: e.class.unwrap_or(Class::Inspectable),
                 reasons: e.reasons.unwrap_or_default(),
                 ports: e.ports,
+                calls: e.calls.unwrap_or(CallMedia::Media),
+                stun_software: e
+                    .stun_software
+                    .iter()
+                    .map(|s| s.to_ascii_lowercase())
+                    .collect(),
             });
         }
         // Longest (most specific) endpoint first.
@@ -235,6 +262,15 @@ impl Catalog {
                 }
         });
         hit.map(|e| e.app).or(host_app).map(|i| &self.apps[i])
+    }
+
+    /// The app whose clients send this STUN SOFTWARE text.
+    pub fn lookup_stun_software(&self, software: &str) -> Option<&App> {
+        let s = software.to_ascii_lowercase();
+        self.apps
+            .iter()
+            .rev()
+            .find(|a| a.stun_software.iter().any(|p| s.contains(p.as_str())))
     }
 
     /// Apps known to use this port (weak evidence).
@@ -328,6 +364,26 @@ mod tests {
                 "{id}: a non-inspectable app needs a reason"
             );
         }
+    }
+
+    #[test]
+    fn every_shipped_app_says_where_its_hosts_come_from() {
+        let entries = file::parse(BUILTIN_TOML, "catalog/apps.toml").unwrap();
+        for e in &entries {
+            assert!(!e.sources.is_empty(), "{} has no sources", e.id);
+        }
+        let c = Catalog::builtin();
+        // Names shared by several Meta apps name none of them.
+        assert_eq!(c.lookup_host("scontent.xx.fbcdn.net"), None);
+        assert_eq!(c.lookup_host("abc.lync.com").unwrap().id, "teams");
+        assert_eq!(
+            c.lookup_host("x.secure.skypeassets.com").unwrap().id,
+            "teams"
+        );
+        assert_eq!(c.lookup_host("login.skype.com").unwrap().id, "skype");
+        assert_eq!(c.app("signal").unwrap().calls, CallMedia::E2ee);
+        assert_eq!(c.app("zoom").unwrap().calls, CallMedia::Media);
+        assert_eq!(c.lookup_stun_software("Zoom 5.17.1").unwrap().id, "zoom");
     }
 
     #[test]

@@ -37,9 +37,9 @@ impl JournalSink {
         self.shared.metrics.snapshot()
     }
 
-    fn encode(&self, event: Event) -> Option<Vec<u8>> {
+    fn encode(&self, id: uuid::Uuid, event: Event) -> Option<Vec<u8>> {
         self.shared.metrics.emitted.fetch_add(1, Relaxed);
-        match serde_json::to_vec(&Record::stamp(event, &self.node)) {
+        match serde_json::to_vec(&Record::stamp_as(id, event, &self.node)) {
             Ok(b) => Some(b),
             Err(e) => {
                 self.shared.metrics.dropped.fetch_add(1, Relaxed);
@@ -79,7 +79,11 @@ impl EventSink for JournalSink {
     }
 
     fn emit(&self, event: Event) {
-        let Some(bytes) = self.encode(event) else {
+        self.emit_as(uuid::Uuid::now_v7(), event);
+    }
+
+    fn emit_as(&self, id: uuid::Uuid, event: Event) {
+        let Some(bytes) = self.encode(id, event) else {
             return;
         };
         let len = bytes.len();
@@ -107,7 +111,9 @@ impl EventSink for JournalSink {
         if self.shared.policy == FullPolicy::FailClosed && !self.accepting() {
             return Err(EmitError::Full);
         }
-        let bytes = self.encode(event).ok_or(EmitError::Closed)?;
+        let bytes = self
+            .encode(uuid::Uuid::now_v7(), event)
+            .ok_or(EmitError::Closed)?;
         let len = bytes.len();
         self.enqueue(len);
         match self.tx.try_send(Msg::Record(bytes)) {
