@@ -219,3 +219,116 @@ async fn servers_below_the_upstream_floor_are_refused_with_a_precise_reason() {
     assert!(failures.is_empty(), "{failures:#?}");
     gw.stop().await;
 }
+
+/// An HTTPS/1.1 origin that answers the first request of each connection
+/// (keep-alive) and closes the connection, unanswered, on the second — the
+/// race of a server's idle timeout hitting a reused connection. Reports
+/// each (connection, request line).
+async fn one_answer_origin(
+    cert: common::pki::ServerCert,
+) -> (
+    SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<(usize, String)>>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(cert.chain, cert.key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        for conn in 0.. {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                for n in 0.. {
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if tls.read(&mut b).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(b[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let line = head.lines().next().unwrap_or_default().to_string();
+                    log.lock().unwrap().push((conn, line));
+                    let len: usize = head
+                        .lines()
+                        .filter_map(|l| l.split_once(':'))
+                        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                        .and_then(|(_, v)| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; len];
+                    let _ = tls.read_exact(&mut body).await;
+                    if n > 0 {
+                        return; // closed before answering
+                    }
+                    let _ = tls
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+                        .await;
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_requests_are_retried_once_when_a_reused_upstream_closed() {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+    let root = TestCa::root("Retry Test Root");
+    let (origin, seen) = one_answer_origin(root.leaf(&LeafSpec::new(&["retry.test"]))).await;
+    let gw = TestGateway::start(&[&root.pem()], |_| {}).await;
+    let (cfg, _) = client_config(std::slice::from_ref(&gw.ca_der), &[b"http/1.1"], false);
+    let tls = tls_through(gw.proxy, origin, "retry.test", cfg)
+        .await
+        .expect("intercepted");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut statuses = Vec::new();
+    for (method, path) in [("GET", "/1"), ("GET", "/2"), ("POST", "/3"), ("GET", "/4")] {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "retry.test")
+            .body(Full::new(bytes::Bytes::from_static(b"x")))
+            .unwrap();
+        send.ready().await.unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        statuses.push(resp.status().as_u16());
+        let _ = resp.into_body().collect().await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    // GET /2 met a closed reused connection and was retried on a new one;
+    // POST /3 was not (not idempotent); GET /4 opened the next connection.
+    assert_eq!(statuses, vec![200, 200, 502, 200], "{seen:?}");
+    let lines: Vec<(usize, &str)> = seen.iter().map(|(c, l)| (*c, l.as_str())).collect();
+    assert_eq!(
+        lines,
+        vec![
+            (0, "GET /1 HTTP/1.1"),
+            (0, "GET /2 HTTP/1.1"),
+            (1, "GET /2 HTTP/1.1"),
+            (1, "POST /3 HTTP/1.1"),
+            (2, "GET /4 HTTP/1.1"),
+        ]
+    );
+    gw.stop().await;
+}
