@@ -69,6 +69,10 @@ fn calls_dns_and_quic_get_the_right_app_per_flow() {
     for (f, c) in &dns {
         assert_eq!(c.class, Class::MetadataOnly, "{}", f.server);
         assert_eq!(f.server.port(), 53);
+        // Each answer was read from the server's side of the flow (UDP and
+        // TCP alike) for the resolved-name map.
+        assert_eq!(f.dns_responses.len(), 1, "{}", f.client);
+        assert_eq!(f.dns_responses[0].1.answers.len(), 1);
     }
 
     let (f, c) = flow(&all, "127.0.10.4:443");

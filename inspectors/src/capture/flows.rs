@@ -58,8 +58,9 @@ pub struct Flow {
     pub syn_seen: bool,
     /// What the client's first bytes are.
     pub identification: Identification,
-    /// The server's DNS responses on a DNS flow (UDP, at most 16), each
-    /// with its timestamp when the capture has one.
+    /// The server's DNS responses on a DNS flow (at most 16; over TCP,
+    /// those whole in one segment), each with its timestamp when the
+    /// capture has one.
     pub dns_responses: Vec<(Option<f64>, DnsMessage)>,
 }
 
@@ -144,10 +145,15 @@ impl Assembler {
         st.flow.bytes += seg.payload.len() as u64;
         if seg.src != st.flow.client {
             if st.flow.identification.protocol == Protocol::Dns
-                && seg.transport == Transport::Udp
                 && st.flow.dns_responses.len() < DNS_RESPONSES
             {
-                if let Sniff::Yes(m) = dns::detect_udp(seg.payload) {
+                // Over TCP only a response whole in one segment is read
+                // (the server side is not reassembled).
+                let sniffed = match seg.transport {
+                    Transport::Udp => dns::detect_udp(seg.payload),
+                    Transport::Tcp => dns::detect_tcp(seg.payload),
+                };
+                if let Sniff::Yes(m) = sniffed {
                     if m.response {
                         st.flow.dns_responses.push((timestamp, m));
                     }
