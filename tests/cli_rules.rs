@@ -49,7 +49,7 @@ fn check_reports_every_error_with_file_and_line() {
 #[test]
 fn scan_emits_one_json_object_per_record_with_byte_offsets() {
     let input = "{\"id\":7,\"text\":\"pay to card 4556737586899855 please\",\"extra\":1}\n\
-                 {\"id\":\"x\",\"text\":\"€ IBAN DE62 3704 0044 0532 0130 01\"}\n\
+                 {\"id\":\"x\",\"text\":\"€ IBAN DE02 3705 0299 0000 6847 12\"}\n\
                  just a plain line\n";
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in.jsonl"), input).unwrap();

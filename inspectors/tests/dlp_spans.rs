@@ -132,3 +132,19 @@ fn multi_part_values_are_covered_whole() {
         }
     }
 }
+
+#[test]
+fn many_begin_lines_cost_linear_time() {
+    // Every BEGIN line is an anchor, and every byte is a possible key body:
+    // each search is capped, and anchors inside a match are skipped.
+    // (Tests assert no timings; a quadratic scan would not finish.)
+    let text = "-----BEGIN PRIVATE KEY----- ".repeat(5_000);
+    let _ = shipped().scan_text(&text);
+    let mut blob = String::from("-----BEGIN RSA PRIVATE KEY-----\n");
+    for _ in 0..5_000 {
+        blob.push_str(BODY[0]);
+        blob.push_str("\n-----BEGIN RSA PRIVATE KEY-----\n");
+    }
+    let r = shipped().scan_text(&blob);
+    assert!(r.findings.iter().any(|f| &*f.rule == "private-key-block"));
+}

@@ -134,6 +134,10 @@ impl ScanResult {
     }
 }
 
+/// How far an anchored search of an unbounded pattern looks, in bytes of
+/// the view: the longest PEM key blocks (RSA 8192) fit.
+const ANCHORED_CAP: usize = 8192;
+
 /// Switches for special scans.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Options {
@@ -445,7 +449,19 @@ impl RuleSet {
                         }
                         Role::Anchor => {
                             let Some(p) = &rule.pattern else { continue };
-                            let hi = p.max_len.map_or(view.len(), |l| (s + l).min(view.len()));
+                            // A hit inside this rule's last match adds nothing.
+                            if hits
+                                .get(u.rule as usize)
+                                .and_then(|h| h.spans.last())
+                                .is_some_and(|&(_, e)| s < e)
+                            {
+                                continue;
+                            }
+                            // Unbounded patterns (key blocks, JWTs) look at most
+                            // ANCHORED_CAP bytes ahead: text made of many anchors
+                            // in one long run would otherwise cost quadratic time.
+                            let reach = p.max_len.unwrap_or(ANCHORED_CAP);
+                            let hi = ceil(view, (s + reach).min(view.len()));
                             let mut caps = p.re.create_captures();
                             let input = Input::new(view).range(s..hi).anchored(Anchored::Yes);
                             p.re.search_captures(&input, &mut caps);
