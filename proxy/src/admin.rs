@@ -1,5 +1,7 @@
 //! The admin endpoint, loopback by default. `/healthz` answers anyone;
 //! everything else needs the bearer token from `admin.token_file`.
+//!
+//! May import: `state` and `events`; never `flow` or `listener`.
 
 use std::convert::Infallible;
 

@@ -2,6 +2,9 @@
 //!
 //! Loading ([`load`]) reports every problem at once, each naming the key and
 //! the file; see `gatehouse.example.toml` for the documented file.
+//!
+//! May import: nothing of the gateway (validation loads only files and the
+//! inspectors' catalog); everything imports it.
 
 mod load;
 mod net;

@@ -4,6 +4,9 @@
 //! `emit` → bounded queue → durable [`journal`] (group commit) → [`shipper`]
 //! into ClickHouse in batches. [`Pipeline`] wires them; [`LogSink`] is the
 //! stand-in for tests and tools that need no journal.
+//!
+//! May import: `config` and `error`; nothing that emits events (flows,
+//! relays, inspection) — they import it.
 
 mod columns;
 pub mod journal;

@@ -2,6 +2,9 @@
 //! on every readable message (or decoded body when no app extractor fits),
 //! and the events that record it. Rules are swapped atomically on reload;
 //! each flow keeps the snapshot it started with.
+//!
+//! May import: `relay::hooks` (the trait it implements), `events` and the
+//! inspectors crate; never `flow`, `state` or `listener`.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};

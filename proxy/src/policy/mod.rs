@@ -1,4 +1,7 @@
 //! Who may use the gateway, where they may go, and what happens to a flow.
+//!
+//! May import: `config`; nothing above it (no flow, relay, state or listener
+//! code), so every decision is a pure function of configuration and input.
 
 mod access;
 mod decide;
