@@ -444,7 +444,7 @@ async fn a_response_past_the_window_is_cut_when_an_inbound_rule_blocks() {
         // Headers went out before the ticket was seen: the body ends in an
         // error, never cleanly.
         assert_ne!(code, 0, "{path}: the transfer must fail: {out} {err}");
-        assert!(out.contains("status=200"), "{path}: {out}");
+        assert!(out.contains("status=200"), "{path}: {out} {err}");
     }
     // A clean compressed response of the same size streams through whole.
     let (code, out, err) = s

@@ -413,12 +413,17 @@ struct Relayed {
     /// In a mutex only so the body is `Sync`; never contended (`get_mut`).
     tap: Option<std::sync::Mutex<Box<dyn BodyHooks>>>,
     flow: Arc<FlowContext>,
-    /// A cut decided but not yet delivered: the body first answers
-    /// "pending" once, so the connection flushes what it has already
-    /// accepted (a response's head and the bytes before the cut) and the
-    /// peer sees the body end in an error rather than nothing at all.
-    cut: Option<BoxError>,
+    /// A cut decided but not yet delivered: the body waits a moment first,
+    /// so the connection flushes what it has already accepted (a
+    /// response's head and the bytes before the cut; HTTP/2 drops frames
+    /// still queued for a stream it resets) and the peer sees the body end
+    /// in an error rather than nothing at all. Nothing more is forwarded
+    /// meanwhile.
+    cut: Option<(BoxError, std::pin::Pin<Box<tokio::time::Sleep>>)>,
 }
+
+/// How long a cut body waits before it ends in an error (see `Relayed::cut`).
+const CUT_DELAY: Duration = Duration::from_millis(50);
 
 /// The error a body cut by policy ends with.
 #[derive(Debug)]
@@ -474,7 +479,9 @@ impl hyper::body::Body for Relayed {
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         use std::task::Poll;
         let this = self.get_mut();
-        if let Some(e) = this.cut.take() {
+        if let Some((_, wait)) = this.cut.as_mut() {
+            std::task::ready!(std::future::Future::poll(wait.as_mut(), cx));
+            let (e, _) = this.cut.take().expect("a cut is pending");
             return Poll::Ready(Some(Err(e)));
         }
         if let Some(first) = this.first.take() {
@@ -524,8 +531,10 @@ impl hyper::body::Body for Relayed {
                 Verdict::Block { policy } => {
                     this.rest = None;
                     this.tap = None;
-                    this.cut = Some(cut(&policy));
-                    cx.waker().wake_by_ref();
+                    let mut wait = Box::pin(tokio::time::sleep(CUT_DELAY));
+                    // Registers the waker; the sleep has just begun.
+                    let _ = std::future::Future::poll(wait.as_mut(), cx);
+                    this.cut = Some((cut(&policy), wait));
                     return Poll::Pending;
                 }
             };
