@@ -4,12 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use common::inproc::TestGateway;
-use common::pki::{LeafSpec, TestCa};
+use common::pki::TestCa;
 use gatehouse::relay::hooks::{Direction, FlowContext, FlowHooks, Interceptor, Verdict};
 
 type Seen = Arc<Mutex<Vec<(Direction, bool, String)>>>;
@@ -45,33 +43,11 @@ impl FlowHooks for RecorderHooks {
     }
 }
 
-fn py(script: &str) -> Command {
-    let mut c = Command::new("python3");
-    c.arg(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/py")
-            .join(script),
-    );
-    c
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compressed_websocket_messages_are_inspected_and_blockable() {
     let root = TestCa::root("WS Test Root");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = root
-        .leaf(&LeafSpec::new(&["ws.test"]))
-        .write_pem(dir.path(), "ws");
-    let mut server = py("ws_echo_server.py")
-        .args([&cert, &key])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 with websockets (installed by scripts/test.sh)");
-    let mut port = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let port: u16 = port.trim().parse().expect("server port");
+    let server = common::ws_echo_server(&root, "ws.test");
+    let port = server.port;
 
     let seen: Seen = Arc::default();
     let gw =
@@ -95,8 +71,7 @@ async fn compressed_websocket_messages_are_inspected_and_blockable() {
         .output()
         .await
         .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<serde_json::Value> = stdout
         .lines()
@@ -153,20 +128,8 @@ async fn websocket_messages_of_unknown_apps_are_scanned_by_the_fallback() {
     use gatehouse::events::Event;
     use gatehouse::inspect::{Inspection, Rules};
     let root = TestCa::root("WS Test Root");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = root
-        .leaf(&LeafSpec::new(&["chat.example.test"]))
-        .write_pem(dir.path(), "ws");
-    let mut server = py("ws_echo_server.py")
-        .args([&cert, &key])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 with websockets (installed by scripts/test.sh)");
-    let mut port = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let port: u16 = port.trim().parse().expect("server port");
+    let server = common::ws_echo_server(&root, "chat.example.test");
+    let port = server.port;
 
     let recorded = Arc::new(common::inproc::Collect::default());
     let rules = Arc::new(
@@ -191,8 +154,7 @@ async fn websocket_messages_of_unknown_apps_are_scanned_by_the_fallback() {
         .output()
         .await
         .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<serde_json::Value> = stdout
         .lines()

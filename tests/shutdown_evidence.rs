@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::pki::{LeafSpec, TestCa};
+use common::pki::TestCa;
 use common::Gatehouse;
 use nix::sys::signal::Signal;
 
@@ -37,20 +37,8 @@ fn events(gw: &Gatehouse, kind: &str) -> Vec<serde_json::Value> {
 #[test]
 fn a_websocket_session_gets_the_grace_period_at_sigterm() {
     let root = TestCa::root("WS Grace Root");
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = root
-        .leaf(&LeafSpec::new(&["ws.test"]))
-        .write_pem(dir.path(), "ws");
-    let mut server = py("ws_echo_server.py")
-        .args([&cert, &key])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 with websockets (installed by scripts/test.sh)");
-    let mut port = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let port: u16 = port.trim().parse().expect("server port");
+    let server = common::ws_echo_server(&root, "ws.test");
+    let port = server.port;
 
     let gw_dir = tempfile::tempdir().unwrap();
     std::fs::write(gw_dir.path().join("root.pem"), root.pem()).unwrap();
@@ -95,8 +83,7 @@ fn a_websocket_session_gets_the_grace_period_at_sigterm() {
     drop(client.stdin.take());
     let _ = client.wait();
     assert!(gw.stop_with(Signal::SIGTERM).success());
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
 }
 
 fn hold_tunnel(proxy: SocketAddr, target: SocketAddr) -> Option<TcpStream> {

@@ -229,3 +229,42 @@ pub fn echo_server() -> SocketAddr {
     });
     addr
 }
+
+/// The Python `websockets` echo server (`tests/py/ws_echo_server.py`) with
+/// a certificate for `name` from `root`; killed when dropped.
+pub struct WsEcho {
+    pub child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for WsEcho {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a [`WsEcho`] and waits for its port.
+pub fn ws_echo_server(root: &pki::TestCa, name: &str) -> WsEcho {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = root
+        .leaf(&pki::LeafSpec::new(&[name]))
+        .write_pem(dir.path(), "ws");
+    let mut child = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/ws_echo_server.py"))
+        .args([&cert, &key])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 with websockets (installed by scripts/test.sh)");
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let port = port.trim().parse().expect("server port");
+    WsEcho {
+        child,
+        port,
+        _dir: dir,
+    }
+}
