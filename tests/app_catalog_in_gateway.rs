@@ -119,6 +119,36 @@ async fn an_in_house_host_mapped_to_slack_is_read_as_slack() {
         "{evs:#?}"
     );
 
+    // `text` and `blocks` repeat each other: one finding for the card.
+    let resp = post(
+        &gw,
+        server,
+        "/api/chat.postMessage",
+        "application/json",
+        r#"{"channel":"C777","text":"card 4556737586899855","blocks":[{"type":"rich_text","elements":[{"type":"rich_text_section","elements":[{"type":"text","text":"card 4556 7375 8689 9855"}]}]}]}"#,
+    )
+    .await;
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    let ided = recorded.1.lock().unwrap().clone();
+    let twice = ided
+        .iter()
+        .find_map(|(id, e)| match e {
+            Event::Message(m) if m.conversation.as_deref() == Some("C777") => {
+                Some((*id, m.clone()))
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no message event for C777: {ided:#?}"));
+    let cards = recorded
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Event::DlpFinding(f) if f.message_id == Some(twice.0) && f.rule == "payment-card"))
+        .count();
+    assert_eq!(cards, 1, "one finding per secret per message");
+    assert_eq!(twice.1.findings, 1);
+
     // A Slack-scoped rule fires on a body no extractor reads (an upload),
     // and the finding carries the app; a browser gets an HTML page.
     let resp = post(

@@ -227,6 +227,11 @@ impl FlowInspection {
                 ..flow.stamp().message(&m.app, m.direction)
             };
             let mut findings = Vec::new();
+            // Fields that repeat each other (Slack `text` + `blocks`, Matrix
+            // `body` + `formatted_body`) hold the same secret twice: one
+            // finding per rule and matched value per message. Redaction
+            // still masks every occurrence.
+            let mut seen = std::collections::HashSet::new();
             for f in &result.findings {
                 if f.action == Action::Block {
                     self.block_rule = Some(f.rule.to_string());
@@ -239,6 +244,9 @@ impl FlowInspection {
                     .map(|t| t.text.as_str())
                     .unwrap_or("");
                 let matched = text.get(f.start..f.end).unwrap_or("");
+                if !seen.insert((f.rule.clone(), normalized(matched))) {
+                    continue;
+                }
                 findings.push(body::finding(
                     flow,
                     Some(id),
@@ -257,6 +265,8 @@ impl FlowInspection {
                     judged.redactions.push((t.text.clone(), result.clone()));
                 }
             }
+            let mut message = message;
+            message.findings = findings.len() as u32;
             judged.pending.push(Pending {
                 id,
                 message,
@@ -442,6 +452,16 @@ impl FlowInspection {
             },
         }
     }
+}
+
+/// A matched value with separators and case folded, so the same secret
+/// written twice (`4556 7375…` in markup, `4556737…` in text) is one.
+fn normalized(matched: &str) -> String {
+    matched
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 fn message_input(m: &extract::Message) -> MessageInput<'_> {
