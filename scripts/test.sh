@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(clickhouse-server clickhouse-client curl openssl iproute2 nftables ca-certificates nginx util-linux)
+packages=(clickhouse-server clickhouse-client curl openssl iproute2 nftables ca-certificates nginx util-linux procps python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -24,10 +24,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python peers for the end-to-end tests (real protocol client libraries).
-if ! python3 -c 'import sys; sys.exit(0)' 2>/dev/null; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null
-fi
+# Python peers for the end-to-end tests (real protocol client libraries);
+# python3 and pip come with the package list above (one apt-get update).
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt 2>/dev/null \
   || python3 -m pip install -q --disable-pip-version-check --break-system-packages -r tests/requirements.txt
 
