@@ -15,6 +15,7 @@
 //! without the structural decoding (JSON escapes, forms, base64): those
 //! need the whole document.
 
+use super::binary::{self, Runs};
 use super::decode::DecodeLimits;
 use super::format::{Action, Direction, DirectionScope};
 use super::ruleset::RuleSet;
@@ -31,13 +32,40 @@ struct Sink {
     /// Taken out only when the body ends.
     scanner: Option<StreamScanner>,
     found: Vec<(Finding, String)>,
+    /// Set once a chunk looks binary (see [`binary`]): from then on only
+    /// printable runs reach the scanner, and offsets are theirs.
+    runs: Option<Runs>,
+    scratch: Vec<u8>,
+}
+
+impl Sink {
+    /// Decoded bytes into the scanner; returns how many bytes of text it
+    /// got.
+    fn feed(&mut self, buf: &[u8]) -> usize {
+        let Some(scanner) = self.scanner.as_mut() else {
+            return 0;
+        };
+        if self.runs.is_none() && binary::looks_binary(buf) && std::str::from_utf8(buf).is_err() {
+            self.runs = Some(Runs::default());
+        }
+        match self.runs.as_mut() {
+            Some(runs) => {
+                self.scratch.clear();
+                runs.push(buf, &mut self.scratch);
+                self.found.extend(scanner.push_matched(&self.scratch));
+                self.scratch.len()
+            }
+            None => {
+                self.found.extend(scanner.push_matched(buf));
+                buf.len()
+            }
+        }
+    }
 }
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(scanner) = self.scanner.as_mut() {
-            self.found.extend(scanner.push_matched(buf));
-        }
+        self.feed(buf);
         Ok(buf.len())
     }
 
@@ -80,6 +108,8 @@ impl BodyStream {
         let sink = || Sink {
             scanner: Some(StreamScanner::new(set.clone(), app, direction, field)),
             found: Vec::new(),
+            runs: None,
+            scratch: Vec::new(),
         };
         let made = codec::parse_chain(coding.unwrap_or(""))
             .and_then(|chain| StreamDecoder::new(&chain, limits.caps(), sink()));
@@ -125,6 +155,17 @@ impl BodyStream {
         let Some(scanner) = sink.scanner.as_mut() else {
             return Vec::new();
         };
+        if binary::is_binary(seen) {
+            // The window was scanned by its printable runs: the runs of its
+            // tail carry over, and findings wholly inside them were
+            // reported with the window.
+            let from = seen.len().saturating_sub(scanner.overlap());
+            sink.runs = Some(Runs::default());
+            let fed = sink.feed(&seen[from..]);
+            sink.found.clear();
+            self.suppress_upto = fed;
+            return Vec::new();
+        }
         let mut from = seen.len().saturating_sub(scanner.overlap());
         // Start on a character, not inside one.
         while from < seen.len() && (seen[from] & 0xC0) == 0x80 {
@@ -139,13 +180,9 @@ impl BodyStream {
     /// Whether offsets are byte offsets of the body as sent (no
     /// decompression, no invalid UTF-8 replaced), so they can rewrite it.
     pub fn offsets_are_bytes(&mut self) -> bool {
-        !self.decompresses()
-            && !self
-                .decoder
-                .sink()
-                .scanner
-                .as_ref()
-                .is_some_and(StreamScanner::lossy)
+        let decompresses = self.decompresses();
+        let sink = self.decoder.sink();
+        !decompresses && sink.runs.is_none() && !sink.scanner.as_ref().is_some_and(StreamScanner::lossy)
     }
 
     /// Body offset before which nothing can still be found.

@@ -8,6 +8,7 @@
 //! keeps what was decoded so far and reports it: a `decode_limit` finding,
 //! never an out-of-memory and never a silent skip.
 
+use super::binary;
 use super::format::{Action, Direction};
 use super::ruleset::RuleSet;
 use super::scan::{decode_limit_finding, Field, MessageInput, ScanResult};
@@ -124,6 +125,12 @@ pub fn decode_body(input: &BodyInput<'_>, limits: &DecodeLimits) -> Decoded {
     // copied; only invalid bodies pay for replacement characters.
     let text = match std::str::from_utf8(&bytes) {
         Ok(s) => s.to_owned(),
+        Err(_) if binary::looks_binary(&bytes) => {
+            // Images, archives, random bytes: their printable runs (see
+            // `binary`), still searched for base64 and percent escapes.
+            finish_part("body#binary".into(), binary::printable_runs(&bytes), 0, &mut ctx);
+            return ctx.out;
+        }
         Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
     };
     decode_text("body", input.content_type, text, 0, &mut ctx);

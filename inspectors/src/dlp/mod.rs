@@ -37,6 +37,7 @@ mod error;
 mod examples;
 mod format;
 mod fs;
+pub mod binary;
 mod json;
 mod lint;
 mod load;
