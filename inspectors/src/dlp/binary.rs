@@ -59,14 +59,23 @@ pub fn magic(b: &[u8]) -> Option<&'static str> {
 
 fn is_control(c: u8) -> bool {
     // Whitespace controls (\t \n \v \f \r) are text.
-    (c < 0x20 && !(0x09..=0x0d).contains(&c)) | (c == 0x7f)
+    ((c < 0x20) & (c.wrapping_sub(0x09) > 4)) | (c == 0x7f)
 }
 
 /// Whether `b` (not valid UTF-8, or a chunk of a stream) is binary by its
-/// byte statistics.
+/// byte statistics. Binary data says so within its first kilobytes.
 pub fn looks_binary(b: &[u8]) -> bool {
-    let controls = b.iter().fold(0usize, |n, &c| n + usize::from(is_control(c)));
-    controls * CONTROL_SHARE > b.len()
+    let need = b.len() / CONTROL_SHARE;
+    let mut seen = 0usize;
+    for chunk in b.chunks(1024) {
+        seen += chunk
+            .iter()
+            .fold(0u32, |n, &c| n + u32::from(is_control(c))) as usize;
+        if seen > need {
+            return true;
+        }
+    }
+    false
 }
 
 /// Whether a whole body takes the binary path.
@@ -120,17 +129,37 @@ fn char_before(b: &[u8], j: usize) -> Option<usize> {
         .filter(|&s| utf8_at(b, s) == j - s)
 }
 
+/// A byte of a core: printable ASCII, space included.
+fn core_byte(c: u8) -> bool {
+    c.wrapping_sub(0x20) < 0x5f
+}
+
+/// Bit k set when byte k of the 64 is a [`core_byte`]: eight bytes at a
+/// time, without a branch.
+fn core_mask(block: &[u8]) -> u64 {
+    const LOW: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut m = 0u64;
+    for (k, w) in block.chunks_exact(8).enumerate() {
+        let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+        let lo = w & LOW;
+        // Per byte (no carry crosses bytes below 0x80): >= 0x20, >= 0x7f.
+        let ge20 = lo + 0x6060_6060_6060_6060;
+        let ge7f = lo + 0x0101_0101_0101_0101;
+        let p = ge20 & !ge7f & !w & HIGH;
+        // Gather the eight high bits into one byte.
+        m |= (p.wrapping_mul(0x0002_0408_1020_4081) >> 56) << (8 * k);
+    }
+    m
+}
+
 /// Where the next run of [`MIN_RUN`] printable ASCII bytes starts, from
 /// `i`. Runs are rare in binary data: 64-byte blocks are tested as bit
-/// masks, which the compiler vectorises, and most blocks have none.
+/// masks, and most blocks have none.
 fn next_core(b: &[u8], mut i: usize) -> Option<usize> {
     const STRIDE: usize = 64 - (MIN_RUN - 1);
     while i + 64 <= b.len() {
-        let block = &b[i..i + 64];
-        let m = block
-            .iter()
-            .enumerate()
-            .fold(0u64, |m, (k, &c)| m | (u64::from(printable(c)) << k));
+        let m = core_mask(&b[i..i + 64]);
         let mut run = m;
         for s in 1..MIN_RUN {
             run &= m >> s;
@@ -144,7 +173,7 @@ fn next_core(b: &[u8], mut i: usize) -> Option<usize> {
     }
     let mut n = 0;
     for (k, &c) in b.iter().enumerate().skip(i) {
-        n = if printable(c) { n + 1 } else { 0 };
+        n = if core_byte(c) { n + 1 } else { 0 };
         if n == MIN_RUN {
             return Some(k + 1 - MIN_RUN);
         }
@@ -324,6 +353,26 @@ mod tests {
         // Latin-1 is invalid UTF-8 but has no control bytes.
         assert!(!is_binary(b"M\xfcller schickt die Karte 4111 1111 1111 1111"));
         assert!(is_binary(&random(4096, 7)));
+    }
+
+    #[test]
+    fn core_mask_agrees_with_bytes() {
+        let b = random(64 * 50, 5);
+        for block in b.chunks(64) {
+            let want = block
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (k, &c)| m | (u64::from(core_byte(c)) << k));
+            assert_eq!(core_mask(block), want);
+        }
+        let all: Vec<u8> = (0..=255u8).collect();
+        for block in all.chunks(64) {
+            let want = block
+                .iter()
+                .enumerate()
+                .fold(0u64, |m, (k, &c)| m | (u64::from(core_byte(c)) << k));
+            assert_eq!(core_mask(block), want);
+        }
     }
 
     #[test]
