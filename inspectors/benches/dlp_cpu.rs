@@ -128,8 +128,16 @@ fn binary_bodies(set: &gatehouse_inspectors::dlp::RuleSet, limits: &DecodeLimits
     let text = &text.as_bytes()[..SIZE];
     let cases: [(&str, Option<&str>, &[u8]); 5] = [
         ("64 KiB text body", Some("text/plain"), text),
-        ("64 KiB base64-of-random body", Some("text/plain"), b64.as_bytes()),
-        ("64 KiB random body (octet-stream)", Some("application/octet-stream"), &random),
+        (
+            "64 KiB base64-of-random body",
+            Some("text/plain"),
+            b64.as_bytes(),
+        ),
+        (
+            "64 KiB random body (octet-stream)",
+            Some("application/octet-stream"),
+            &random,
+        ),
         ("64 KiB random body (no type)", None, &random),
         ("64 KiB JPEG-like body", Some("image/jpeg"), &jpeg),
     ];

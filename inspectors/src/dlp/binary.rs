@@ -349,9 +349,13 @@ mod tests {
 
     #[test]
     fn text_is_never_binary() {
-        assert!(!is_binary("plain text, ünïcode, tabs\tand\nlines".as_bytes()));
+        assert!(!is_binary(
+            "plain text, ünïcode, tabs\tand\nlines".as_bytes()
+        ));
         // Latin-1 is invalid UTF-8 but has no control bytes.
-        assert!(!is_binary(b"M\xfcller schickt die Karte 4111 1111 1111 1111"));
+        assert!(!is_binary(
+            b"M\xfcller schickt die Karte 4111 1111 1111 1111"
+        ));
         assert!(is_binary(&random(4096, 7)));
     }
 

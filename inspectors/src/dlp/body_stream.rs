@@ -182,7 +182,9 @@ impl BodyStream {
     pub fn offsets_are_bytes(&mut self) -> bool {
         let decompresses = self.decompresses();
         let sink = self.decoder.sink();
-        !decompresses && sink.runs.is_none() && !sink.scanner.as_ref().is_some_and(StreamScanner::lossy)
+        !decompresses
+            && sink.runs.is_none()
+            && !sink.scanner.as_ref().is_some_and(StreamScanner::lossy)
     }
 
     /// Body offset before which nothing can still be found.
@@ -549,5 +551,63 @@ apps = ["slack"]
         assert!(set.admits_direction(Some("slack"), Direction::Inbound));
         assert!(set.redacts_direction(None, Direction::Outbound));
         assert!(!set.redacts_direction(Some("slack"), Direction::Inbound));
+    }
+
+    fn random(n: usize) -> Vec<u8> {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn binary_stream_finds_a_secret_across_a_chunk_boundary() {
+        let mut body = random(256 << 10);
+        let at = 100_000;
+        body[at - 1] = 0;
+        body[at..at + SECRET.len()].copy_from_slice(SECRET.as_bytes());
+        body[at + SECRET.len()] = 0;
+        // Cut inside the secret, and elsewhere.
+        for cut in [at + 7, at + 1, at + SECRET.len() - 1, 4096] {
+            let mut s = stream(None);
+            let mut found = s.push(&body[..cut]);
+            for c in body[cut..].chunks(16 << 10) {
+                found.extend(s.push(c));
+            }
+            assert!(!s.offsets_are_bytes());
+            let (last, result) = s.finish();
+            found.extend(last);
+            let hits: Vec<&str> = found
+                .iter()
+                .filter(|(f, _)| &*f.rule == "tok")
+                .map(|(_, m)| m.as_str())
+                .collect();
+            assert_eq!(hits, vec![SECRET], "cut at {cut}");
+            assert!(result.findings.iter().any(|f| &*f.rule == "tok"));
+        }
+    }
+
+    #[test]
+    fn binary_window_resumed_keeps_scanning_runs() {
+        let mut body = random(128 << 10);
+        let at = (64 << 10) - 5;
+        body[at - 1] = 0;
+        body[at..at + SECRET.len()].copy_from_slice(SECRET.as_bytes());
+        body[at + SECRET.len()] = 0;
+        let window = &body[..64 << 10];
+        let mut s = stream(None);
+        let mut found = s.resume(window);
+        found.extend(s.push(&body[64 << 10..]));
+        let (last, _) = s.finish();
+        found.extend(last);
+        assert!(
+            found.iter().any(|(f, m)| &*f.rule == "tok" && m == SECRET),
+            "{found:?}"
+        );
     }
 }
