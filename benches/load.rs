@@ -2,7 +2,7 @@
 //! core (`taskset -c 0`), intercepting HTTPS to an in-process upstream; the
 //! load generator and upstream run on the other core. Reports requests/s
 //! and latency for 32 concurrent keep-alive clients fetching 1 KiB, POSTs/s
-//! of 64 KiB bodies, the same direct for comparison, and the gateway's
+//! of 64 KiB bodies (one byte repeated, chat text, base64, random bytes), the same direct for comparison, and the gateway's
 //! resident memory per idle intercepted connection, HTTP/1.1 and HTTP/2
 //! (each idle connection has made one request; the HTTP/1.1 ones stay open
 //! while the HTTP/2 ones are counted).
@@ -203,6 +203,47 @@ async fn run(
     (all.len() as f64 / elapsed, pct(0.5), pct(0.99))
 }
 
+/// 64 KiB POST bodies of the kinds DLP treats differently: chat text,
+/// base64 of random bytes (decoded and scanned), random bytes (binary: its
+/// printable runs are scanned).
+struct Bodies {
+    text: Bytes,
+    base64: Bytes,
+    random: Bytes,
+}
+
+impl Bodies {
+    fn new(size: usize) -> Self {
+        use base64::Engine as _;
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut random = Vec::with_capacity(size);
+        while random.len() < size {
+            random.extend_from_slice(&next().to_le_bytes());
+        }
+        random.truncate(size);
+        let words = "the meeting is moved to tomorrow can you send me slides thanks sounds good lunch today who else coming please review draft before friday".split(' ').collect::<Vec<_>>();
+        let mut text = String::with_capacity(size + 16);
+        while text.len() < size {
+            text.push_str(words[(next() >> 8) as usize % words.len()]);
+            text.push(' ');
+        }
+        text.truncate(size);
+        let mut b64 = base64::engine::general_purpose::STANDARD.encode(&random);
+        b64.truncate(size);
+        Bodies {
+            text: Bytes::from(text),
+            base64: Bytes::from(b64),
+            random: Bytes::from(random),
+        }
+    }
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
@@ -236,6 +277,7 @@ fn main() {
     let via_cfg = client_cfg(&gw.ca, b"http/1.1");
     let direct_cfg = client_cfg(&p.root_der, b"http/1.1");
     let post = Bytes::from(vec![b'p'; 64 * 1024]);
+    let bodies = Bodies::new(64 * 1024);
     println!("scenario                          req/s      p50        p99");
     for (name, proxy, cfg, body) in [
         (
@@ -261,6 +303,24 @@ fn main() {
             Some(gw.proxy),
             via_cfg.clone(),
             post.clone(),
+        ),
+        (
+            "gateway  POST 64 KiB chat text",
+            Some(gw.proxy),
+            via_cfg.clone(),
+            bodies.text.clone(),
+        ),
+        (
+            "gateway  POST 64 KiB base64",
+            Some(gw.proxy),
+            via_cfg.clone(),
+            bodies.base64.clone(),
+        ),
+        (
+            "gateway  POST 64 KiB random",
+            Some(gw.proxy),
+            via_cfg.clone(),
+            bodies.random.clone(),
         ),
     ] {
         let (rps, p50, p99) = rt.block_on(run(server, proxy, cfg, clients, secs, body));

@@ -13,7 +13,12 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+/// `cargo bench … --bench dlp_cpu -- WORD` runs only the cases naming WORD.
 fn measure(name: &str, bytes: usize, mut f: impl FnMut()) {
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    if filter.is_some_and(|w| !name.contains(&w)) {
+        return;
+    }
     let start = cpu_seconds();
     let mut n = 0usize;
     while cpu_seconds() - start < 3.0 {
@@ -93,4 +98,57 @@ fn main() {
     measure("gzip json body: gunzip + decode + scan", json.len(), || {
         black_box(set.scan_body(&body, None, Direction::Outbound, "body", &limits));
     });
+
+    binary_bodies(&set, &limits, &blob);
+}
+
+/// 64 KiB bodies through `scan_body`, one per kind a chat upload carries:
+/// text, base64 of random bytes, random bytes, and a JPEG-like body (magic,
+/// a few header segments with printable metadata, then entropy-coded data).
+fn binary_bodies(set: &gatehouse_inspectors::dlp::RuleSet, limits: &DecodeLimits, text: &str) {
+    const SIZE: usize = 64 << 10;
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut random = Vec::with_capacity(SIZE);
+    while random.len() < SIZE {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        random.extend_from_slice(&x.to_le_bytes());
+    }
+    random.truncate(SIZE);
+    let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+    jpeg.extend_from_slice(b"JFIF\0\x01\x01\0\0\x01\0\x01\0\0");
+    jpeg.extend_from_slice(&[0xFF, 0xE1, 0x00, 0x40]);
+    jpeg.extend_from_slice(b"Exif\0\0Canon EOS 5D Mark IV  Adobe Photoshop 2026 (Windows)\0");
+    jpeg.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x0C]);
+    jpeg.extend_from_slice(&random[..SIZE - jpeg.len() - 2]);
+    jpeg.extend_from_slice(&[0xFF, 0xD9]);
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&random[..SIZE / 4 * 3]);
+    let text = &text.as_bytes()[..SIZE];
+    let cases: [(&str, Option<&str>, &[u8]); 5] = [
+        ("64 KiB text body", Some("text/plain"), text),
+        (
+            "64 KiB base64-of-random body",
+            Some("text/plain"),
+            b64.as_bytes(),
+        ),
+        (
+            "64 KiB random body (octet-stream)",
+            Some("application/octet-stream"),
+            &random,
+        ),
+        ("64 KiB random body (no type)", None, &random),
+        ("64 KiB JPEG-like body", Some("image/jpeg"), &jpeg),
+    ];
+    for (name, ct, bytes) in cases {
+        let body = BodyInput {
+            content_type: ct,
+            content_encoding: None,
+            body: bytes,
+        };
+        measure(name, bytes.len(), || {
+            black_box(set.scan_body(&body, None, Direction::Outbound, "body", limits));
+        });
+    }
 }

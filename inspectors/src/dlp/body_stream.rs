@@ -15,6 +15,7 @@
 //! without the structural decoding (JSON escapes, forms, base64): those
 //! need the whole document.
 
+use super::binary::{self, Runs};
 use super::decode::DecodeLimits;
 use super::format::{Action, Direction, DirectionScope};
 use super::ruleset::RuleSet;
@@ -31,13 +32,40 @@ struct Sink {
     /// Taken out only when the body ends.
     scanner: Option<StreamScanner>,
     found: Vec<(Finding, String)>,
+    /// Set once a chunk looks binary (see [`binary`]): from then on only
+    /// printable runs reach the scanner, and offsets are theirs.
+    runs: Option<Runs>,
+    scratch: Vec<u8>,
+}
+
+impl Sink {
+    /// Decoded bytes into the scanner; returns how many bytes of text it
+    /// got.
+    fn feed(&mut self, buf: &[u8]) -> usize {
+        let Some(scanner) = self.scanner.as_mut() else {
+            return 0;
+        };
+        if self.runs.is_none() && binary::looks_binary(buf) && std::str::from_utf8(buf).is_err() {
+            self.runs = Some(Runs::default());
+        }
+        match self.runs.as_mut() {
+            Some(runs) => {
+                self.scratch.clear();
+                runs.push(buf, &mut self.scratch);
+                self.found.extend(scanner.push_matched(&self.scratch));
+                self.scratch.len()
+            }
+            None => {
+                self.found.extend(scanner.push_matched(buf));
+                buf.len()
+            }
+        }
+    }
 }
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some(scanner) = self.scanner.as_mut() {
-            self.found.extend(scanner.push_matched(buf));
-        }
+        self.feed(buf);
         Ok(buf.len())
     }
 
@@ -80,6 +108,8 @@ impl BodyStream {
         let sink = || Sink {
             scanner: Some(StreamScanner::new(set.clone(), app, direction, field)),
             found: Vec::new(),
+            runs: None,
+            scratch: Vec::new(),
         };
         let made = codec::parse_chain(coding.unwrap_or(""))
             .and_then(|chain| StreamDecoder::new(&chain, limits.caps(), sink()));
@@ -125,6 +155,17 @@ impl BodyStream {
         let Some(scanner) = sink.scanner.as_mut() else {
             return Vec::new();
         };
+        if binary::is_binary(seen) {
+            // The window was scanned by its printable runs: the runs of its
+            // tail carry over, and findings wholly inside them were
+            // reported with the window.
+            let from = seen.len().saturating_sub(scanner.overlap());
+            sink.runs = Some(Runs::default());
+            let fed = sink.feed(&seen[from..]);
+            sink.found.clear();
+            self.suppress_upto = fed;
+            return Vec::new();
+        }
         let mut from = seen.len().saturating_sub(scanner.overlap());
         // Start on a character, not inside one.
         while from < seen.len() && (seen[from] & 0xC0) == 0x80 {
@@ -139,13 +180,11 @@ impl BodyStream {
     /// Whether offsets are byte offsets of the body as sent (no
     /// decompression, no invalid UTF-8 replaced), so they can rewrite it.
     pub fn offsets_are_bytes(&mut self) -> bool {
-        !self.decompresses()
-            && !self
-                .decoder
-                .sink()
-                .scanner
-                .as_ref()
-                .is_some_and(StreamScanner::lossy)
+        let decompresses = self.decompresses();
+        let sink = self.decoder.sink();
+        !decompresses
+            && sink.runs.is_none()
+            && !sink.scanner.as_ref().is_some_and(StreamScanner::lossy)
     }
 
     /// Body offset before which nothing can still be found.
@@ -512,5 +551,63 @@ apps = ["slack"]
         assert!(set.admits_direction(Some("slack"), Direction::Inbound));
         assert!(set.redacts_direction(None, Direction::Outbound));
         assert!(!set.redacts_direction(Some("slack"), Direction::Inbound));
+    }
+
+    fn random(n: usize) -> Vec<u8> {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn binary_stream_finds_a_secret_across_a_chunk_boundary() {
+        let mut body = random(256 << 10);
+        let at = 100_000;
+        body[at - 1] = 0;
+        body[at..at + SECRET.len()].copy_from_slice(SECRET.as_bytes());
+        body[at + SECRET.len()] = 0;
+        // Cut inside the secret, and elsewhere.
+        for cut in [at + 7, at + 1, at + SECRET.len() - 1, 4096] {
+            let mut s = stream(None);
+            let mut found = s.push(&body[..cut]);
+            for c in body[cut..].chunks(16 << 10) {
+                found.extend(s.push(c));
+            }
+            assert!(!s.offsets_are_bytes());
+            let (last, result) = s.finish();
+            found.extend(last);
+            let hits: Vec<&str> = found
+                .iter()
+                .filter(|(f, _)| &*f.rule == "tok")
+                .map(|(_, m)| m.as_str())
+                .collect();
+            assert_eq!(hits, vec![SECRET], "cut at {cut}");
+            assert!(result.findings.iter().any(|f| &*f.rule == "tok"));
+        }
+    }
+
+    #[test]
+    fn binary_window_resumed_keeps_scanning_runs() {
+        let mut body = random(128 << 10);
+        let at = (64 << 10) - 5;
+        body[at - 1] = 0;
+        body[at..at + SECRET.len()].copy_from_slice(SECRET.as_bytes());
+        body[at + SECRET.len()] = 0;
+        let window = &body[..64 << 10];
+        let mut s = stream(None);
+        let mut found = s.resume(window);
+        found.extend(s.push(&body[64 << 10..]));
+        let (last, _) = s.finish();
+        found.extend(last);
+        assert!(
+            found.iter().any(|(f, m)| &*f.rule == "tok" && m == SECRET),
+            "{found:?}"
+        );
     }
 }

@@ -8,6 +8,7 @@
 //! keeps what was decoded so far and reports it: a `decode_limit` finding,
 //! never an out-of-memory and never a silent skip.
 
+use super::binary;
 use super::format::{Action, Direction};
 use super::ruleset::RuleSet;
 use super::scan::{decode_limit_finding, Field, MessageInput, ScanResult};
@@ -124,6 +125,17 @@ pub fn decode_body(input: &BodyInput<'_>, limits: &DecodeLimits) -> Decoded {
     // copied; only invalid bodies pay for replacement characters.
     let text = match std::str::from_utf8(&bytes) {
         Ok(s) => s.to_owned(),
+        Err(_) if binary::looks_binary(&bytes) => {
+            // Images, archives, random bytes: their printable runs (see
+            // `binary`), still searched for base64 and percent escapes.
+            finish_part(
+                "body#binary".into(),
+                binary::printable_runs(&bytes),
+                0,
+                &mut ctx,
+            );
+            return ctx.out;
+        }
         Err(_) => String::from_utf8_lossy(&bytes).into_owned(),
     };
     decode_text("body", input.content_type, text, 0, &mut ctx);
@@ -728,5 +740,106 @@ mod tests {
             &DecodeLimits::default(),
         );
         assert!(d.parts.len() <= 3);
+    }
+
+    fn shipped() -> RuleSet {
+        crate::dlp::load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../dlp-rules"))
+            .unwrap_or_else(|e| panic!("{e:?}"))
+    }
+
+    fn random(n: usize) -> Vec<u8> {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    fn rules_found(set: &RuleSet, ct: Option<&str>, b: &[u8]) -> Vec<String> {
+        let input = BodyInput {
+            content_type: ct,
+            content_encoding: None,
+            body: b,
+        };
+        let r = set.scan_body(
+            &input,
+            None,
+            Direction::Outbound,
+            "body",
+            &DecodeLimits::default(),
+        );
+        r.findings.iter().map(|f| f.rule.to_string()).collect()
+    }
+
+    #[test]
+    fn secrets_inside_binary_bodies_are_found() {
+        let set = shipped();
+        // JPEG magic, random bytes, a card and a key as printable runs.
+        let mut b = random(64 << 10);
+        b[..4].copy_from_slice(b"\xFF\xD8\xFF\xE0");
+        let card = b"\x00\x01card 4526 0181 5908 3012\x02";
+        b[10_000..10_000 + card.len()].copy_from_slice(card);
+        let key = b"\xff\x00aws_access_key_id = AKIAP8IX4EA4Q9OM4894\x00";
+        b[50_000..50_000 + key.len()].copy_from_slice(key);
+        assert!(binary::is_binary(&b));
+        for ct in [
+            Some("image/jpeg"),
+            Some("application/octet-stream"),
+            Some("text/plain"),
+            None,
+        ] {
+            let found = rules_found(&set, ct, &b);
+            assert!(
+                found.iter().any(|r| r == "payment-card"),
+                "{ct:?}: {found:?}"
+            );
+            assert!(
+                found.iter().any(|r| r == "aws-access-key-id"),
+                "{ct:?}: {found:?}"
+            );
+        }
+        // Base64 carried in a binary body still decodes.
+        let inner =
+            base64::engine::general_purpose::STANDARD.encode("my card is 4526 0181 5908 3012");
+        let mut b = random(8 << 10);
+        b[4000] = 0;
+        b[4001..4001 + inner.len()].copy_from_slice(inner.as_bytes());
+        b[4001 + inner.len()] = 0;
+        assert!(rules_found(&set, None, &b)
+            .iter()
+            .any(|r| r == "payment-card"));
+        // Random bytes alone find nothing.
+        assert_eq!(
+            rules_found(&set, None, &random(64 << 10)),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn text_sent_as_binary_is_scanned_as_text() {
+        let set = shipped();
+        let text = b"notes for the trip: card 4526 0181 5908 3012 exp 04/27";
+        let d = decode_body(
+            &body("application/octet-stream", None, text),
+            &DecodeLimits::default(),
+        );
+        assert_eq!(d.parts[0].0, "body");
+        assert!(rules_found(&set, Some("application/octet-stream"), text)
+            .iter()
+            .any(|r| r == "payment-card"));
+        // Latin-1 (invalid UTF-8, no control bytes) stays on the text path.
+        let latin1 = b"Gr\xfc\xdfe, M\xfcller: card 4526 0181 5908 3012 exp 04/27";
+        let d = decode_body(
+            &body("application/octet-stream", None, latin1),
+            &DecodeLimits::default(),
+        );
+        assert_eq!(d.parts[0].0, "body");
+        assert!(rules_found(&set, None, latin1)
+            .iter()
+            .any(|r| r == "payment-card"));
     }
 }

@@ -29,6 +29,7 @@
 //! assert_eq!(result.redact("text", text), "my ssn is ***-**-*234");
 //! ```
 
+pub mod binary;
 mod body_stream;
 mod bytefind;
 mod count;
