@@ -136,8 +136,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Tapped<S> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = r {
-            let new = buf.filled()[before..].to_vec();
-            if let Err(e) = self.tap(super::hooks::Direction::Outbound, &new) {
+            let new = &buf.filled()[before..];
+            if let Err(e) = self.tap(super::hooks::Direction::Outbound, new) {
                 buf.set_filled(before);
                 return Poll::Ready(Err(e));
             }
