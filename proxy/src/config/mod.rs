@@ -330,6 +330,11 @@ pub struct EventsConfig {
     /// Store the text of extracted messages in `message` events. Off by
     /// default: events then carry metadata and masked DLP evidence only.
     pub store_message_text: bool,
+    /// A flow still open records a `flow_update` event this often while
+    /// bytes move, so a crash (`kill -9`, power loss) leaves at most this
+    /// much of its activity unrecorded. `0s` turns updates off.
+    #[serde(with = "humantime_serde")]
+    pub flow_update_interval: Duration,
 }
 
 impl Default for EventsConfig {
@@ -344,6 +349,7 @@ impl Default for EventsConfig {
             fsync_interval: Duration::from_secs(1),
             full_policy: FullPolicy::FailClosed,
             store_message_text: false,
+            flow_update_interval: Duration::from_secs(30),
         }
     }
 }
@@ -434,6 +440,8 @@ pub struct RetentionDays {
     pub policy: u32,
     /// Audit trail.
     pub audit: u32,
+    /// Interim progress of long-lived flows (superseded by their `connection` event).
+    pub flow_update: u32,
 }
 
 impl Default for RetentionDays {
@@ -445,6 +453,7 @@ impl Default for RetentionDays {
             opaque_tunnel: 90,
             policy: 180,
             audit: 730,
+            flow_update: 30,
         }
     }
 }

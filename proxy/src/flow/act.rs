@@ -2,10 +2,13 @@
 //! certificate, a block, or a passthrough splice (metadata only, always
 //! recorded). Verdicts on single messages are carried out by the relays.
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::relay::count::{Counted, Counters};
 use crate::relay::rewind::Rewind;
 use crate::state::Shared;
 use crate::tls;
@@ -55,7 +58,18 @@ pub async fn passthrough<S>(
 {
     flow.decide(Decision::Passthrough, reason);
     flow.flagged = true;
-    let done = super::relay::spliced(client, upstream, shared).await;
+    let bytes = Arc::new(Counters::default());
+    let updates = flow.updates(
+        bytes.clone(),
+        None,
+        shared.events.clone(),
+        shared.config.events.flow_update_interval,
+    );
+    let client = Counted::new(client, bytes);
+    let done = tokio::select! {
+        done = super::relay::spliced(client, upstream, shared) => done,
+        never = updates => match never {},
+    };
     flow.bytes_up = done.up;
     flow.bytes_down = done.down;
     flow.end(done.reason.into());

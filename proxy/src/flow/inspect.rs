@@ -52,7 +52,8 @@ pub fn http_relay(shared: &Shared, ctx: &Arc<FlowContext>, hooks: &Hooks) -> Htt
         max_header_bytes: proxy.max_header_bytes,
         idle: proxy.idle_timeout,
         abort: shared.abort.clone(),
-        tracker: shared.tracker.clone(),
+        tracker: tokio_util::task::TaskTracker::new(),
+        requests: Arc::default(),
     }
 }
 

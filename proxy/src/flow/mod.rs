@@ -43,6 +43,7 @@ pub mod mint;
 pub mod peek;
 pub mod record;
 pub mod relay;
+pub mod update;
 pub mod upstream;
 
 use std::sync::Arc;

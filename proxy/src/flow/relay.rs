@@ -39,36 +39,48 @@ pub async fn decrypted<C, U>(
     let (ctx, hooks) = inspect::open(flow, shared, &host, true);
     let relay = inspect::http_relay(shared, &ctx, &hooks);
     let redial = super::upstream::redialer(flow, shared, &host, alpn.clone());
-    let close = match alpn.as_deref() {
-        Some(b"h2") => run_http(client, upstream, true, relay, redial, shared, counters).await,
-        Some(b"http/1.1") => {
-            run_http(client, upstream, false, relay, redial, shared, counters).await
-        }
-        None => {
-            // No ALPN: HTTP/1.1 if the client speaks it, else bytes.
-            let mut client = client;
-            let mut first = vec![0u8; 8];
-            let n = tokio::time::timeout(Duration::from_millis(500), client.read(&mut first))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or(0);
-            first.truncate(n);
-            let looks_http = n > 0
-                && first.iter().take_while(|b| b.is_ascii_uppercase()).count() >= 3
-                && first.contains(&b' ');
-            let client = Rewind::new(Bytes::from(first), client);
-            if looks_http {
+    let updates = flow.updates(
+        counters.clone(),
+        Some(relay.requests.clone()),
+        shared.events.clone(),
+        shared.config.events.flow_update_interval,
+    );
+    let relayed = async {
+        match alpn.as_deref() {
+            Some(b"h2") => run_http(client, upstream, true, relay, redial, shared, counters).await,
+            Some(b"http/1.1") => {
                 run_http(client, upstream, false, relay, redial, shared, counters).await
-            } else {
+            }
+            None => {
+                // No ALPN: HTTP/1.1 if the client speaks it, else bytes.
+                let mut client = client;
+                let mut first = vec![0u8; 8];
+                let n = tokio::time::timeout(Duration::from_millis(500), client.read(&mut first))
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or(0);
+                first.truncate(n);
+                let looks_http = n > 0
+                    && first.iter().take_while(|b| b.is_ascii_uppercase()).count() >= 3
+                    && first.contains(&b' ');
+                let client = Rewind::new(Bytes::from(first), client);
+                if looks_http {
+                    run_http(client, upstream, false, relay, redial, shared, counters).await
+                } else {
+                    let tapped = Tapped::new(client, ctx.clone(), hooks.clone());
+                    bytes(tapped, upstream, shared).await
+                }
+            }
+            Some(_) => {
                 let tapped = Tapped::new(client, ctx.clone(), hooks.clone());
                 bytes(tapped, upstream, shared).await
             }
         }
-        Some(_) => {
-            let tapped = Tapped::new(client, ctx.clone(), hooks.clone());
-            bytes(tapped, upstream, shared).await
-        }
+    };
+    let close = tokio::select! {
+        close = relayed => close,
+        never = updates => match never {},
     };
     inspect::close(&ctx, &hooks);
     flow.end(close);
@@ -131,9 +143,18 @@ where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     U: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // An upgraded (WebSocket) connection outlives hyper's: the flow ends
+    // when the last of them does.
+    let upgrades = relay.tracker.clone();
+    let relayed = async move {
+        let r = http::relay(client, upstream, h2, relay, redial).await;
+        upgrades.close();
+        upgrades.wait().await;
+        r
+    };
     tokio::select! {
         _ = idle_watch(counters, shared.config.proxy.idle_timeout) => CloseReason::IdleTimeout,
-        r = http::relay(client, upstream, h2, relay, redial) => match r {
+        r = relayed => match r {
             Ok(()) => CloseReason::Closed,
             Err(e) => {
                 tracing::debug!(error = %e, "http relay ended");

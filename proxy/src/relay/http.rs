@@ -52,9 +52,12 @@ pub struct HttpRelay {
     pub idle: Duration,
     /// Cancelled when the gateway's grace period ends.
     pub abort: tokio_util::sync::CancellationToken,
-    /// The gateway's connection tasks: an upgraded (WebSocket) relay joins
-    /// them, so shutdown gives it the grace period like any connection.
+    /// The flow's upgraded (WebSocket) relays: the flow waits for them
+    /// before it is recorded, so its record has their bytes and duration
+    /// and shutdown gives them the grace period like any connection.
     pub tracker: tokio_util::task::TaskTracker,
+    /// Requests relayed on this flow so far (for `flow_update` events).
+    pub requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Relays HTTP between `client` and `upstream` until either side closes.
@@ -125,6 +128,9 @@ async fn forward(
     relay: &HttpRelay,
     sender: &Upstream,
 ) -> Response<Body> {
+    relay
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let client_h1 = req.version() < http::Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
