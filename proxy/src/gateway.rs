@@ -108,6 +108,12 @@ impl Gateway {
         })
     }
 
+    /// Cancelling this cuts every connection at once, as the end of the
+    /// grace period does (a second stop signal uses it).
+    pub fn abort_token(&self) -> tokio_util::sync::CancellationToken {
+        self.shared.abort.clone()
+    }
+
     /// The bound explicit-proxy address (useful when configured with port 0).
     pub fn proxy_addr(&self) -> SocketAddr {
         self.proxy

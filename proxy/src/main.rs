@@ -11,7 +11,7 @@ fn main() -> ExitCode {
     match cli::dispatch(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::cause_chain(&e));
             ExitCode::FAILURE
         }
     }
