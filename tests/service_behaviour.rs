@@ -125,3 +125,15 @@ fn an_address_in_use_is_reported_once() {
     assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
     assert!(err.contains(&addr.to_string()), "names the address: {err}");
 }
+
+#[test]
+fn tail_without_a_journal_says_so_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = common::gatehouse(dir.path(), &["events", "tail"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("no journal here") && err.contains("var/journal"),
+        "{err}"
+    );
+}

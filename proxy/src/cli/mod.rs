@@ -109,6 +109,14 @@ pub fn cause_chain(e: &anyhow::Error) -> String {
     line
 }
 
+/// Whether `e` is stdout closed under us (`gatehouse events search | head`).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Loads the config; prints every problem and returns `None` when it is unusable.
 fn load_or_report(path: Option<&std::path::Path>) -> anyhow::Result<Option<Loaded>> {
     match config::load(path) {

@@ -65,6 +65,14 @@ impl Event {
         }
     }
 
+    /// The conversation (channel, chat, room) the event is about, if it names one.
+    pub fn conversation(&self) -> Option<&str> {
+        match self {
+            Self::Message(e) => e.conversation.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The searchable columns of this event.
     pub fn columns(&self) -> Columns<'_> {
         match self {
