@@ -98,6 +98,7 @@ impl Gateway {
             pinning,
             interceptor,
             catalog,
+            addresses: Arc::default(),
             leaves,
         };
         Ok(Self {
