@@ -44,6 +44,7 @@ pub fn open(
 pub fn http_relay(shared: &Shared, ctx: &Arc<FlowContext>, hooks: &Hooks) -> HttpRelay {
     let proxy = &shared.config.proxy;
     HttpRelay {
+        authority: Some(super::decide::authority_check(shared)),
         flow: ctx.clone(),
         hooks: hooks.clone(),
         window: shared.config.intercept.inspect_window,
