@@ -571,13 +571,45 @@ async fn a_host_header_naming_another_host_is_domain_fronting() {
     )
     .await;
     assert_eq!(code, "200", "{text} {err}");
+    // A Host naming exactly the address the connection goes to (the
+    // CONNECT target) names the same server; another address does not.
+    let same = format!("Host: {server}");
+    let (code, text, err) = curl(
+        &gw,
+        &[
+            "--http1.1",
+            "--connect-to",
+            &to,
+            "-H",
+            &same,
+            "https://front.test/hello",
+        ],
+    )
+    .await;
+    assert_eq!(code, "200", "{text} {err}");
+    let other = format!("Host: 127.0.0.2:{}", server.port());
+    let (code, text, err) = curl(
+        &gw,
+        &[
+            "--http1.1",
+            "--connect-to",
+            &to,
+            "-H",
+            &other,
+            "https://front.test/hello",
+        ],
+    )
+    .await;
+    assert_eq!(code, "421", "{text} {err}");
     let fronting: Vec<_> = gw
         .events
         .policies()
         .into_iter()
         .filter(|p| p.kind == "domain_fronting")
         .collect();
-    assert_eq!(fronting.len(), 2, "{fronting:#?}");
+    assert_eq!(fronting.len(), 3, "{fronting:#?}");
+    assert!(fronting[2].reason.contains("127.0.0.2"), "{fronting:#?}");
+    let fronting = &fronting[..2];
     assert!(fronting.iter().all(|p| p.action == "block"
         && p.reason.starts_with("domain-fronting")
         && p.reason.contains("hidden.test")));

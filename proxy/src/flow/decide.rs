@@ -291,13 +291,17 @@ fn request_hosts(req: &http::request::Parts) -> Vec<String> {
 /// a request whose `Host` or `:authority` names another host than the one
 /// the flow was decided on (SNI, CONNECT target, or the absolute URI of a
 /// plain request) is answered 421 with the block page and recorded as a
-/// `policy` event `domain_fronting`.
-pub fn authority_check(shared: &Shared) -> AuthorityCheck {
+/// `policy` event `domain_fronting`. `address` is the destination address
+/// the connection actually goes to (a CONNECT to an address, a redirected
+/// flow's original destination): a `Host` naming exactly that address
+/// names the same server, not another host, and is let through.
+pub fn authority_check(shared: &Shared, address: Option<IpAddr>) -> AuthorityCheck {
     let events = shared.events.clone();
     Arc::new(move |flow: &FlowContext, req: &http::request::Parts| {
-        let bad = request_hosts(req)
-            .into_iter()
-            .find(|h| !same_host(h, &flow.host))?;
+        let bad = request_hosts(req).into_iter().find(|h| {
+            !same_host(h, &flow.host)
+                && !address.is_some_and(|a| normal_host(h).parse::<IpAddr>() == Ok(a))
+        })?;
         let reason = format!(
             "domain-fronting: request for {bad} on a connection decided for {}",
             flow.host
@@ -367,6 +371,14 @@ mod tests {
         assert!(same_host("127.0.0.1:443", "127.0.0.1"));
         assert!(!same_host("chat.example.com", "cdn.example.com"));
         assert!(!same_host("example.com", "example.com.evil"));
+    }
+
+    #[test]
+    fn an_address_host_is_normalised_for_comparison() {
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(normal_host("127.0.0.1:8443").parse::<IpAddr>(), Ok(a));
+        let v6: IpAddr = "::1".parse().unwrap();
+        assert_eq!(normal_host("[::1]:8443").parse::<IpAddr>(), Ok(v6));
     }
 
     #[test]

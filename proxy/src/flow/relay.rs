@@ -37,7 +37,7 @@ pub async fn decrypted<C, U>(
 {
     let host = flow.host_name();
     let (ctx, hooks) = inspect::open(flow, shared, &host, true);
-    let relay = inspect::http_relay(shared, &ctx, &hooks);
+    let relay = inspect::http_relay_of(flow, shared, &ctx, &hooks);
     let redial = super::upstream::redialer(flow, shared, &host, alpn.clone());
     let close = match alpn.as_deref() {
         Some(b"h2") => run_http(client, upstream, true, relay, redial, shared, counters).await,
