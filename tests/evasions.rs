@@ -399,17 +399,32 @@ async fn aborted_handshake(gw: &TestGateway, server: SocketAddr, user: &str, wro
 /// Whose certificate `user` is shown for pinned.test: the gateway's
 /// ("gateway", intercepted), the real server's ("server", passthrough).
 async fn shown_to(gw: &TestGateway, server: SocketAddr, user: &str, root: &TestCa) -> String {
+    shown_from(gw, server, Some(user), "127.0.0.1", root).await
+}
+
+/// As [`shown_to`], from the client address `from`, logged in as `user`
+/// if given (else identified by address alone).
+async fn shown_from(
+    gw: &TestGateway,
+    server: SocketAddr,
+    user: Option<&str>,
+    from: &str,
+    root: &TestCa,
+) -> String {
     let (cfg, seen) = client_config(&[gw.ca_der.clone(), root.der()], &[], false);
-    let mut s = TcpStream::connect(gw.proxy).await.unwrap();
-    let creds = base64::engine::general_purpose::STANDARD.encode(format!("{user}:pw"));
-    s.write_all(
-        format!(
-            "CONNECT {server} HTTP/1.1\r\nHost: {server}\r\nProxy-Authorization: Basic {creds}\r\n\r\n"
-        )
-        .as_bytes(),
-    )
-    .await
-    .unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(from.parse().unwrap(), 0))
+        .unwrap();
+    let mut s = sock.connect(gw.proxy).await.unwrap();
+    let auth = user
+        .map(|u| {
+            let creds = base64::engine::general_purpose::STANDARD.encode(format!("{u}:pw"));
+            format!("Proxy-Authorization: Basic {creds}\r\n")
+        })
+        .unwrap_or_default();
+    s.write_all(format!("CONNECT {server} HTTP/1.1\r\nHost: {server}\r\n{auth}\r\n").as_bytes())
+        .await
+        .unwrap();
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -521,6 +536,78 @@ async fn learned_pinning_is_per_user_recorded_and_never_beats_a_block() {
         .connections()
         .iter()
         .any(|e| e.decision == "passthrough" && e.user != "alice"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn learned_pinning_follows_the_device_not_the_address_and_policy_comes_first() {
+    let root = TestCa::root("Upstream Test Root");
+    let wrong = TestCa::root("Some Other Root");
+    let server = https_server("pinned.test", root.leaf(&LeafSpec::new(&["pinned.test"]))).await;
+    let pool = |cidr: &str, user: &str, groups: &[&str]| gatehouse::config::IdentityPool {
+        cidr: cidr.parse().unwrap(),
+        user: Some(user.into()),
+        device: Some(format!("{user}-phone")),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    };
+    let gw = TestGateway::start(&[&root.pem()], |c| {
+        c.intercept.pinning = PinningMode::Learn;
+        // Dave's phone on three VPN addresses (the .2 one in a restricted
+        // group), Erin on a fourth.
+        c.identity.pools = vec![
+            pool("127.0.0.1/32", "dave", &[]),
+            pool("127.0.0.2/32", "dave", &["restricted"]),
+            pool("127.0.0.4/32", "dave", &[]),
+            pool("127.0.0.3/32", "erin", &[]),
+        ];
+        c.intercept.rules = vec![PolicyRule {
+            groups: vec!["restricted".into()],
+            ..rule(&["pinned.test"], &[], PolicyAction::Block, "restricted")
+        }];
+    })
+    .await;
+    let wrong_pem = gw.dir.path().join("wrong.pem");
+    std::fs::write(&wrong_pem, wrong.pem()).unwrap();
+    // Three aborts from 127.0.0.1 (Dave's phone, not restricted there).
+    for _ in 0..3 {
+        let out = tokio::process::Command::new("openssl")
+            .args(["s_client", "-verify_return_error", "-CAfile"])
+            .arg(&wrong_pem)
+            .args(["-proxy", &gw.proxy.to_string()])
+            .args([
+                "-connect",
+                &server.to_string(),
+                "-servername",
+                "pinned.test",
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success());
+    }
+    let p = gw
+        .events
+        .policies()
+        .into_iter()
+        .find(|p| p.kind == "pinning_bypass")
+        .expect("the flip is a policy event");
+    assert_eq!((p.user.as_str(), p.device.as_str()), ("dave", "dave-phone"));
+    // The same phone from another address passes through: keyed by device.
+    assert_eq!(
+        shown_from(&gw, server, None, "127.0.0.4", &root).await,
+        "server"
+    );
+    // Where a block rule applies to it, the block wins over the learning.
+    assert_eq!(
+        shown_from(&gw, server, None, "127.0.0.2", &root).await,
+        "block page"
+    );
+    // Someone else is still intercepted.
+    assert_eq!(
+        shown_from(&gw, server, None, "127.0.0.3", &root).await,
+        "gateway"
+    );
     gw.stop().await;
 }
 
