@@ -146,6 +146,51 @@ async fn tls_without_sni_to_an_address_is_intercepted_against_the_address() {
 }
 
 #[tokio::test]
+async fn tls_without_sni_to_a_connect_name_is_intercepted_for_that_name() {
+    let root = TestCa::root("Upstream Test Root");
+    let server = https_server("by-name", root.leaf(&LeafSpec::new(&["localhost"]))).await;
+    let gw = TestGateway::start(&[&root.pem()], |_| {}).await;
+    let ca = gw.ca_file();
+    // openssl without SNI, CONNECT localhost:PORT, verifying our leaf for
+    // the name.
+    let mut child = tokio::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-noservername",
+            "-verify_return_error",
+        ])
+        .args(["-verify_hostname", "localhost", "-CAfile"])
+        .arg(&ca)
+        .args(["-proxy", &gw.proxy.to_string()])
+        .args(["-connect", &format!("localhost:{}", server.port())])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"GET /hello HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    drop(stdin);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("hello from by-name"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = wait(&gw, |e| e.decision == "intercept").await;
+    assert_eq!((ev.sni.as_deref(), ev.host.as_str()), (None, "localhost"));
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn no_sni_is_blocked_where_policy_blocks_the_address_or_by_default() {
     let root = TestCa::root("Upstream Test Root");
     let server = https_server("ip-only", root.leaf(&LeafSpec::new(&["127.0.0.1"]))).await;
