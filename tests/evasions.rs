@@ -22,6 +22,7 @@ use base64::Engine;
 use common::inproc::{client_config, http_get, TestGateway};
 use common::pki::{LeafSpec, TestCa};
 use common::upstream::https_server;
+use common::Gatehouse;
 use gatehouse::config::{PinningMode, PolicyAction, PolicyRule, UnparsedAction};
 use gatehouse::events::ConnectionEvent;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -839,4 +840,109 @@ async fn a_policy_block_of_tls_answers_with_the_block_page_without_the_server() 
         .any(|p| p.kind == "policy_block" && p.host == "localhost"));
     assert_eq!(accepted.load(Ordering::SeqCst), 0, "no upstream connection");
     gw.stop().await;
+}
+
+/// Transparent mode: a redirected TLS flow blocked by its SNI gets the
+/// block page and the server never sees a connection (the gateway dials
+/// only after deciding). A readable flow to the same server, as control,
+/// does reach it.
+#[test]
+fn a_redirected_flow_blocked_by_sni_never_reaches_the_server() {
+    use common::netns::{Netns, SERVER_V4};
+    use std::process::Command;
+    let tag = format!("{}", std::process::id() % 100_000);
+    let net = Netns::setup(&tag, 8443);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("accepts.log");
+    // A plain TCP server on 443 that logs every connection it accepts.
+    let counter = "import socket,sys\n\
+                   s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+                   s.bind(('0.0.0.0',443)); s.listen(16)\n\
+                   while True:\n    c,_=s.accept(); open(sys.argv[1],'a').write('x\\n'); c.sendall(b'ok'); c.close()\n";
+    let mut server = Command::new("ip")
+        .args(["netns", "exec", &net.server, "python3", "-c", counter])
+        .arg(&log)
+        .spawn()
+        .unwrap();
+    let config = "[proxy]\nlisten = \"127.0.0.1:0\"\ntransparent_listen = \"[::]:8443\"\n\
+         allowed_clients = [\"10.233.0.0/24\"]\nallowed_destinations = [\"10.233.1.0/24\"]\n\
+         header_read_timeout = \"2s\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         [[intercept.rules]]\nhosts = [\"blocked.test\"]\naction = \"block\"\nreason = \"not approved\"\n";
+    let gw = Gatehouse::start_wrapped(
+        tempfile::tempdir().unwrap(),
+        config,
+        &Netns::exec(&net.gateway),
+        &[],
+    );
+    let accepts = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    // Control: unreadable-but-not-TLS bytes pass through to the server.
+    let send = "import socket,sys\n\
+                s=socket.create_connection((sys.argv[1],443),timeout=10)\n\
+                s.sendall(b'hello, not TLS'); print(s.recv(16))\n";
+    let mut reached = false;
+    for _ in 0..50 {
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &net.client,
+                "python3",
+                "-c",
+                send,
+                SERVER_V4,
+            ])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains("ok") {
+            reached = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        reached,
+        "control flow did not reach the server: {}",
+        gw.log()
+    );
+    let before = accepts();
+    assert!(before >= 1);
+    // The blocked name: the block page, over our own leaf.
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.client,
+            "curl",
+            "-sS",
+            "--max-time",
+            "10",
+        ])
+        .args([
+            "-w",
+            "\n%{http_code}",
+            "--cacert",
+            gw.ca_cert.to_str().unwrap(),
+        ])
+        .args(["--resolve", &format!("blocked.test:443:{SERVER_V4}")])
+        .arg("https://blocked.test/")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.trim_end().ends_with("403") && text.contains("not approved"),
+        "{text} {} {}",
+        String::from_utf8_lossy(&out.stderr),
+        gw.log()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(accepts(), before, "the blocked flow reached the server");
+    let _ = server.kill();
+    let _ = server.wait();
+    drop(gw);
+    drop(net);
 }
