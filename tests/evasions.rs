@@ -750,6 +750,28 @@ async fn a_host_header_naming_another_host_is_domain_fronting() {
 }
 
 #[tokio::test]
+async fn an_absolute_form_request_with_another_host_header_is_domain_fronting() {
+    let (server, _) = counting_server().await;
+    let gw = TestGateway::start(&[], |_| {}).await;
+    let out = tokio::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}"])
+        .args(["--proxy", &format!("http://{}", gw.proxy)])
+        .args(["-H", "Host: hidden.test"])
+        .arg(format!("http://localhost:{}/", server.port()))
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.trim_end().ends_with("421"), "{text}");
+    assert!(gw
+        .events
+        .policies()
+        .iter()
+        .any(|p| p.kind == "domain_fronting" && p.reason.contains("hidden.test")));
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_connect_target_and_another_sni_is_domain_fronting() {
     let root = TestCa::root("Upstream Test Root");
     let (server, accepted) = counting_server().await;
