@@ -968,3 +968,76 @@ fn a_redirected_flow_blocked_by_sni_never_reaches_the_server() {
     drop(gw);
     drop(net);
 }
+
+/// XMPP that promises TLS (`<proceed/>`) and then sends plaintext is not
+/// relayed unread: `intercept.unparsed_action` (block) applies.
+#[tokio::test]
+async fn no_tls_after_xmpp_proceed_is_blocked() {
+    const TLS_NS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
+    async fn read_until<S: tokio::io::AsyncRead + Unpin>(s: &mut S, marker: &str) -> String {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains(marker) {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before {marker}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8(got).unwrap()
+    }
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = l.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        let (mut tcp, _) = l.accept().await.unwrap();
+        read_until(&mut tcp, "<stream:stream").await;
+        tcp.write_all(
+            format!(
+                "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+                 xmlns:stream='http://etherx.jabber.org/streams' from='chat.test' version='1.0'>\
+                 <stream:features><starttls xmlns='{TLS_NS}'><required/></starttls></stream:features>"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        read_until(&mut tcp, "<starttls").await;
+        tcp.write_all(format!("<proceed xmlns='{TLS_NS}'/>").as_bytes())
+            .await
+            .unwrap();
+        let mut after = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut after)).await;
+        let _ = tx.send(after);
+    });
+    let gw = TestGateway::start(&[], |c| {
+        c.proxy.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (mut tcp, status) = common::inproc::tunnel(gw.proxy, server).await;
+    assert!(status.contains(" 200"), "{status}");
+    tcp.write_all(
+        b"<?xml version='1.0'?><stream:stream to='chat.test' xmlns='jabber:client' \
+          xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>",
+    )
+    .await
+    .unwrap();
+    read_until(&mut tcp, "</stream:features>").await;
+    tcp.write_all(format!("<starttls xmlns='{TLS_NS}'/>").as_bytes())
+        .await
+        .unwrap();
+    read_until(&mut tcp, "<proceed").await;
+    tcp.write_all(b"<message to='bob@chat.test'><body>card 4111 1111 1111 1111</body></message>")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut rest)).await;
+    let after = rx.await.unwrap();
+    assert!(
+        after.is_empty(),
+        "the server got plaintext after <proceed/>: {}",
+        String::from_utf8_lossy(&after)
+    );
+    let ev = wait(&gw, |e| e.reason.contains("no TLS after <proceed/>")).await;
+    assert_eq!(ev.decision, "block");
+    assert!(ev.flagged);
+    gw.stop().await;
+}
