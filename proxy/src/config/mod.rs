@@ -165,10 +165,19 @@ pub struct InterceptConfig {
     pub default_action: PolicyAction,
     /// Policy rules, first match wins.
     pub rules: Vec<PolicyRule>,
-    /// Pass through (flagged) the built-in list of apps known to pin certificates.
+    /// What to do with a flow that looks like TLS but cannot be read (a
+    /// malformed or incomplete ClientHello, no TLS after XMPP `<proceed/>`):
+    /// `block` (default) or `passthrough` (relayed unread, flagged).
+    pub unparsed_action: UnparsedAction,
+    /// Which pinning passes through: `catalog` (default: only apps the
+    /// catalog marks as pinning), `learn` (also hosts a user's client
+    /// refused our leaf for, per user/device), `off` (none).
+    pub pinning: PinningMode,
+    /// Pass through (flagged) the built-in list of apps known to pin
+    /// certificates (under `pinning = "catalog"` or `"learn"`).
     pub builtin_pinned_passthrough: bool,
-    /// Handshake aborts after our leaf, per client and name, before the name is
-    /// put on passthrough.
+    /// Handshake aborts after our leaf, per user/device (else client address)
+    /// and name, before the name is put on passthrough (`pinning = "learn"`).
     pub pinning_threshold: u32,
     /// How long a learned pinning passthrough lasts.
     #[serde(with = "humantime_serde")]
@@ -191,6 +200,8 @@ impl Default for InterceptConfig {
         Self {
             default_action: PolicyAction::Intercept,
             rules: Vec::new(),
+            unparsed_action: UnparsedAction::Block,
+            pinning: PinningMode::Catalog,
             builtin_pinned_passthrough: true,
             pinning_threshold: 3,
             pinning_ttl: Duration::from_secs(3600),
@@ -200,6 +211,33 @@ impl Default for InterceptConfig {
             inspect_window: 1024 * 1024,
         }
     }
+}
+
+/// `intercept.unparsed_action`: what happens to TLS-looking data the
+/// gateway cannot read.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UnparsedAction {
+    /// Refuse the flow (recorded, flagged).
+    #[default]
+    Block,
+    /// Relay it unread (recorded, flagged): only where an admin says so.
+    Passthrough,
+}
+
+/// `intercept.pinning`: which certificate pinning earns a passthrough.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PinningMode {
+    /// Only apps the catalog marks as pinning pass through; aborted
+    /// handshakes never make a host pass.
+    #[default]
+    Catalog,
+    /// As `catalog`, plus hosts learned per user/device from aborted
+    /// handshakes (never over a block rule).
+    Learn,
+    /// No pinning passthrough at all: intercept or block per policy.
+    Off,
 }
 
 /// What to do with a flow.

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | accept → admit | [`admit`] | allowed client, journal accepting, a slot |
 //! | peek | [`peek`] | first bytes, identified and classified, kept for replay |
-//! | decide | [`decide`] | malformed hello, non-TLS, no name, learned pinning, policy |
+//! | decide | [`decide`] | unreadable TLS, non-TLS, no name, domain fronting, policy, then pinning |
 //! | upstream | [`upstream`] | dial (destination access first), verify the real server |
 //! | mint | [`mint`] | a leaf for the verified name, the client's handshake |
 //! | relay | [`relay`] | HTTP/2, HTTP/1.1 or bytes for a decrypted flow; plain HTTP |
@@ -66,9 +66,11 @@ use decide::Plan;
 use peek::{peek, Peeked};
 pub use upstream::DialError;
 
-/// Serves a flow whose upstream TCP connection is made, to its end, and
-/// records it. Runs in the flow's span.
-pub async fn serve<S>(mut flow: Flow, client: S, upstream: TcpStream, shared: Shared)
+/// Serves a flow to its end and records it; `upstream` is the server's
+/// TCP connection, or `None` when policy refused the flow before dialing
+/// (it is then dialed only if a later step needs it). Runs in the flow's
+/// span.
+pub async fn serve<S>(mut flow: Flow, client: S, upstream: Option<TcpStream>, shared: Shared)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -91,17 +93,26 @@ pub struct Refused {
 }
 
 /// Opens a flow and connects it upstream, refusing a destination that is
-/// the listener itself (`own`); a refusal is recorded here.
+/// the listener itself (`own`); a refusal is recorded here. The explicit
+/// proxy dials before answering the CONNECT (so it can answer 403/502),
+/// except for a target that policy blocks by name: that one is never
+/// dialed (`None`), and the client gets the block page without any
+/// connection to the server. A redirected (transparent) flow is dialed
+/// only after its first bytes are decided, so a flow blocked by its SNI
+/// never touches the server either.
 pub async fn connect(
     start: FlowStart,
     shared: &Shared,
     own: Option<std::net::SocketAddr>,
-) -> Result<(Flow, TcpStream), Refused> {
+) -> Result<(Flow, Option<TcpStream>), Refused> {
     let mut flow = Flow::new(start);
     let span = flow.span.clone();
     let dialed = async {
         upstream::refuse_self(&mut flow, own)?;
-        upstream::dial(&mut flow, shared).await
+        if flow.mode == Mode::Transparent || decide::blocked_before_dial(&flow, shared) {
+            return Ok(None);
+        }
+        upstream::dial(&mut flow, shared).await.map(Some)
     }
     .instrument(span)
     .await;
@@ -115,7 +126,7 @@ pub async fn connect(
     }
 }
 
-async fn run<S>(flow: &mut Flow, mut client: S, upstream: TcpStream, shared: &Shared)
+async fn run<S>(flow: &mut Flow, mut client: S, upstream: Option<TcpStream>, shared: &Shared)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -132,12 +143,26 @@ where
     }
 }
 
+/// The flow's upstream connection: the one made before the decision, or
+/// dialed now when policy had refused the CONNECT target by name but a
+/// later step still needs the server. `None` when dialing failed (recorded).
+async fn dial_late(
+    flow: &mut Flow,
+    shared: &Shared,
+    upstream: Option<TcpStream>,
+) -> Option<TcpStream> {
+    match upstream {
+        Some(s) => Some(s),
+        None => upstream::dial(flow, shared).await.ok(),
+    }
+}
+
 /// Carries out a plan on a flow whose first bytes are in `client`.
 async fn carry_out<S>(
     flow: &mut Flow,
     shared: &Shared,
     client: Rewind<S>,
-    upstream: TcpStream,
+    upstream: Option<TcpStream>,
     plan: Plan,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -145,7 +170,13 @@ async fn carry_out<S>(
     match plan {
         Plan::Nothing => {}
         Plan::Block(b) => act::block(flow, shared, client, b).await,
+        Plan::BlockPage { name, hello, block } => {
+            act::block_page(flow, shared, client, &name, &hello, block).await
+        }
         Plan::Passthrough { reason, flagged } => {
+            let Some(upstream) = dial_late(flow, shared, upstream).await else {
+                return;
+            };
             act::passthrough(flow, shared, client, upstream, &reason).await;
             flow.flagged = flagged;
         }
@@ -161,6 +192,10 @@ async fn carry_out<S>(
             act::block(flow, shared, client, block).await
         }
         Plan::Intercept { name, hello } => {
+            let Some(upstream) = dial_late(flow, shared, upstream).await else {
+                act::alert(client, shared).await;
+                return;
+            };
             intercept(flow, shared, client, upstream, name, hello).await
         }
     }
@@ -172,11 +207,14 @@ async fn xmpp_flow<S>(
     flow: &mut Flow,
     shared: &Shared,
     mut client: Rewind<S>,
-    mut upstream: TcpStream,
+    upstream: Option<TcpStream>,
     domain: String,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Some(mut upstream) = dial_late(flow, shared, upstream).await else {
+        return;
+    };
     let idle = shared.config.proxy.idle_timeout;
     match xmpp::negotiate(&mut client, &mut upstream, idle).await {
         xmpp::Negotiation::Ended { up, down, reason } => {
@@ -198,13 +236,28 @@ async fn xmpp_flow<S>(
                     flow.seen.sni = hello.sni.clone();
                     flow.seen.ja4 = Some(hello.ja4.clone());
                     let name = hello.sni.clone().unwrap_or(domain);
-                    let plan = decide::on_tls(flow, shared, name, hello, false);
-                    carry_out(flow, shared, client, upstream, plan).await;
+                    let plan = match decide::on_tls(flow, shared, name, hello, false) {
+                        // An XMPP client cannot read a page: the alert.
+                        Plan::BlockPage { block, .. } => Plan::Block(block),
+                        plan => plan,
+                    };
+                    carry_out(flow, shared, client, Some(upstream), plan).await;
                     flow.reason = format!("xmpp STARTTLS: {}", flow.reason);
                 }
+                Peeked::Other(id)
+                    if id.protocol == gatehouse_inspectors::identify::Protocol::Tls =>
+                {
+                    let why = format!(
+                        "xmpp: malformed TLS ClientHello after <proceed/>: {}",
+                        id.error.as_deref().unwrap_or("unparsable")
+                    );
+                    let plan = decide::unparsed(shared, why, CloseReason::MalformedClientHello);
+                    carry_out(flow, shared, client, Some(upstream), plan).await;
+                }
                 _ => {
-                    let why = "xmpp: no TLS after <proceed/>";
-                    act::passthrough(flow, shared, client, upstream, why).await;
+                    let why = "xmpp: no TLS after <proceed/>".to_string();
+                    let plan = decide::unparsed(shared, why, CloseReason::Blocked);
+                    carry_out(flow, shared, client, Some(upstream), plan).await;
                 }
             }
         }

@@ -37,7 +37,7 @@ pub async fn decrypted<C, U>(
 {
     let host = flow.host_name();
     let (ctx, hooks) = inspect::open(flow, shared, &host, true);
-    let relay = inspect::http_relay(shared, &ctx, &hooks);
+    let relay = inspect::http_relay_of(flow, shared, &ctx, &hooks);
     let redial = super::upstream::redialer(flow, shared, &host, alpn.clone());
     let updates = flow.updates(
         counters.clone(),

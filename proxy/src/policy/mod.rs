@@ -15,4 +15,4 @@ pub use addresses::AddressBook;
 pub use decide::{host_matches, Decision, Policy};
 pub use identity::{AuthError, Identities, Identity};
 pub use listeners::OwnListeners;
-pub use pinning::Pinning;
+pub use pinning::{subject as pinning_subject, Pinning};

@@ -34,8 +34,15 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Body type on both legs.
 pub type Body = BoxBody<Bytes, BoxError>;
 
+/// A check of each request's `Host`/`:authority` against the host the flow
+/// was decided on (it lives in `flow::decide`); `Some` answer refuses it.
+pub type AuthorityCheck =
+    Arc<dyn Fn(&FlowContext, &http::request::Parts) -> Option<Response<Body>> + Send + Sync>;
+
 /// Shared by every request of one relayed connection.
 pub struct HttpRelay {
+    /// Domain-fronting check, run on each request before anything else.
+    pub authority: Option<AuthorityCheck>,
     /// The flow.
     pub flow: Arc<FlowContext>,
     /// Its hooks.
@@ -134,6 +141,13 @@ async fn forward(
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let client_h1 = req.version() < http::Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
+    if let Some(refused) = relay
+        .authority
+        .as_ref()
+        .and_then(|c| c(&relay.flow, &parts))
+    {
+        return refused;
+    }
     let json = wants_json(&parts.headers);
 
     let (window, rest) = match read_window(body, relay.window, relay.window_wait).await {
