@@ -113,7 +113,14 @@ pub fn record(flow: &mut Flow, shared: &Shared, peeked: &Peeked) {
 /// address was reached by earlier — for the record only: it never makes a
 /// flow pass through as pinned.
 fn attribute_by_address(flow: &mut Flow, shared: &Shared, id: &Identification, sni: Option<&str>) {
-    let Some(server) = flow.server_addr.map(|a| a.ip()) else {
+    // Dialed or not yet (a redirected flow is dialed after the decision):
+    // the address the client was going to.
+    let server = flow.server_addr.map(|a| a.ip()).or_else(|| {
+        flow.target
+            .as_ref()
+            .and_then(|t| t.host.parse::<std::net::IpAddr>().ok())
+    });
+    let Some(server) = server else {
         return;
     };
     let named = sni.map(str::to_string).or_else(|| {
