@@ -50,13 +50,18 @@ fn words(len: usize, seed: u32) -> Vec<u8> {
 }
 
 async fn start() -> (Gatehouse, SocketAddr) {
+    start_with("").await
+}
+
+/// As [`start`], with more `[proxy]` keys.
+async fn start_with(proxy: &str) -> (Gatehouse, SocketAddr) {
     let root = TestCa::root("Body Hold Upstream Root");
     let server = https_server(HOST, root.leaf(&LeafSpec::new(&[HOST]))).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("root.pem"), root.pem()).unwrap();
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("dlp-rules");
     let config = format!(
-        "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\n\
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\n{proxy}\n\
          [intercept]\ninspect_window = {WINDOW}\n\
          [upstream]\nextra_roots = [\"root.pem\"]\n[rules]\ndir = \"{}\"\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n",
@@ -297,4 +302,24 @@ async fn a_body_that_pauses_is_held_whole_and_judged_decoded() {
     })
     .await;
     assert_eq!(field(&findings[0], "action"), "block", "{findings:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_idle_past_the_idle_timeout_ends_the_flow_unforwarded() {
+    let (gw, server) = start_with("idle_timeout = \"2s\"").await;
+    // Half a benign body, then 5 s of silence (idle timeout 2 s).
+    let body = words(20_000, 13);
+    let r = slow_post(&gw, server, "text/plain", &body, 5.0, 2).await;
+    assert_ne!(r["status"], 200, "{r}\n{}", gw.log());
+    assert!(
+        !r["body"].as_str().unwrap_or("").contains("len="),
+        "the upstream answered: {r}"
+    );
+    let closed = wait_events(&gw, 1, |e| {
+        field(e, "type") == "connection"
+            && field(e, "host") == HOST
+            && field(e, "close_reason") == "idle_timeout"
+    })
+    .await;
+    assert_eq!(closed.len(), 1, "{:#?}\n{}", events(&gw), gw.log());
 }

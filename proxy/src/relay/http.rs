@@ -138,12 +138,16 @@ async fn forward(
     // Held until the window is full or the body ends, whatever the client's
     // pauses: a partial window would skip extraction and structural
     // decoding. Only the idle timeout ends the wait, and then nothing of the
-    // body is forwarded.
-    let (window, rest) = match read_window(body, relay.window, Hold::Full(relay.idle)).await {
+    // body is forwarded. The bound is half as long again: an intercepted
+    // connection gone idle is ended first by the flow's idle watch (which
+    // records `idle_timeout`); this one ends a stream kept waiting on a
+    // connection that other streams keep busy, and plain-HTTP requests.
+    let idle = relay.idle.saturating_add(relay.idle / 2);
+    let (window, rest) = match read_window(body, relay.window, Hold::Full(idle)).await {
         Ok(w) => w,
         Err(ReadError::Idle) => {
             tracing::info!(
-                idle = ?relay.idle,
+                ?idle,
                 "request body idle past the idle timeout; nothing forwarded"
             );
             let mut page = error_page(
