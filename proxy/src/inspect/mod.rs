@@ -22,6 +22,7 @@ use crate::relay::hooks::{
 };
 
 mod body;
+mod ws_stream;
 
 /// The current rule set and where it comes from; swapped whole on reload.
 pub struct Rules {
@@ -591,6 +592,23 @@ impl FlowHooks for FlowInspection {
             return self.judge_ws_fallback(flow, dir, payload);
         }
         self.judge_whole(flow, extracted)
+    }
+
+    fn ws_stream(
+        &mut self,
+        flow: &FlowContext,
+        dir: Direction,
+        _text: bool,
+    ) -> Option<Box<dyn BodyHooks>> {
+        // Too large to hold: scanned as it streams, as a fallback message.
+        self.body_scope(dir).0.then(|| {
+            Box::new(ws_stream::WsStream::new(
+                &self.rules,
+                self.events.clone(),
+                flow,
+                dir,
+            )) as Box<dyn BodyHooks>
+        })
     }
 
     fn on_bytes(&mut self, flow: &FlowContext, dir: Direction, bytes: &[u8]) -> Verdict {
