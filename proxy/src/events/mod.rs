@@ -21,8 +21,8 @@ mod state;
 pub use columns::Columns;
 pub use metrics::MetricsSnapshot;
 pub use model::{
-    AuditEvent, ConnectionEvent, Direction, DlpFindingEvent, Event, EventType, FlowStamp, Masked,
-    MessageEvent, OpaqueTunnelEvent, PolicyEvent, Record, Severity,
+    AuditEvent, ConnectionEvent, Direction, DlpFindingEvent, Encryption, Event, EventType,
+    FlowStamp, Masked, MessageEvent, OpaqueTunnelEvent, PolicyEvent, Record, Severity,
 };
 pub use pipeline::{JournalSink, Pipeline};
 

@@ -677,7 +677,12 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         (Some(j), Some(h)) => j < h,
         (Some(_), None) => true,
         (None, Some(_)) => false,
-        (None, None) => get(header::CONTENT_TYPE).contains("json"),
+        // No preference: API clients send JSON, or multipart uploads
+        // (Slack, Discord, Mattermost, Zulip and Rocket.Chat file APIs).
+        (None, None) => {
+            let ct = get(header::CONTENT_TYPE);
+            ct.contains("json") || ct.trim_start().starts_with("multipart/form-data")
+        }
     }
 }
 
@@ -688,8 +693,19 @@ fn block_event(relay: &HttpRelay) -> Option<uuid::Uuid> {
 fn policy_page(policy: &str, event: Option<uuid::Uuid>, json: bool, what: &str) -> Response<Body> {
     let event_text = event.map(|e| e.to_string());
     let (content_type, body) = if json {
+        // One shape the common chat APIs' clients read as an error:
+        // `ok: false` + `error` (Slack), `errcode` + `error` (Matrix),
+        // `message` (Discord, Mattermost, Rocket.Chat); the human text
+        // carries the reference a help desk needs.
+        let message = match &event_text {
+            Some(e) => format!("blocked by policy {policy} (reference {e})"),
+            None => format!("blocked by policy {policy}"),
+        };
         let v = serde_json::json!({
-            "error": "blocked by policy",
+            "ok": false,
+            "errcode": "M_FORBIDDEN",
+            "error": message,
+            "message": message,
             "policy": policy,
             "rule": policy.strip_prefix("DLP rule "),
             "event_id": event_text,

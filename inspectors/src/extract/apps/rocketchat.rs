@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::super::body::str_at;
-use super::super::message::{Direction, Extracted, Message};
+use super::super::message::{Direction, EncryptedMessage, Extracted, Message};
 use super::{id_at, segments, text_leaves, Req};
 
 pub(in super::super) fn http(req: &Req) -> Extracted {
@@ -52,12 +52,22 @@ pub(in super::super) fn http(req: &Req) -> Extracted {
 fn from_message(app: &str, direction: Direction, msg: &Value) -> Extracted {
     let rid = id_at(msg, "rid");
     if str_at(msg, "t") == Some("e2e") {
-        return Extracted::e2ee(
-            app,
-            format!(
-                "rocket.chat e2e message (t=e2e) room={}",
-                rid.as_deref().unwrap_or("?")
-            ),
+        let evidence = format!(
+            "rocket.chat e2e message (t=e2e) room={}",
+            rid.as_deref().unwrap_or("?")
+        );
+        return Extracted::encrypted(
+            EncryptedMessage {
+                app: app.to_owned(),
+                direction,
+                conversation: rid,
+                sender: msg.get("u").and_then(|u| id_at(u, "username")),
+                // E2E rooms encrypt with AES-CBC keys shared over RSA-OAEP;
+                // the message names no algorithm of its own.
+                algorithm: "rocketchat-e2e".into(),
+                size: str_at(msg, "msg").map_or(0, |c| c.len() as u64),
+            },
+            evidence,
         );
     }
     let mut m = Message::new(app, direction);
