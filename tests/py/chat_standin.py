@@ -13,6 +13,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 CERT, KEY, LOG = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -81,7 +82,7 @@ class Handler(BaseHTTPRequestHandler):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
         self.record(body)
-        path = self.path.split("?")[0]
+        path = urllib.parse.unquote(self.path.split("?")[0])
         host = self.headers.get("Host", "localhost")
         if path.startswith("/api/v10/"):
             return self.discord(path[len("/api/v10") :], body)
@@ -122,6 +123,24 @@ class Handler(BaseHTTPRequestHandler):
     def discord(self, path, body):
         if path == "/users/@me":
             return self.reply(200, USER)
+        if path == "/oauth2/applications/@me":
+            return self.reply(
+                200,
+                {
+                    "id": USER["id"],
+                    "name": "gatehouse-test",
+                    "icon": None,
+                    "description": "",
+                    "rpc_origins": [],
+                    "bot_public": False,
+                    "bot_require_code_grant": False,
+                    "owner": USER,
+                    "summary": "",
+                    "verify_key": "00",
+                    "team": None,
+                    "flags": 0,
+                },
+            )
         parts = path.strip("/").split("/")
         if len(parts) == 3 and parts[0] == "channels" and parts[2] == "messages":
             ctype = self.headers.get("Content-Type", "")
