@@ -10,7 +10,6 @@
 mod clients_support;
 mod common;
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
