@@ -5,7 +5,8 @@
 //! with a JSON error slack_sdk parses (`SlackApiError`, not "non-JSON
 //! response"), and uploaded CSV files of card numbers are blocked — by
 //! `files.upload` (multipart) and by `files_upload_v2` (raw body to the
-//! upload URL) — with every finding joined to its message event.
+//! upload URL) and by a method no extractor knows (a binary-typed file
+//! part) — with every finding joined to its message or connection event.
 
 mod clients_support;
 mod common;
@@ -45,6 +46,7 @@ fn slack_sdk_messages_secrets_and_uploads_through_an_in_house_host() {
         ("card", "payment-card"),
         ("aws", "aws-access-key-id"),
         ("upload_v1", "payment-card"),
+        ("upload_unknown_method", "payment-card"),
     ] {
         let s = step(name);
         assert_eq!(s["kind"], "SlackApiError", "{name}: {s}");

@@ -105,3 +105,13 @@ step(
         initial_comment="agenda attached",
     ),
 )
+# A method no extractor knows, with a binary-typed file part: the
+# whole-body scan skips such parts, the upload scan reads them.
+step(
+    "upload_unknown_method",
+    lambda: client.api_call(
+        "canvases.importFile",
+        files={"file": CARDS_CSV.encode()},
+        data={"channel_id": "C047"},
+    ),
+)
