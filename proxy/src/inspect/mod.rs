@@ -196,9 +196,9 @@ impl FlowInspection {
     /// (and findings) to redact, and the events to record once the gateway
     /// knows what it did ([`record`](Self::record)).
     fn judge(&mut self, flow: &FlowContext, extracted: Extracted) -> Judged {
-        // An encrypted message Gatehouse can see is its own event; the
-        // flow-level `opaque_tunnel` is for whole-tunnel encryption.
-        self.record_encrypted(flow, &extracted.encrypted);
+        // An encrypted message Gatehouse can see is its own event (added
+        // after the readable ones below); the flow-level `opaque_tunnel`
+        // is for whole-tunnel encryption.
         if let Some(op) = extracted.opaque.filter(|_| extracted.encrypted.is_empty()) {
             if !self.opaque_reported {
                 self.opaque_reported = true;
@@ -277,26 +277,9 @@ impl FlowInspection {
             });
         }
         judged
-    }
-
-    /// One `message` event per end-to-end encrypted message: where it went
-    /// and how it is encrypted, never content (there is none to read).
-    fn record_encrypted(&self, flow: &FlowContext, encrypted: &[extract::EncryptedMessage]) {
-        for e in encrypted {
-            let message = MessageEvent {
-                conversation: e.conversation.clone(),
-                sender: e.sender.clone(),
-                action: "allow".into(),
-                extractor: "e2ee".into(),
-                e2ee: Some(Encryption {
-                    algorithm: e.algorithm.clone(),
-                    bytes: e.size,
-                }),
-                ..flow.stamp().message(&e.app, e.direction)
-            };
-            self.events
-                .emit_as(uuid::Uuid::now_v7(), Event::Message(message));
-        }
+            .pending
+            .extend(encrypted_messages(flow, &extracted.encrypted));
+        judged
     }
 
     /// Scans the files a request uploads, as content whatever its message
@@ -545,6 +528,30 @@ impl FlowInspection {
             },
         }
     }
+}
+
+/// One `message` event per end-to-end encrypted message: where it went and
+/// how it is encrypted, never content (there is none to read). Allowed,
+/// unless the unit carrying it is blocked ([`FlowInspection::record`]).
+fn encrypted_messages(flow: &FlowContext, encrypted: &[extract::EncryptedMessage]) -> Vec<Pending> {
+    encrypted
+        .iter()
+        .map(|e| Pending {
+            id: uuid::Uuid::now_v7(),
+            message: MessageEvent {
+                conversation: e.conversation.clone(),
+                sender: e.sender.clone(),
+                action: "allow".into(),
+                extractor: "e2ee".into(),
+                e2ee: Some(Encryption {
+                    algorithm: e.algorithm.clone(),
+                    bytes: e.size,
+                }),
+                ..flow.stamp().message(&e.app, e.direction)
+            },
+            findings: Vec::new(),
+        })
+        .collect()
 }
 
 /// A matched value with separators and case folded, so the same secret
