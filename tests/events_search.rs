@@ -160,6 +160,7 @@ fn corpus() -> Vec<Event> {
             action: "alert".into(),
             text: None,
             extractor: "app".into(),
+            e2ee: None,
         };
         out.push(Event::Message(message));
         for (rule, severity, action) in [

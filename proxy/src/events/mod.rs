@@ -20,6 +20,7 @@ mod state;
 
 pub use columns::Columns;
 pub use metrics::MetricsSnapshot;
+pub use model::Encryption;
 pub use model::{
     AuditEvent, ConnectionEvent, Direction, DlpFindingEvent, Event, EventType, FlowStamp,
     FlowUpdateEvent, Masked, MessageEvent, OpaqueTunnelEvent, PolicyEvent, Record, Severity,

@@ -228,6 +228,20 @@ pub struct MessageEvent {
     /// message no extractor understood, scanned whole).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub extractor: String,
+    /// Set on an end-to-end encrypted message (`extractor = "e2ee"`): how
+    /// it is encrypted and how big its ciphertext is; it has no text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2ee: Option<Encryption>,
+}
+
+/// What can be seen of an end-to-end encrypted message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Encryption {
+    /// The algorithm as the payload names it (`m.megolm.v1.aes-sha2`,
+    /// `OMEMO 2`, `OTR`, `jwe dir/A256GCM`, `rocketchat-e2e`).
+    pub algorithm: String,
+    /// Size of the ciphertext (the XMPP stanza) as sent, in bytes.
+    pub bytes: u64,
 }
 
 /// How serious a DLP finding is.
@@ -514,6 +528,7 @@ impl FlowStamp {
             action: String::new(),
             text: None,
             extractor: "app".into(),
+            e2ee: None,
         }
     }
 

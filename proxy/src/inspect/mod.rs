@@ -16,7 +16,7 @@ use gatehouse_inspectors::dlp::{
 };
 use gatehouse_inspectors::extract::{self, Extracted, Extractor, XmppExtractor};
 
-use crate::events::{DlpFindingEvent, Event, EventSink, MessageEvent};
+use crate::events::{DlpFindingEvent, Encryption, Event, EventSink, MessageEvent};
 use crate::relay::hooks::{
     BodyHooks, Direction, FlowContext, FlowHooks, HttpMessage, Interceptor, Verdict,
 };
@@ -197,7 +197,10 @@ impl FlowInspection {
     /// (and findings) to redact, and the events to record once the gateway
     /// knows what it did ([`record`](Self::record)).
     fn judge(&mut self, flow: &FlowContext, extracted: Extracted) -> Judged {
-        if let Some(op) = extracted.opaque {
+        // An encrypted message Gatehouse can see is its own event (added
+        // after the readable ones below); the flow-level `opaque_tunnel`
+        // is for whole-tunnel encryption.
+        if let Some(op) = extracted.opaque.filter(|_| extracted.encrypted.is_empty()) {
             if !self.opaque_reported {
                 self.opaque_reported = true;
                 let mut o = flow.stamp().opaque("tls", "log");
@@ -275,6 +278,79 @@ impl FlowInspection {
             });
         }
         judged
+            .pending
+            .extend(encrypted_messages(flow, &extracted.encrypted));
+        judged
+    }
+
+    /// Scans the files a request uploads, as content whatever its message
+    /// said, and adds their findings to the first judged message (or, with
+    /// none, to the flow's connection event). Returns the strictest action:
+    /// a file cannot be rewritten, so a redaction is carried out as a block.
+    fn judge_uploads(
+        &mut self,
+        flow: &FlowContext,
+        dir: Direction,
+        uploads: &[extract::Upload],
+        judged: &mut Judged,
+    ) -> Option<Action> {
+        let mut worst = None;
+        let app = judged
+            .pending
+            .first()
+            .map(|p| p.message.app.clone())
+            .or_else(|| flow.app.clone());
+        for u in uploads {
+            let input = BodyInput {
+                content_type: u.content_type.as_deref(),
+                content_encoding: None,
+                body: &u.data,
+            };
+            let result = self.rules.scan_body(
+                &input,
+                app.as_deref(),
+                dir,
+                "upload",
+                &DecodeLimits::default(),
+            );
+            let Some(action) = result.verdict() else {
+                continue;
+            };
+            let message_id = judged.pending.first().map(|p| p.id);
+            let findings = body::findings_of(flow, message_id, dir, &input, &result, "upload");
+            if action >= Action::Redact {
+                self.block_rule = result
+                    .findings
+                    .iter()
+                    .find(|f| f.action >= Action::Redact)
+                    .map(|f| f.rule.to_string());
+                self.block_event = Some(message_id.unwrap_or(flow.id));
+            }
+            worst = worst.max(Some(action));
+            match judged.pending.first_mut() {
+                Some(p) => {
+                    p.message.findings += findings.len() as u32;
+                    let rank = |a: &str| {
+                        ["allow", "log", "alert", "redact", "block"]
+                            .iter()
+                            .position(|r| *r == a)
+                    };
+                    if rank(action.as_str()) > rank(&p.message.action) {
+                        p.message.action = action.as_str().into();
+                    }
+                    p.findings.extend(findings);
+                }
+                None => {
+                    for mut f in findings {
+                        if action >= Action::Redact && f.action == "redact" {
+                            f.action = "block".into();
+                        }
+                        self.events.emit(Event::DlpFinding(f));
+                    }
+                }
+            }
+        }
+        worst
     }
 
     /// Records judged messages with what the gateway did: a unit that was
@@ -455,6 +531,30 @@ impl FlowInspection {
     }
 }
 
+/// One `message` event per end-to-end encrypted message: where it went and
+/// how it is encrypted, never content (there is none to read). Allowed,
+/// unless the unit carrying it is blocked ([`FlowInspection::record`]).
+fn encrypted_messages(flow: &FlowContext, encrypted: &[extract::EncryptedMessage]) -> Vec<Pending> {
+    encrypted
+        .iter()
+        .map(|e| Pending {
+            id: uuid::Uuid::now_v7(),
+            message: MessageEvent {
+                conversation: e.conversation.clone(),
+                sender: e.sender.clone(),
+                action: "allow".into(),
+                extractor: "e2ee".into(),
+                e2ee: Some(Encryption {
+                    algorithm: e.algorithm.clone(),
+                    bytes: e.size,
+                }),
+                ..flow.stamp().message(&e.app, e.direction)
+            },
+            findings: Vec::new(),
+        })
+        .collect()
+}
+
 /// A matched value with separators and case folded, so the same secret
 /// written twice (`4556 7375…` in markup, `4556737…` in text) is one.
 fn normalized(matched: &str) -> String {
@@ -506,17 +606,46 @@ impl FlowHooks for FlowInspection {
             .map(|(n, v)| (n.as_str(), v.as_bytes()))
             .collect();
         let path = msg.uri.path_and_query().map_or("/", |p| p.as_str());
-        let extracted = if msg.complete {
+        let mut extracted = if msg.complete {
             self.extractor
                 .on_http_request(msg.method.as_str(), path, &headers, msg.body)
         } else {
             Extracted::default()
         };
+        let uploads = std::mem::take(&mut extracted.uploads);
         if extracted.messages.is_empty() && extracted.opaque.is_none() {
+            // The whole-body scan reads the body, multipart parts declared
+            // textual included; binary-typed file parts are read here.
+            let multipart = msg
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    v.trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("multipart/")
+                });
+            let files: Vec<_> = uploads
+                .into_iter()
+                .filter(|u| multipart && !u.declared_textual())
+                .collect();
+            if !files.is_empty() && self.body_scope(Direction::Outbound).0 {
+                let mut none = Judged::default();
+                let worst = self.judge_uploads(flow, Direction::Outbound, &files, &mut none);
+                if worst.is_some_and(|a| a >= Action::Redact) {
+                    return Verdict::Block {
+                        policy: body::policy_name(self.block_rule.as_deref()),
+                    };
+                }
+            }
             return self.judge_body(flow, Direction::Outbound, msg);
         }
-        let judged = self.judge(flow, extracted);
+        let mut judged = self.judge(flow, extracted);
+        let files = self.judge_uploads(flow, Direction::Outbound, &uploads, &mut judged);
         let verdict = match judged.verdict {
+            _ if files.is_some_and(|a| a >= Action::Redact) => Verdict::Block {
+                policy: body::policy_name(self.block_rule.as_deref()),
+            },
             Some(Action::Block) => Verdict::Block {
                 policy: body::policy_name(self.block_rule.as_deref()),
             },

@@ -154,6 +154,7 @@ async fn forward(
         return refused;
     }
     let json = wants_json(&parts.headers);
+    let matrix = parts.uri.path().starts_with("/_matrix/");
 
     // Held until the window is full or the body ends, whatever the client's
     // pauses: a partial window would skip extraction and structural
@@ -200,7 +201,7 @@ async fn forward(
     // The whole body, when known: a retry can send it again.
     let (body, known) = match verdict {
         Verdict::Block { policy } => {
-            return blocked_page(&policy, block_event(relay), json);
+            return blocked_request_page(&policy, block_event(relay), json, matrix);
         }
         Verdict::Rewrite(new) if rest.is_done() => {
             set_length(&mut parts.headers, new.len());
@@ -258,7 +259,7 @@ async fn forward(
             let policy = cut_policy(&*e)
                 .or_else(|| cut_by.get().cloned())
                 .unwrap_or_default();
-            return blocked_page(&policy, block_event(relay), json);
+            return blocked_request_page(&policy, block_event(relay), json, matrix);
         }
         Err(e) => {
             return error_page(
@@ -760,6 +761,26 @@ pub fn blocked_page(policy: &str, event: Option<uuid::Uuid>, want_json: bool) ->
     policy_page(policy, event, want_json, "sending")
 }
 
+/// [`blocked_page`] for a request the relay read. Matrix client-server
+/// calls (`/_matrix/…`) get the reference as `gatehouse_event_id`: Matrix
+/// clients (matrix-nio) take any JSON body with a string `event_id` for
+/// "sent", whatever the status, and would tell the user the message went.
+fn blocked_request_page(
+    policy: &str,
+    event: Option<uuid::Uuid>,
+    json: bool,
+    matrix: bool,
+) -> Response<Body> {
+    let page = blocked_page(policy, event, json);
+    if !(json && matrix) {
+        return page;
+    }
+    let (mut parts, _) = page.into_parts();
+    let body = policy_json(policy, event.map(|e| e.to_string()), "gatehouse_event_id");
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, full(Bytes::from(body)))
+}
+
 /// What is shown instead of a response a policy blocked.
 pub fn blocked_response_page(
     policy: &str,
@@ -787,7 +808,12 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         (Some(j), Some(h)) => j < h,
         (Some(_), None) => true,
         (None, Some(_)) => false,
-        (None, None) => get(header::CONTENT_TYPE).contains("json"),
+        // No preference: API clients send JSON, or multipart uploads
+        // (Slack, Discord, Mattermost, Zulip and Rocket.Chat file APIs).
+        (None, None) => {
+            let ct = get(header::CONTENT_TYPE);
+            ct.contains("json") || ct.trim_start().starts_with("multipart/form-data")
+        }
     }
 }
 
@@ -798,13 +824,10 @@ fn block_event(relay: &HttpRelay) -> Option<uuid::Uuid> {
 fn policy_page(policy: &str, event: Option<uuid::Uuid>, json: bool, what: &str) -> Response<Body> {
     let event_text = event.map(|e| e.to_string());
     let (content_type, body) = if json {
-        let v = serde_json::json!({
-            "error": "blocked by policy",
-            "policy": policy,
-            "rule": policy.strip_prefix("DLP rule "),
-            "event_id": event_text,
-        });
-        ("application/json", format!("{v}\n"))
+        (
+            "application/json",
+            policy_json(policy, event_text.clone(), "event_id"),
+        )
     } else {
         let policy = html_escape(policy);
         let reference = event_text
@@ -833,6 +856,27 @@ fn policy_page(policy: &str, event: Option<uuid::Uuid>, json: bool, what: &str) 
         b = b.header("x-gatehouse-event", e.as_str());
     }
     b.body(full(Bytes::from(body))).expect("static response")
+}
+
+/// The JSON block: one shape the common chat APIs' clients read as an
+/// error — `ok: false` + `error` (Slack), `errcode` + `error` (Matrix),
+/// `message` (Discord, Mattermost, Rocket.Chat); the human text carries
+/// the reference a help desk needs, and `id_key` names the event.
+fn policy_json(policy: &str, event: Option<String>, id_key: &str) -> String {
+    let message = match &event {
+        Some(e) => format!("blocked by policy {policy} (reference {e})"),
+        None => format!("blocked by policy {policy}"),
+    };
+    let mut v = serde_json::json!({
+        "ok": false,
+        "errcode": "M_FORBIDDEN",
+        "error": message,
+        "message": message,
+        "policy": policy,
+        "rule": policy.strip_prefix("DLP rule "),
+    });
+    v[id_key] = serde_json::Value::from(event);
+    format!("{v}\n")
 }
 
 /// The proxy's own refusal of a request it could not carry (destination
