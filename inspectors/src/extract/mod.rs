@@ -26,6 +26,6 @@ pub use extractor::Extractor;
 pub use html::strip_html;
 pub use jwe::JweHeader;
 pub use message::{Direction, Extracted, Message, OpaqueEvidence, TextField};
-pub use mqtt::{parse_publish, MqttPublish, MqttStream};
+pub use mqtt::{frame, parse_publish, Frame, MqttError, MqttPublish, MqttSession, MqttStream};
 pub use multipart::{parse_multipart, Part};
 pub use xmpp::XmppExtractor;
