@@ -177,14 +177,44 @@ async fn xmpp_flow<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let idle = shared.config.proxy.idle_timeout;
-    match xmpp::negotiate(&mut client, &mut upstream, idle).await {
+    // The plaintext phase is read like the stream inside TLS: a client
+    // that never starts TLS has its stanzas judged all the same.
+    let (ctx, hooks) = inspect::open(flow, shared, &domain, true);
+    let inspected = xmpp::Inspected {
+        flow: &ctx,
+        hooks: &hooks,
+    };
+    let negotiated = xmpp::negotiate(
+        &mut client,
+        &mut upstream,
+        idle,
+        &shared.abort,
+        Some(inspected),
+        true,
+    )
+    .await;
+    inspect::close(&ctx, &hooks);
+    match negotiated {
+        xmpp::Negotiation::Blocked { up, down } => {
+            flow.decide(
+                Decision::Intercept,
+                "xmpp stream without STARTTLS: read in plaintext",
+            );
+            flow.flagged = true;
+            (flow.bytes_up, flow.bytes_down) = (up, down);
+            flow.end(CloseReason::Blocked);
+        }
         xmpp::Negotiation::Ended { up, down, reason } => {
-            flow.decide(Decision::Passthrough, "xmpp stream without STARTTLS");
+            flow.decide(
+                Decision::Intercept,
+                "xmpp stream without STARTTLS: read in plaintext",
+            );
             flow.flagged = true;
             (flow.bytes_up, flow.bytes_down) = (up, down);
             flow.end(match reason {
                 "idle_timeout" => CloseReason::IdleTimeout,
                 "server_closed" => CloseReason::ServerClosed,
+                "shutdown" => CloseReason::Shutdown,
                 _ => CloseReason::ClientClosed,
             });
         }

@@ -1,7 +1,7 @@
 //! Relay choice: which relay carries a decrypted flow — HTTP/2 or HTTP/1.1
 //! by the ALPN the server chose, HTTP/1.1 by sniffing when there is no
 //! ALPN, MQTT packet by packet when the client's first bytes are a CONNECT,
-//! else the byte relay with its inspection tap — and the absolute-form
+//! XMPP stanza-aware when they are a stream header, else the byte relay with its inspection tap — and the absolute-form
 //! plain-HTTP request of the explicit proxy.
 
 use std::sync::atomic::Ordering;
@@ -18,6 +18,7 @@ use crate::relay::count::{Counters, Tapped};
 use crate::relay::http::{self, Body, HttpRelay, Redial};
 use crate::relay::mqtt::{Ended, MqttRelay};
 use crate::relay::rewind::Rewind;
+use crate::relay::xmpp::Negotiation;
 use crate::relay::{splice, Spliced};
 use crate::state::Shared;
 
@@ -48,6 +49,7 @@ pub async fn decrypted<C, U>(
     let kind = match &first {
         None => Kind::Http,
         Some(b) if alpn.is_none() && looks_http(b) => Kind::Http,
+        Some(b) if is_xmpp(b) => Kind::Xmpp,
         Some(b) if is_mqtt(b) => {
             // Identification names what the TLS carries.
             flow.seen.protocol = Some("mqtt".into());
@@ -66,6 +68,7 @@ pub async fn decrypted<C, U>(
             run_http(client, upstream, h2, relay, redial, shared, counters).await
         }
         Kind::Mqtt => mqtt(client, upstream, shared, &ctx, &hooks).await,
+        Kind::Xmpp => xmpp(client, upstream, shared, &ctx, &hooks).await,
         Kind::Bytes => {
             let tapped = Tapped::new(client, ctx.clone(), hooks.clone());
             bytes(tapped, upstream, shared).await
@@ -81,6 +84,7 @@ pub async fn decrypted<C, U>(
 enum Kind {
     Http,
     Mqtt,
+    Xmpp,
     Bytes,
 }
 
@@ -107,6 +111,49 @@ fn looks_http(first: &[u8]) -> bool {
 fn is_mqtt(first: &[u8]) -> bool {
     use gatehouse_inspectors::identify::{mqtt, Sniff};
     first.first() == Some(&0x10) && !matches!(mqtt::detect(first), Sniff::No)
+}
+
+/// An XMPP stream header (or the start of one).
+fn is_xmpp(first: &[u8]) -> bool {
+    use gatehouse_inspectors::identify::{xmpp, Sniff};
+    !first.is_empty() && !matches!(xmpp::detect(first), Sniff::No)
+}
+
+/// XMPP inside TLS (5223, or 5222 after STARTTLS): every chunk judged
+/// before it is passed on; a block ends the stream with a stream error.
+async fn xmpp<C, U>(
+    mut client: C,
+    mut upstream: U,
+    shared: &Shared,
+    ctx: &Arc<crate::relay::hooks::FlowContext>,
+    hooks: &inspect::Hooks,
+) -> CloseReason
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let inspected = crate::relay::xmpp::Inspected { flow: ctx, hooks };
+    let idle = shared.config.proxy.idle_timeout;
+    let ended = crate::relay::xmpp::negotiate(
+        &mut client,
+        &mut upstream,
+        idle,
+        &shared.abort,
+        Some(inspected),
+        false,
+    )
+    .await;
+    match ended {
+        Negotiation::Blocked { .. } => CloseReason::Blocked,
+        Negotiation::Ended { reason, .. } => match reason {
+            "idle_timeout" => CloseReason::IdleTimeout,
+            "server_closed" => CloseReason::ServerClosed,
+            "shutdown" => CloseReason::Shutdown,
+            _ => CloseReason::ClientClosed,
+        },
+        // Not followed inside TLS.
+        Negotiation::StartTls { .. } => CloseReason::Closed,
+    }
 }
 
 /// MQTT inside TLS (or plain, read transparently): packet by packet.
