@@ -1,6 +1,7 @@
 //! MQTT through the running gateway: paho-mqtt publishing through the
-//! explicit proxy to a real mosquitto over TLS (8883-style) and over
-//! WebSockets behind TLS, MQTT 3.1.1 and 5. Every PUBLISH is a message
+//! explicit proxy to a real mosquitto over TLS (8883-style), over
+//! WebSockets behind TLS and in the clear (1883-style, the path transparent
+//! interception of 1883 takes too), MQTT 3.1, 3.1.1 and 5. Every PUBLISH is a message
 //! judged by the shipped rules; a blocked one never reaches the broker (a
 //! subscriber connected straight to mosquitto never gets it, while it gets
 //! the benign one sent before), and the events join the finding to the
@@ -124,10 +125,10 @@ fn publish(
     topic: &str,
     payloads: &[&str],
 ) -> serde_json::Value {
-    let port = if transport == "websockets" {
-        broker.wss
-    } else {
-        broker.tls
+    let port = match transport {
+        "websockets" => broker.wss,
+        "plain" => broker.plain,
+        _ => broker.tls,
     };
     let out = Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/mqtt_client.py"))
@@ -259,8 +260,9 @@ async fn run(transport: &str, level: u8) {
             && e["sender"] == "sensor-0"),
         "{evs:?}"
     );
-    // Identification names MQTT inside TLS (a WebSocket flow stays HTTP).
-    if transport == "tcp" {
+    // Identification names MQTT, inside TLS or plain (a WebSocket flow
+    // stays HTTP).
+    if transport != "websockets" {
         assert!(
             evs.iter().any(|e| e["type"] == "connection"
                 && e["protocol"] == "mqtt"
@@ -286,6 +288,11 @@ async fn mqtt5_over_tls_blocks_answer_not_authorized_and_administrative_action()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt_over_websockets_behind_tls_is_judged_per_publish() {
     run("websockets", 4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_mqtt_in_a_tunnel_is_read_like_mqtt_inside_tls() {
+    run("plain", 5).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 and a subscriber connected straight to the broker recording what it gets.
 
 usage: mqtt_client.py PROXY_HOST:PORT BROKER_NAME BROKER_PORT CA_FILE
-                      TRANSPORT(tcp|websockets) LEVEL(4|5|3) SUB_PORT TOPIC
+                      TRANSPORT(tcp|websockets|plain) LEVEL(4|5|3) SUB_PORT TOPIC
                       PAYLOAD...
 
 Each PAYLOAD is published (QoS 1) on its own connection through the
@@ -86,10 +86,16 @@ for i, payload in enumerate(payloads):
         seen["disconnect"].append(str(rc))
         done.set()
 
-    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"sensor-{i}", protocol=protocol, transport=transport)
+    pub = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"sensor-{i}",
+        protocol=protocol,
+        transport="tcp" if transport == "plain" else transport,
+    )
     if transport == "websockets":
         pub.ws_set_options(path="/mqtt")
-    pub.tls_set(ca_certs=ca_file)
+    if transport != "plain":
+        pub.tls_set(ca_certs=ca_file)
     pub.on_connect = on_connect
     pub.on_publish = on_publish
     pub.on_disconnect = on_disconnect

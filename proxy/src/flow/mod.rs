@@ -127,6 +127,7 @@ where
         Plan::XmppStartTls { domain } => {
             Box::pin(xmpp_flow(flow, shared, client, upstream, domain)).await
         }
+        Plan::PlainMqtt => Box::pin(plain_mqtt(flow, shared, client, upstream)).await,
         plan => carry_out(flow, shared, client, upstream, plan).await,
     }
 }
@@ -148,10 +149,11 @@ async fn carry_out<S>(
             act::passthrough(flow, shared, client, upstream, &reason).await;
             flow.flagged = flagged;
         }
-        // Only the first bytes of a flow can start XMPP; never here.
-        Plan::XmppStartTls { .. } => {
+        // Only the first bytes of a flow can start plain XMPP or MQTT;
+        // never here.
+        Plan::XmppStartTls { .. } | Plan::PlainMqtt => {
             let block = decide::Block {
-                reason: "XMPP negotiation inside XMPP".into(),
+                reason: "plaintext negotiation inside XMPP".into(),
                 close: CloseReason::Blocked,
                 flagged: true,
                 policy_event: None,
@@ -238,6 +240,24 @@ async fn xmpp_flow<S>(
             }
         }
     }
+}
+
+/// MQTT in the clear: every packet judged before it is passed on, as
+/// inside TLS.
+async fn plain_mqtt<S>(flow: &mut Flow, shared: &Shared, client: Rewind<S>, upstream: TcpStream)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let counters = Arc::new(Counters::default());
+    let client = Counted::new(client, counters.clone());
+    flow.seen.app.get_or_insert_with(|| "mqtt".into());
+    let host = flow.host_name();
+    let (ctx, hooks) = inspect::open(flow, shared, &host, true);
+    let close = relay::mqtt(client, upstream, shared, &ctx, &hooks).await;
+    inspect::close(&ctx, &hooks);
+    flow.end(close);
+    flow.bytes_up = counters.read.load(std::sync::atomic::Ordering::Relaxed);
+    flow.bytes_down = counters.written.load(std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Upstream first (verified), then the client with a leaf for `name`, then
