@@ -571,4 +571,27 @@ mod tests {
         }
         assert_eq!(frame(&p), Frame::Packet(p.len()));
     }
+
+    proptest::proptest! {
+        /// Arbitrary bytes after a CONNECT, split anywhere: never a panic,
+        /// and the same answer whole or in two pieces.
+        #[test]
+        fn session_never_panics_and_splits_agree(
+            level in proptest::sample::select(vec![3u8, 4, 5]),
+            tail in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            cut in 0usize..400,
+        ) {
+            let mut bytes = connect(level, "p");
+            bytes.extend(tail);
+            let cut = cut.min(bytes.len());
+            let mut whole = MqttSession::new(true, 256);
+            let a = whole.push(&bytes);
+            let mut split = MqttSession::new(true, 256);
+            let b = split.push(&bytes[..cut]).and_then(|mut first| {
+                first.extend(split.push(&bytes[cut..])?);
+                Ok(first)
+            });
+            proptest::prop_assert_eq!(a, b);
+        }
+    }
 }
