@@ -299,3 +299,77 @@ async fn plain_mqtt_in_a_tunnel_is_read_like_mqtt_inside_tls() {
 async fn mqtt31_over_tls_is_read_too() {
     run("tcp", 3).await;
 }
+
+/// Plain MQTT redirected to the transparent listener at a VPN-egress-like
+/// router (network namespaces, nftables redirect of :1883), as an operator
+/// deploys it: read like MQTT inside TLS.
+#[test]
+fn plain_mqtt_redirected_transparently_is_read() {
+    use common::netns::{Netns, SERVER_V4};
+    let tag = format!("m{}", std::process::id() % 100_000);
+    let net = Netns::setup(&tag, 8443);
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("user root\nallow_anonymous true\nlistener 1883 {SERVER_V4}\n"),
+    )
+    .unwrap();
+    let mut broker = Command::new("ip")
+        .args(["netns", "exec", &net.server, "mosquitto", "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let gdir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("dlp-rules"),
+        &gdir.path().join("rules"),
+    );
+    let config = "[proxy]\nlisten = \"127.0.0.1:0\"\ntransparent_listen = \"[::]:8443\"\n\
+         allowed_clients = [\"10.233.0.0/24\"]\nallowed_destinations = [\"10.233.1.0/24\"]\n\
+         [rules]\ndir = \"rules\"\n[admin]\nlisten = \"127.0.0.1:0\"\n";
+    let gw = Gatehouse::start_wrapped(gdir, config, &Netns::exec(&net.gateway), &[]);
+    let topic = "plant/transparent";
+    let aws = format!("{{\"aws_key\":\"{AWS_KEY}\"}}");
+    let mut report = serde_json::Value::Null;
+    // The broker may need a moment to bind in its namespace.
+    for _ in 0..50 {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &net.client, "python3"])
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/mqtt_client.py"))
+            .args(["-", SERVER_V4, "1883", "-", "plain", "4", "1883", topic])
+            .args([BENIGN, &aws])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            report = serde_json::from_slice(&out.stdout).unwrap();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!report.is_null(), "mqtt client never ran: {}", gw.log());
+    check_delivery(&report);
+    let mut found = false;
+    for _ in 0..100 {
+        let evs = events(&gw);
+        if joined(&evs, topic, "aws-access-key-id").is_some() {
+            assert!(
+                evs.iter().any(|e| e["type"] == "connection"
+                    && e["mode"] == "transparent"
+                    && e["protocol"] == "mqtt"
+                    && e["decision"] == "intercept"),
+                "{evs:?}"
+            );
+            found = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(found, "{:?}", events(&gw));
+    let _ = broker.kill();
+    let _ = broker.wait();
+    drop(gw);
+    drop(net);
+}

@@ -19,7 +19,10 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-proxy_host, proxy_port = sys.argv[1].rsplit(":", 1)
+# PROXY "-": no proxy (redirected transparently); the subscriber then
+# dials BROKER_NAME too.
+direct = sys.argv[1] == "-"
+proxy_host, proxy_port = ("", "0") if direct else sys.argv[1].rsplit(":", 1)
 broker_name, broker_port = sys.argv[2], int(sys.argv[3])
 ca_file, transport, level = sys.argv[4], sys.argv[5], int(sys.argv[6])
 sub_port, topic, payloads = int(sys.argv[7]), sys.argv[8], sys.argv[9:]
@@ -64,11 +67,12 @@ sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="observer", protocol=pr
 sub.on_connect = on_sub_connect
 sub.on_subscribe = on_subscribe
 sub.on_message = on_sub_message
-sub.connect("127.0.0.1", sub_port)
+sub.connect(broker_name if direct else "127.0.0.1", sub_port)
 sub.loop_start()
 assert sub_ready.wait(10), "subscriber did not subscribe"
 
-socket.create_connection = via_proxy
+if not direct:
+    socket.create_connection = via_proxy
 results = []
 for i, payload in enumerate(payloads):
     seen = {"connected": False, "puback": None, "disconnect": []}
