@@ -28,6 +28,6 @@ pub use jwe::JweHeader;
 pub use message::{
     Direction, EncryptedMessage, Extracted, Message, OpaqueEvidence, TextField, Upload,
 };
-pub use mqtt::{parse_publish, MqttPublish, MqttStream};
+pub use mqtt::{frame, parse_publish, Frame, MqttError, MqttPublish, MqttSession, MqttStream};
 pub use multipart::{parse_multipart, Part};
 pub use xmpp::XmppExtractor;

@@ -57,11 +57,10 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         });
-        let inspection = Arc::new(Inspection::new(
-            rules,
-            pipeline.sink(),
-            config.events.store_message_text,
-        ));
+        let inspection = Arc::new(
+            Inspection::new(rules, pipeline.sink(), config.events.store_message_text)
+                .with_window(config.intercept.inspect_window),
+        );
         let gateway = Gateway::bind_with(config, pipeline.sink(), inspection).await?;
         let ca = gateway
             .ca()

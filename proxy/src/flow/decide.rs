@@ -47,6 +47,9 @@ pub enum Plan {
         /// The server's domain from the stream header (or the target).
         domain: String,
     },
+    /// MQTT in the clear (1883, transparent or tunnelled): read packet by
+    /// packet like MQTT inside TLS.
+    PlainMqtt,
     /// Intercept TLS for `name`, upstream first.
     Intercept {
         /// The name to verify and mint for.
@@ -126,6 +129,9 @@ pub fn on_first_bytes(flow: &mut Flow, shared: &Shared, peeked: Peeked) -> Plan 
                     .or_else(|| flow.target.as_ref().map(|t| t.host.clone()))
                     .unwrap_or_default();
                 Plan::XmppStartTls { domain }
+            } else if id.protocol == Protocol::Mqtt && decision.action == PolicyAction::Intercept {
+                flow.decide(Decision::Intercept, "plain MQTT: read packet by packet");
+                Plan::PlainMqtt
             } else {
                 Plan::Passthrough {
                     reason: format!("{} is not TLS: relayed unread", id.protocol),

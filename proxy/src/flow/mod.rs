@@ -139,6 +139,7 @@ where
         Plan::XmppStartTls { domain } => {
             Box::pin(xmpp_flow(flow, shared, client, upstream, domain)).await
         }
+        Plan::PlainMqtt => Box::pin(plain_mqtt(flow, shared, client, upstream)).await,
         plan => carry_out(flow, shared, client, upstream, plan).await,
     }
 }
@@ -180,10 +181,11 @@ async fn carry_out<S>(
             act::passthrough(flow, shared, client, upstream, &reason).await;
             flow.flagged = flagged;
         }
-        // Only the first bytes of a flow can start XMPP; never here.
-        Plan::XmppStartTls { .. } => {
+        // Only the first bytes of a flow can start plain XMPP or MQTT;
+        // never here.
+        Plan::XmppStartTls { .. } | Plan::PlainMqtt => {
             let block = decide::Block {
-                reason: "XMPP negotiation inside XMPP".into(),
+                reason: "plaintext negotiation inside XMPP".into(),
                 close: CloseReason::Blocked,
                 flagged: true,
                 policy_event: None,
@@ -216,14 +218,44 @@ async fn xmpp_flow<S>(
         return;
     };
     let idle = shared.config.proxy.idle_timeout;
-    match xmpp::negotiate(&mut client, &mut upstream, idle).await {
+    // The plaintext phase is read like the stream inside TLS: a client
+    // that never starts TLS has its stanzas judged all the same.
+    let (ctx, hooks) = inspect::open(flow, shared, &domain, true);
+    let inspected = xmpp::Inspected {
+        flow: &ctx,
+        hooks: &hooks,
+    };
+    let negotiated = xmpp::negotiate(
+        &mut client,
+        &mut upstream,
+        idle,
+        &shared.abort,
+        Some(inspected),
+        true,
+    )
+    .await;
+    inspect::close(&ctx, &hooks);
+    match negotiated {
+        xmpp::Negotiation::Blocked { up, down } => {
+            flow.decide(
+                Decision::Intercept,
+                "xmpp stream without STARTTLS: read in plaintext",
+            );
+            flow.flagged = true;
+            (flow.bytes_up, flow.bytes_down) = (up, down);
+            flow.end(CloseReason::Blocked);
+        }
         xmpp::Negotiation::Ended { up, down, reason } => {
-            flow.decide(Decision::Passthrough, "xmpp stream without STARTTLS");
+            flow.decide(
+                Decision::Intercept,
+                "xmpp stream without STARTTLS: read in plaintext",
+            );
             flow.flagged = true;
             (flow.bytes_up, flow.bytes_down) = (up, down);
             flow.end(match reason {
                 "idle_timeout" => CloseReason::IdleTimeout,
                 "server_closed" => CloseReason::ServerClosed,
+                "shutdown" => CloseReason::Shutdown,
                 _ => CloseReason::ClientClosed,
             });
         }
@@ -262,6 +294,24 @@ async fn xmpp_flow<S>(
             }
         }
     }
+}
+
+/// MQTT in the clear: every packet judged before it is passed on, as
+/// inside TLS.
+async fn plain_mqtt<S>(flow: &mut Flow, shared: &Shared, client: Rewind<S>, upstream: TcpStream)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let counters = Arc::new(Counters::default());
+    let client = Counted::new(client, counters.clone());
+    flow.seen.app.get_or_insert_with(|| "mqtt".into());
+    let host = flow.host_name();
+    let (ctx, hooks) = inspect::open(flow, shared, &host, true);
+    let close = relay::mqtt(client, upstream, shared, &ctx, &hooks).await;
+    inspect::close(&ctx, &hooks);
+    flow.end(close);
+    flow.bytes_up = counters.read.load(std::sync::atomic::Ordering::Relaxed);
+    flow.bytes_down = counters.written.load(std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Upstream first (verified), then the client with a leaf for `name`, then

@@ -22,6 +22,8 @@ use crate::relay::hooks::{
 };
 
 mod body;
+mod mqtt;
+mod stream;
 mod ws_stream;
 
 /// The current rule set and where it comes from; swapped whole on reload.
@@ -114,6 +116,7 @@ pub struct Inspection {
     rules: Arc<Rules>,
     events: Arc<dyn EventSink>,
     store_text: bool,
+    window: usize,
 }
 
 impl Inspection {
@@ -124,7 +127,15 @@ impl Inspection {
             rules,
             events,
             store_text,
+            window: 1024 * 1024,
         }
+    }
+
+    /// Holds at most `window` bytes of one MQTT packet for inspection
+    /// (`intercept.inspect_window`); a larger packet blocks its flow.
+    pub fn with_window(mut self, window: usize) -> Self {
+        self.window = window;
+        self
     }
 }
 
@@ -142,7 +153,9 @@ impl Interceptor for Inspection {
         Box::new(FlowInspection {
             events: self.events.clone(),
             extractor: Extractor::new(flow.app.as_deref(), &flow.host),
-            xmpp: None,
+            stream: ByteStream::Unknown,
+            ws_mqtt: None,
+            window: self.window,
             opaque_reported: false,
             block_rule: None,
             block_event: None,
@@ -152,6 +165,14 @@ impl Interceptor for Inspection {
             rules,
         })
     }
+}
+
+/// The reader of a non-HTTP byte stream, chosen by its first bytes.
+enum ByteStream {
+    Unknown,
+    Xmpp(XmppExtractor),
+    Mqtt(mqtt::MqttInspect),
+    Fallback(stream::Fallback),
 }
 
 /// Messages judged but not yet recorded, with what to redact.
@@ -173,7 +194,12 @@ struct FlowInspection {
     rules: Arc<RuleSet>,
     events: Arc<dyn EventSink>,
     extractor: Extractor,
-    xmpp: Option<XmppExtractor>,
+    /// What reads the flow's bytes when it is not HTTP.
+    stream: ByteStream,
+    /// An MQTT session inside the flow's WebSocket messages.
+    ws_mqtt: Option<mqtt::MqttInspect>,
+    /// Bytes of one MQTT packet held at most.
+    window: usize,
     opaque_reported: bool,
     /// Rule id of the last blocking finding, named on the block page.
     block_rule: Option<String>,
@@ -459,6 +485,46 @@ impl FlowInspection {
         verdict
     }
 
+    /// Which reader claims a byte stream that starts with `bytes`.
+    fn claim(&self, dir: Direction, bytes: &[u8]) -> ByteStream {
+        use gatehouse_inspectors::identify::{xmpp, Sniff};
+        if dir == Direction::Outbound {
+            if mqtt::MqttInspect::opens(bytes) {
+                return ByteStream::Mqtt(mqtt::MqttInspect::new(self.window));
+            }
+            if !matches!(xmpp::detect(bytes), Sniff::No) {
+                return ByteStream::Xmpp(XmppExtractor::new());
+            }
+        }
+        ByteStream::Fallback(stream::Fallback::new(self.rules.clone(), self.store_text))
+    }
+
+    /// MQTT over WebSocket (binary messages, once the client's first one
+    /// was a CONNECT): PUBLISH packets judged as messages. None when the
+    /// flow's WebSocket does not carry MQTT.
+    fn ws_mqtt(
+        &mut self,
+        flow: &FlowContext,
+        dir: Direction,
+        text: bool,
+        payload: &[u8],
+    ) -> Option<Verdict> {
+        if text {
+            return None;
+        }
+        if self.ws_mqtt.is_none() && dir == Direction::Outbound && mqtt::MqttInspect::opens(payload)
+        {
+            self.ws_mqtt = Some(mqtt::MqttInspect::new(self.window));
+        }
+        let session = self.ws_mqtt.as_mut()?;
+        let app = flow.app.as_deref().unwrap_or("mqtt");
+        Some(match session.feed(app, dir, payload) {
+            Ok(e) if e.messages.is_empty() => Verdict::Allow,
+            Ok(e) => self.judge_whole(flow, e),
+            Err(e) => self.on_undecodable(flow, dir, &e.to_string()),
+        })
+    }
+
     /// A body no app extractor read: scanned if any rule applies.
     fn judge_body(&mut self, flow: &FlowContext, dir: Direction, msg: &HttpMessage<'_>) -> Verdict {
         if !self.body_scope(dir).0 {
@@ -718,6 +784,9 @@ impl FlowHooks for FlowInspection {
     ) -> Verdict {
         let extracted = self.extractor.on_ws_message(dir, text, payload);
         if extracted.messages.is_empty() && extracted.opaque.is_none() {
+            if let Some(v) = self.ws_mqtt(flow, dir, text, payload) {
+                return v;
+            }
             return self.judge_ws_fallback(flow, dir, payload);
         }
         self.judge_whole(flow, extracted)
@@ -741,13 +810,44 @@ impl FlowHooks for FlowInspection {
     }
 
     fn on_bytes(&mut self, flow: &FlowContext, dir: Direction, bytes: &[u8]) -> Verdict {
-        // Non-HTTP inside TLS: XMPP (5223, or 5222 after STARTTLS) is readable.
-        let x = self.xmpp.get_or_insert_with(XmppExtractor::new);
-        let extracted = x.feed(dir, bytes);
+        if bytes.is_empty() {
+            return Verdict::Allow;
+        }
+        if matches!(self.stream, ByteStream::Unknown) {
+            self.stream = self.claim(dir, bytes);
+        }
+        // Non-HTTP inside TLS (or plain, when read transparently): XMPP
+        // and MQTT are read message by message; anything else is scanned
+        // as a stream.
+        let extracted = match &mut self.stream {
+            ByteStream::Xmpp(x) => x.feed(dir, bytes),
+            ByteStream::Mqtt(m) => {
+                let app = flow.app.as_deref().unwrap_or("mqtt");
+                match m.feed(app, dir, bytes) {
+                    Ok(e) => e,
+                    Err(e) => return self.on_undecodable(flow, dir, &e.to_string()),
+                }
+            }
+            ByteStream::Fallback(f) => {
+                let (verdict, blocked) = f.chunk(&*self.events, flow, dir, bytes);
+                if let Some((id, rule)) = blocked {
+                    self.block_event = Some(id);
+                    self.block_rule = Some(rule);
+                }
+                return verdict;
+            }
+            ByteStream::Unknown => unreachable!("claimed above"),
+        };
         if extracted.messages.is_empty() && extracted.opaque.is_none() {
             return Verdict::Allow;
         }
         self.judge_whole(flow, extracted)
+    }
+
+    fn on_close(&mut self, flow: &FlowContext) {
+        if let ByteStream::Fallback(f) = &mut self.stream {
+            f.close(&*self.events, flow);
+        }
     }
 
     fn on_undecodable(&mut self, flow: &FlowContext, dir: Direction, what: &str) -> Verdict {
