@@ -139,7 +139,12 @@ where
         Plan::XmppStartTls { domain } => {
             Box::pin(xmpp_flow(flow, shared, client, upstream, domain)).await
         }
-        Plan::PlainMqtt => Box::pin(plain_mqtt(flow, shared, client, upstream)).await,
+        Plan::PlainMqtt => {
+            let Some(upstream) = dial_late(flow, shared, upstream).await else {
+                return;
+            };
+            Box::pin(plain_mqtt(flow, shared, client, upstream)).await
+        }
         plan => carry_out(flow, shared, client, upstream, plan).await,
     }
 }
