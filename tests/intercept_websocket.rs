@@ -417,3 +417,81 @@ async fn websocket_messages_past_the_window_are_scanned_as_they_stream() {
     assert!(undecodable >= 1, "the inflate cap is recorded");
     gw.stop().await;
 }
+
+/// Redaction rewrites the WebSocket message: the server receives it with
+/// the match masked, and — the socket being compressed with context
+/// takeover — every later message still inflates on the server (the relay
+/// re-compresses what follows with its own history).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redact_rule_rewrites_the_message_and_later_compressed_ones_still_arrive() {
+    use gatehouse::events::Event;
+    use gatehouse::inspect::{Inspection, Rules};
+    let root = TestCa::root("WS Redact Root");
+    let server = common::ws_echo_server(&root, "chat.example.test");
+    let port = server.port;
+    let rules_dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        rules_dir.path().join("door.toml"),
+        "[[rule]]\nid = \"door-code\"\nname = \"Door code\"\ndescription = \"A door code.\"\n\
+         severity = \"high\"\npattern = 'ZEBRA-[0-9]{6}'\naction = \"redact\"\n\
+         [rule.evidence]\nkeep_last = 0\n",
+    )
+    .unwrap();
+    let recorded = Arc::new(common::inproc::Collect::default());
+    let rules = Arc::new(Rules::load(rules_dir.path()).unwrap());
+    let inspection = Arc::new(Inspection::new(rules, recorded.clone(), false));
+    let gw = TestGateway::start_with(&[&root.pem()], inspection, |_| {}).await;
+    let ca = gw.ca_file();
+    let first = "hello zebra team, the status update for today";
+    let secret = "{\"text\":\"the code is ZEBRA-482913 for the door\"}";
+    let third = "hello zebra team, the status update for today, again";
+    let out = tokio::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/ws_client.py"))
+        .args([
+            &format!("http://{}", gw.proxy),
+            &format!("127.0.0.1:{port}"),
+            "chat.example.test",
+        ])
+        .arg(&ca)
+        .args([first, secret, third, secret, first])
+        .output()
+        .await
+        .unwrap();
+    drop(server);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        5,
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines[0]["compressed"], true, "permessage-deflate in use");
+    assert_eq!(lines[0]["echo"], first);
+    for i in [1, 3] {
+        let echoed = lines[i]["echo"].as_str().unwrap();
+        assert!(
+            !echoed.contains("482913") && echoed.contains("the door"),
+            "the server got the code: {echoed}"
+        );
+        let json: serde_json::Value = serde_json::from_str(echoed).expect("still JSON");
+        assert!(json["text"].as_str().unwrap().starts_with("the code is "));
+    }
+    assert_eq!(lines[2]["echo"], third);
+    assert_eq!(lines[4]["echo"], first);
+
+    let events = recorded.0.lock().unwrap().clone();
+    let redacted = events
+        .iter()
+        .filter(|e| matches!(e, Event::Message(m) if m.action == "redact"))
+        .count();
+    assert_eq!(redacted, 2, "{events:#?}");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::DlpFinding(f) if f.rule == "door-code" && f.action == "redact"
+    )));
+    gw.stop().await;
+}

@@ -240,7 +240,7 @@ pub(super) fn judge_window(
 
 /// The window rewritten with its redact findings masked, if that leaves
 /// nothing to redact when scanned again; otherwise a block.
-fn redact_window(
+pub(super) fn redact_window(
     rules: &RuleSet,
     events: &dyn EventSink,
     flow: &FlowContext,

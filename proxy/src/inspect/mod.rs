@@ -430,6 +430,87 @@ impl FlowInspection {
         verdict
     }
 
+    /// A WebSocket message an app extractor read: blocked, or redacted by
+    /// rewriting the message (the relay re-frames it) when every finding
+    /// that asks for more than an alert asks for redaction and the rewrite,
+    /// extracted again, leaves nothing to redact; else blocked.
+    fn judge_ws(
+        &mut self,
+        flow: &FlowContext,
+        dir: Direction,
+        text: bool,
+        payload: &[u8],
+        extracted: Extracted,
+    ) -> Verdict {
+        let judged = self.judge(flow, extracted);
+        let verdict = match judged.verdict {
+            Some(Action::Redact) => self.redact_ws(flow, dir, text, payload, &judged.redactions),
+            Some(a) if a >= Action::Redact => Verdict::Block {
+                policy: body::policy_name(self.block_rule.as_deref()),
+            },
+            _ => Verdict::Allow,
+        };
+        self.record(judged.pending, &verdict);
+        verdict
+    }
+
+    /// The message with its redact findings masked, if extracting it again
+    /// finds nothing left to redact; else a block naming the rule.
+    fn redact_ws(
+        &mut self,
+        flow: &FlowContext,
+        dir: Direction,
+        text: bool,
+        payload: &[u8],
+        redactions: &[(String, ScanResult)],
+    ) -> Verdict {
+        let mut texts: Vec<(&str, usize)> = Vec::new();
+        for (t, result) in redactions {
+            for f in result
+                .findings
+                .iter()
+                .filter(|f| f.action >= Action::Redact)
+            {
+                if let Some(matched) = t.get(f.start..f.end) {
+                    texts.push((matched, f.keep_last()));
+                }
+            }
+        }
+        let rule = redactions
+            .iter()
+            .flat_map(|(_, r)| &r.findings)
+            .find(|f| f.action == Action::Redact)
+            .map(|f| f.rule.to_string());
+        let json = matches!(payload.trim_ascii_start().first(), Some(b'{' | b'['));
+        let input = BodyInput {
+            content_type: json.then_some("application/json"),
+            content_encoding: None,
+            body: payload,
+        };
+        let clean = dlp::redact_texts(&input, &texts, &DecodeLimits::default()).filter(|new| {
+            let mut again = Extractor::new(flow.app.as_deref(), &flow.host);
+            again
+                .on_ws_message(dir, text, new)
+                .messages
+                .iter()
+                .all(|m| {
+                    self.rules
+                        .scan(&message_input(m))
+                        .verdict()
+                        .is_none_or(|a| a < Action::Redact)
+                })
+        });
+        match clean {
+            Some(new) => Verdict::Rewrite(Bytes::from(new)),
+            None => {
+                self.block_rule = rule;
+                Verdict::Block {
+                    policy: body::policy_name(self.block_rule.as_deref()),
+                }
+            }
+        }
+    }
+
     /// A WebSocket message no app extractor read: scanned whole (JSON,
     /// form and base64 decoded where they parse) and recorded as a
     /// `fallback` message, when any rule applies to its direction.
@@ -451,6 +532,19 @@ impl FlowInspection {
         let app = flow.app.clone().unwrap_or_default();
         let findings = body::findings_of(flow, Some(id), dir, &input, &result, "ws");
         let verdict = match result.verdict() {
+            // Redacted by rewriting the message, when the rewrite scans clean.
+            Some(Action::Redact) => {
+                let v = body::redact_window(&self.rules, &*self.events, flow, dir, &input, &result);
+                if matches!(v, Verdict::Block { .. }) {
+                    self.block_rule = result
+                        .findings
+                        .iter()
+                        .find(|f| f.action >= Action::Redact)
+                        .map(|f| f.rule.to_string());
+                    self.block_event = Some(id);
+                }
+                v
+            }
             Some(a) if a >= Action::Redact => {
                 self.block_rule = result
                     .findings
@@ -789,7 +883,7 @@ impl FlowHooks for FlowInspection {
             }
             return self.judge_ws_fallback(flow, dir, payload);
         }
-        self.judge_whole(flow, extracted)
+        self.judge_ws(flow, dir, text, payload, extracted)
     }
 
     fn ws_stream(

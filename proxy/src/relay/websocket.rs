@@ -79,6 +79,8 @@ pub async fn relay<C, U>(
         inflater: deflate.map(|d| {
             MessageInflater::permessage_deflate(d.client_no_context_takeover, INFLATE_LIMIT)
         }),
+        no_context_takeover: deflate.is_some_and(|d| d.client_no_context_takeover),
+        deflater: None,
         flow: flow.clone(),
         hooks: hooks.clone(),
         hold,
@@ -88,6 +90,8 @@ pub async fn relay<C, U>(
         inflater: deflate.map(|d| {
             MessageInflater::permessage_deflate(d.server_no_context_takeover, INFLATE_LIMIT)
         }),
+        no_context_takeover: deflate.is_some_and(|d| d.server_no_context_takeover),
+        deflater: None,
         flow,
         hooks,
         hold,
@@ -109,6 +113,13 @@ pub async fn relay<C, U>(
 struct Pump {
     dir: Direction,
     inflater: Option<MessageInflater>,
+    /// The sender resets its compressor after each message.
+    no_context_takeover: bool,
+    /// Once a compressed message of this direction was rewritten
+    /// (redaction), the receiver's inflater no longer shares the sender's
+    /// history: from then on every compressed message is re-compressed
+    /// here, with a history of only what this relay sent.
+    deflater: Option<flate2::Compress>,
     flow: Arc<FlowContext>,
     hooks: Arc<Mutex<Box<dyn FlowHooks>>>,
     /// Largest message held whole for inspection.
@@ -325,10 +336,78 @@ impl Pump {
             return true;
         }
         let whole = std::mem::take(msg);
-        match self.inspect(&whole) {
+        let (verdict, inflated) = self.inspect_held(&whole);
+        match verdict {
             Verdict::Block { policy } => self.refuse(&policy, client).await,
-            _ => whole.raw.is_empty() || forward_bytes(forward, &whole.raw).await.is_ok(),
+            // Redacted: the message goes on rewritten, in one frame.
+            Verdict::Rewrite(new) => {
+                let frame = self.reframe(&whole, &new);
+                forward_bytes(forward, &frame).await.is_ok()
+            }
+            Verdict::Allow if whole.compressed && self.deflater.is_some() => {
+                let frame = self.reframe(&whole, inflated.as_deref().unwrap_or_default());
+                forward_bytes(forward, &frame).await.is_ok()
+            }
+            Verdict::Allow => {
+                whole.raw.is_empty() || forward_bytes(forward, &whole.raw).await.is_ok()
+            }
         }
+    }
+
+    /// One frame carrying `payload` as the whole message `msg` was: its
+    /// opcode and mask (a client's frames stay masked), compressed when it
+    /// was — with this relay's own compressor, which the receiver follows
+    /// from here on.
+    fn reframe(&mut self, msg: &Pending, payload: &[u8]) -> Vec<u8> {
+        let (opcode, mask) = match parse_header(&msg.raw) {
+            Ok(Some(h)) => (h.opcode, h.mask),
+            _ => (if msg.text { 1 } else { 2 }, None),
+        };
+        let mut body = if msg.compressed {
+            let reset = self.no_context_takeover;
+            let c = self.deflater.get_or_insert_with(|| {
+                flate2::Compress::new(flate2::Compression::default(), false)
+            });
+            if reset {
+                c.reset();
+            }
+            let mut out = Vec::with_capacity(payload.len() / 2 + 64);
+            let _ = c.compress_vec(payload, &mut out, flate2::FlushCompress::None);
+            loop {
+                out.reserve(out.len().max(1024));
+                let before = c.total_out();
+                let _ = c.compress_vec(&[], &mut out, flate2::FlushCompress::Sync);
+                if c.total_out() == before || out.ends_with(&[0, 0, 0xff, 0xff]) {
+                    break;
+                }
+            }
+            if out.ends_with(&[0, 0, 0xff, 0xff]) {
+                out.truncate(out.len() - 4);
+            }
+            out
+        } else {
+            payload.to_vec()
+        };
+        let mut frame = Vec::with_capacity(body.len() + 14);
+        frame.push(0x80 | if msg.compressed { 0x40 } else { 0 } | opcode);
+        let masked = if mask.is_some() { 0x80 } else { 0 };
+        match body.len() {
+            n if n < 126 => frame.push(masked | n as u8),
+            n if n <= 0xffff => {
+                frame.push(masked | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(masked | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        if let Some(m) = mask {
+            frame.extend_from_slice(&m);
+            unmask(&mut body, Some(m), 0);
+        }
+        frame.extend_from_slice(&body);
+        frame
     }
 
     /// Blocks the message: the client gets a close 1008 and the relay ends,
@@ -353,6 +432,15 @@ impl Pump {
         C: AsyncWrite + Unpin,
     {
         msg.streaming = true;
+        if msg.compressed && self.deflater.is_some() {
+            // Its frames would have to be re-compressed as they stream.
+            let v = self.undecodable(&"a compressed message too large to hold, after a redaction");
+            let policy = match v {
+                Verdict::Block { policy } => policy,
+                _ => "undecodable".into(),
+            };
+            return self.refuse(&policy, client).await;
+        }
         msg.stream = self
             .hooks
             .lock()
@@ -483,27 +571,28 @@ impl Pump {
         }
     }
 
-    fn inspect(&mut self, msg: &Pending) -> Verdict {
-        let inflated;
-        let data: &[u8] = match (&mut self.inflater, msg.compressed) {
+    /// The hooks' verdict on a held message, and the message inflated
+    /// when it was compressed.
+    fn inspect_held(&mut self, msg: &Pending) -> (Verdict, Option<Vec<u8>>) {
+        let inflated = match (&mut self.inflater, msg.compressed) {
             (Some(inf), true) => match inf.inflate(&msg.payload) {
-                Ok(d) => {
-                    inflated = d;
-                    &inflated
-                }
+                Ok(d) => Some(d),
                 Err(e) => {
                     // Fail closed: a message that cannot be read is not
                     // relayed unread (and with context takeover, neither
                     // can any later one be).
-                    return self.undecodable(&e);
+                    return (self.undecodable(&e), None);
                 }
             },
-            _ => &msg.payload,
+            _ => None,
         };
-        self.hooks
+        let data = inflated.as_deref().unwrap_or(&msg.payload);
+        let verdict = self
+            .hooks
             .lock()
             .expect("hooks lock")
-            .on_ws_message(&self.flow, self.dir, msg.text, data)
+            .on_ws_message(&self.flow, self.dir, msg.text, data);
+        (verdict, inflated)
     }
 }
 
@@ -579,6 +668,8 @@ mod tests {
         let mut pump = Pump {
             dir: Direction::Outbound,
             inflater: Some(MessageInflater::permessage_deflate(false, INFLATE_LIMIT)),
+            no_context_takeover: false,
+            deflater: None,
             flow: Arc::new(FlowContext {
                 id: uuid::Uuid::nil(),
                 client: "127.0.0.1:1".parse().unwrap(),
@@ -598,14 +689,17 @@ mod tests {
             compressed: true,
             ..Pending::default()
         };
-        assert_eq!(pump.inspect(&good), Verdict::Allow);
+        assert_eq!(pump.inspect_held(&good).0, Verdict::Allow);
         let corrupt = Pending {
             payload: vec![0xff; 64],
             text: true,
             compressed: true,
             ..Pending::default()
         };
-        assert!(matches!(pump.inspect(&corrupt), Verdict::Block { .. }));
+        assert!(matches!(
+            pump.inspect_held(&corrupt).0,
+            Verdict::Block { .. }
+        ));
         // With context takeover the stream is lost: later messages too.
         let later = Pending {
             payload: deflate_msg(&mut c, b"after"),
@@ -613,7 +707,7 @@ mod tests {
             compressed: true,
             ..Pending::default()
         };
-        assert!(matches!(pump.inspect(&later), Verdict::Block { .. }));
+        assert!(matches!(pump.inspect_held(&later).0, Verdict::Block { .. }));
         let seen = seen.lock().unwrap().clone();
         assert_eq!(seen[0], "hello");
         assert!(
