@@ -2,6 +2,7 @@
 //! exclusions, context scoring, counts.
 
 use super::count::ConversationTracker;
+use super::evidence::{Evidence, EvidenceSpec};
 use super::format::{Action, Direction, Severity};
 use super::mask;
 use super::normalize::{leet_byte, leet_fold, normalize, Normalized};
@@ -77,11 +78,20 @@ pub struct Finding {
     pub start: usize,
     /// End (exclusive) of the match.
     pub end: usize,
-    /// Masked excerpt, unless the rule's evidence is "none".
-    pub excerpt: Option<String>,
+    /// Masked excerpt as the rule's `[rule.evidence]` says (see
+    /// [`RuleSet::evidence`]), unless its mode is "none".
+    pub excerpt: Option<Evidence>,
+    /// When a conversation count made the rule fire: the caller's tags of
+    /// the messages whose matches added up (this one included), oldest
+    /// first. Empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<u128>,
     /// Digits/letters to keep when redacting.
     #[serde(skip)]
     pub(crate) keep_last: usize,
+    /// The rule's evidence settings; `None`: no evidence.
+    #[serde(skip)]
+    pub(crate) evidence: Option<EvidenceSpec>,
 }
 
 /// A candidate that a rule's checks turned down (only from `explain`).
@@ -145,6 +155,8 @@ pub(crate) struct Options {
     pub explain: bool,
     /// Only this rule (examples).
     pub only: Option<u32>,
+    /// Leave `excerpt` empty (the evidence re-scan itself).
+    pub no_evidence: bool,
 }
 
 /// A surviving match of one rule in one field, in original offsets.
@@ -309,10 +321,25 @@ impl RuleSet {
     pub fn scan_in_conversation(
         &self,
         msg: &MessageInput<'_>,
-        tracker: &mut ConversationTracker,
+        tracker: &ConversationTracker,
         now: Duration,
     ) -> ScanResult {
-        self.scan_inner(msg, Some((tracker, now)), Options::default())
+        self.scan_counted(msg, tracker, now, 0)
+    }
+
+    /// As [`scan_in_conversation`](Self::scan_in_conversation), tagging
+    /// this message's matches with `message` (e.g. its event id): a finding
+    /// made by a conversation count names, in `related`, the tags of the
+    /// messages that added up. The tracker may be shared by many threads;
+    /// it is locked only to add the counts, not while scanning.
+    pub fn scan_counted(
+        &self,
+        msg: &MessageInput<'_>,
+        tracker: &ConversationTracker,
+        now: Duration,
+        message: u128,
+    ) -> ScanResult {
+        self.scan_inner(msg, Some((tracker, now, message)), Options::default())
     }
 
     /// Scan one outbound text with no app or conversation.
@@ -330,6 +357,7 @@ impl RuleSet {
                 ignore_scope: true,
                 explain: true,
                 only: None,
+                no_evidence: false,
             },
         )
     }
@@ -337,7 +365,7 @@ impl RuleSet {
     pub(crate) fn scan_inner(
         &self,
         msg: &MessageInput<'_>,
-        mut conv: Option<(&mut ConversationTracker, Duration)>,
+        conv: Option<(&ConversationTracker, Duration, u128)>,
         opts: Options,
     ) -> ScanResult {
         let mut result = ScanResult::default();
@@ -358,17 +386,22 @@ impl RuleSet {
             let rule = &self.rules[r as usize];
             let count: usize = per_rule[i..j].iter().map(|x| x.2.len()).sum();
             let mut fire = count >= rule.count_min;
-            if let (Some((min, window)), Some((tracker, now)), Some(c)) =
-                (rule.conversation, conv.as_mut(), msg.conversation)
+            let mut related = Vec::new();
+            if let (Some((min, window)), Some((tracker, now, tag)), Some(c)) =
+                (rule.conversation, conv, msg.conversation)
             {
-                let total = tracker.record(
+                let (total, tags) = tracker.record(
                     c,
                     &rule.id,
-                    *now,
+                    now,
                     u32::try_from(count).unwrap_or(u32::MAX),
                     Duration::from_secs(window),
+                    tag,
                 );
-                fire |= total as usize >= min;
+                if total as usize >= min {
+                    fire = true;
+                    related = tags;
+                }
             }
             for (_, fi, cands) in per_rule[i..j].iter_mut() {
                 let field = &msg.fields[*fi];
@@ -385,7 +418,9 @@ impl RuleSet {
                         }
                         continue;
                     }
-                    result.findings.push(make_finding(rule, field, c));
+                    let mut f = make_finding(rule, field, c);
+                    f.related.clone_from(&related);
+                    result.findings.push(f);
                 }
             }
             i = j;
@@ -393,7 +428,35 @@ impl RuleSet {
         result
             .findings
             .sort_by(|a, b| (&a.field, a.start, &a.rule).cmp(&(&b.field, b.start, &b.rule)));
+        if !opts.no_evidence {
+            self.attach_evidence(msg, &mut result);
+        }
         result
+    }
+
+    /// Each finding's evidence, built from its field's text; the other
+    /// findings (and, in `explain`, turned-down candidates) of that field
+    /// are masked where they show.
+    fn attach_evidence(&self, msg: &MessageInput<'_>, result: &mut ScanResult) {
+        for i in 0..result.findings.len() {
+            let f = &result.findings[i];
+            if f.evidence.is_none() {
+                continue;
+            }
+            let Some(field) = msg.fields.iter().find(|x| x.name == f.field) else {
+                continue;
+            };
+            let others: Vec<(usize, usize)> = result
+                .findings
+                .iter()
+                .map(|o| (&o.field, o.start, o.end))
+                .chain(result.rejected.iter().map(|r| (&r.field, r.start, r.end)))
+                .filter(|(name, ..)| **name == f.field)
+                .map(|(_, s, e)| (s, e))
+                .collect();
+            let excerpt = self.evidence(f, field.text, &others);
+            result.findings[i].excerpt = excerpt;
+        }
     }
 
     fn scan_field(
@@ -726,8 +789,8 @@ impl RuleSet {
                     });
                 }
             };
-            if rule.excluded(&view[s..e]) {
-                reject("excluded".into(), result);
+            if let Some(entry) = rule.excluded(&view[s..e]) {
+                reject(rule.exclusion_reason(entry), result);
                 continue;
             }
             let (s, e, os, oe) =
@@ -828,7 +891,9 @@ fn shrink(
             continue;
         }
         let (os, oe) = (norm.map.start(s), norm.map.end(q));
-        if !rule.excluded(&view[s..q]) && rule.validators.iter().all(|v| v.check(&text[os..oe])) {
+        if rule.excluded(&view[s..q]).is_none()
+            && rule.validators.iter().all(|v| v.check(&text[os..oe]))
+        {
             return Some((s, q, os, oe));
         }
     }
@@ -863,15 +928,6 @@ fn ceil(s: &str, mut i: usize) -> usize {
 }
 
 fn make_finding(rule: &Rule, field: &Field<'_>, c: Candidate) -> Finding {
-    let excerpt = rule.evidence.masked.then(|| {
-        mask::excerpt(
-            field.text,
-            c.start,
-            c.end,
-            rule.evidence.context_chars,
-            rule.evidence.keep_last,
-        )
-    });
     Finding {
         rule: rule.id.clone(),
         severity: rule.severity,
@@ -882,8 +938,13 @@ fn make_finding(rule: &Rule, field: &Field<'_>, c: Candidate) -> Finding {
         field: field.name.to_string(),
         start: c.start,
         end: c.end,
-        excerpt,
+        excerpt: None,
+        related: Vec::new(),
         keep_last: rule.evidence.keep_last,
+        evidence: rule.evidence.masked.then_some(EvidenceSpec {
+            context_chars: rule.evidence.context_chars,
+            keep_last: rule.evidence.keep_last,
+        }),
     }
 }
 
@@ -904,6 +965,8 @@ pub(crate) fn decode_limit_finding(field: &str, action: Action, what: &str) -> F
         start: 0,
         end: 0,
         excerpt: None,
+        related: Vec::new(),
         keep_last: 0,
+        evidence: None,
     }
 }

@@ -305,6 +305,15 @@ impl Masked {
     }
 }
 
+/// Evidence the DLP engine built as the rule's `[rule.evidence]` says
+/// (context, `keep_last`, neighbouring matches masked); only the engine
+/// makes one, so it is masked already.
+impl From<gatehouse_inspectors::dlp::Evidence> for Masked {
+    fn from(e: gatehouse_inspectors::dlp::Evidence) -> Self {
+        Self(e.into_string())
+    }
+}
+
 /// A DLP rule matched a message.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct DlpFindingEvent {
@@ -342,6 +351,12 @@ pub struct DlpFindingEvent {
     pub start: u64,
     /// End offset (exclusive).
     pub end: u64,
+    /// For a rule with `count.conversation` that fired because its
+    /// conversation added up: the `message` events whose matches made the
+    /// count (this finding's message included), oldest first. Kept in the
+    /// event JSON (ClickHouse `event` column); no column of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<Uuid>,
 }
 
 /// A tunnel the gateway cannot read.
@@ -538,6 +553,7 @@ impl FlowStamp {
             evidence: Masked::default(),
             start: 0,
             end: 0,
+            related: Vec::new(),
         }
     }
 }

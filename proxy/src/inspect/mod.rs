@@ -12,7 +12,8 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use gatehouse_inspectors::dlp::{
-    self, Action, BodyInput, BodyStream, DecodeLimits, Field, MessageInput, RuleSet, ScanResult,
+    self, Action, BodyInput, BodyStream, ConversationTracker, DecodeLimits, Field, MessageInput,
+    RuleSet, ScanResult,
 };
 use gatehouse_inspectors::extract::{self, Extracted, Extractor, XmppExtractor};
 
@@ -108,11 +109,24 @@ fn newest_change(dir: &Path) -> Option<SystemTime> {
     newest.map(|t| t + std::time::Duration::from_nanos(u64::from(count)))
 }
 
+/// Bounds of the conversation counts (`count.conversation`): (user, app,
+/// conversation, rule) entries kept, and messages remembered per entry.
+/// About 2.5 KiB per full entry, so at most some 25 MiB.
+pub const CONVERSATION_ENTRIES: usize = 10_000;
+/// See [`CONVERSATION_ENTRIES`].
+pub const CONVERSATION_MESSAGES: usize = 64;
+
 /// Extraction + DLP + events for every intercepted flow.
 pub struct Inspection {
     rules: Arc<Rules>,
     events: Arc<dyn EventSink>,
     store_text: bool,
+    /// Per-conversation match counts, shared by every flow of the gateway
+    /// (a conversation spans many connections) and kept across rule
+    /// reloads.
+    conversations: Arc<ConversationTracker>,
+    /// Origin of the monotonic time the tracker counts in.
+    clock: std::time::Instant,
 }
 
 impl Inspection {
@@ -123,7 +137,17 @@ impl Inspection {
             rules,
             events,
             store_text,
+            conversations: Arc::new(ConversationTracker::new(
+                CONVERSATION_ENTRIES,
+                CONVERSATION_MESSAGES,
+            )),
+            clock: std::time::Instant::now(),
         }
+    }
+
+    /// The conversation counts every flow adds to.
+    pub fn conversations(&self) -> &Arc<ConversationTracker> {
+        &self.conversations
     }
 }
 
@@ -149,6 +173,8 @@ impl Interceptor for Inspection {
             bodies: [(scan_up, redact_up), (scan_down, redact_down)],
             started: None,
             rules,
+            conversations: self.conversations.clone(),
+            clock: self.clock,
         })
     }
 }
@@ -185,6 +211,9 @@ struct FlowInspection {
     /// A compressed body's stream, begun on its window by `on_request` /
     /// `on_response` and handed to the relay by `stream_body` right after.
     started: Option<BodyStream>,
+    /// The gateway's conversation counts, and the origin of their clock.
+    conversations: Arc<ConversationTracker>,
+    clock: std::time::Instant,
 }
 
 impl FlowInspection {
@@ -209,10 +238,22 @@ impl FlowInspection {
         }
         let mut judged = Judged::default();
         for m in extracted.messages {
-            let result = self.rules.scan(&message_input(&m));
+            let id = uuid::Uuid::now_v7();
+            // Counted per user + app + conversation, across connections;
+            // the message id names it in a finding the count makes.
+            let key = conversation_key(flow, &m);
+            let input = MessageInput {
+                conversation: Some(&key),
+                ..message_input(&m)
+            };
+            let result = self.rules.scan_counted(
+                &input,
+                &self.conversations,
+                self.clock.elapsed(),
+                id.as_u128(),
+            );
             let action = result.verdict();
             judged.verdict = judged.verdict.max(action);
-            let id = uuid::Uuid::now_v7();
             let chars = m.texts.iter().map(|t| t.text.chars().count() as u64).sum();
             let message = MessageEvent {
                 conversation: m.conversation.clone(),
@@ -462,6 +503,21 @@ fn normalized(matched: &str) -> String {
         .filter(|c| c.is_alphanumeric())
         .flat_map(char::to_lowercase)
         .collect()
+}
+
+/// Whose conversation a message is in: the identity's user, else its
+/// device, else the client's IP address; then the app and the app's
+/// conversation id. A message without one counts in one per-app bucket for
+/// that user (stricter: it adds up with every such message).
+fn conversation_key(flow: &FlowContext, m: &extract::Message) -> String {
+    let who = match (&flow.user, &flow.device) {
+        (Some(u), _) if !u.is_empty() => format!("user:{u}"),
+        (_, Some(d)) if !d.is_empty() => format!("device:{d}"),
+        _ => format!("ip:{}", flow.client.ip()),
+    };
+    let conversation = m.conversation.as_deref().unwrap_or("");
+    // Unit separators: no user, app or conversation id holds them.
+    format!("{who}\u{1f}{}\u{1f}{conversation}", m.app)
 }
 
 fn message_input(m: &extract::Message) -> MessageInput<'_> {
