@@ -472,7 +472,7 @@ fn json_record_has_the_cli_shape() {
     let line = serde_json::to_string(&ScanRecord::new(serde_json::json!("m1"), &r)).unwrap();
     assert_eq!(
         line,
-        r#"{"id":"m1","findings":[{"rule":"b","severity":"high","score":1.0,"start":5,"end":16}]}"#
+        r#"{"id":"m1","findings":[{"rule":"b","severity":"high","score":1.0,"start":5,"end":16,"evidence":"née ***-**-*234"}]}"#
     );
 }
 

@@ -92,6 +92,9 @@ pub struct Finding {
     /// The rule's evidence settings; `None`: no evidence.
     #[serde(skip)]
     pub(crate) evidence: Option<EvidenceSpec>,
+    /// Index of the field in the scanned message (names may repeat).
+    #[serde(skip)]
+    pub(crate) field_index: usize,
 }
 
 /// A candidate that a rule's checks turned down (only from `explain`).
@@ -420,6 +423,7 @@ impl RuleSet {
                     }
                     let mut f = make_finding(rule, field, c);
                     f.related.clone_from(&related);
+                    f.field_index = *fi;
                     result.findings.push(f);
                 }
             }
@@ -436,26 +440,54 @@ impl RuleSet {
 
     /// Each finding's evidence, built from its field's text; the other
     /// findings (and, in `explain`, turned-down candidates) of that field
-    /// are masked where they show.
+    /// are masked where they show. Only spans that can reach a finding's
+    /// context are handed over, so a text with many findings costs each
+    /// one its neighbours, not all of them.
     fn attach_evidence(&self, msg: &MessageInput<'_>, result: &mut ScanResult) {
-        for i in 0..result.findings.len() {
-            let f = &result.findings[i];
-            if f.evidence.is_none() {
-                continue;
-            }
-            let Some(field) = msg.fields.iter().find(|x| x.name == f.field) else {
-                continue;
-            };
-            let others: Vec<(usize, usize)> = result
+        if result.findings.iter().all(|f| f.evidence.is_none()) {
+            return;
+        }
+        for (fi, field) in msg.fields.iter().enumerate() {
+            let mut spans: Vec<(usize, usize)> = result
                 .findings
                 .iter()
-                .map(|o| (&o.field, o.start, o.end))
-                .chain(result.rejected.iter().map(|r| (&r.field, r.start, r.end)))
-                .filter(|(name, ..)| **name == f.field)
-                .map(|(_, s, e)| (s, e))
+                .filter(|f| f.field_index == fi)
+                .map(|f| (f.start, f.end))
+                .chain(
+                    result
+                        .rejected
+                        .iter()
+                        .filter(|r| r.field == field.name)
+                        .map(|r| (r.start, r.end)),
+                )
                 .collect();
-            let excerpt = self.evidence(f, field.text, &others);
-            result.findings[i].excerpt = excerpt;
+            spans.sort_unstable();
+            // Furthest end of any span up to each index.
+            let reach: Vec<usize> = spans
+                .iter()
+                .scan(0, |m, &(_, e)| {
+                    *m = (*m).max(e);
+                    Some(*m)
+                })
+                .collect();
+            for i in 0..result.findings.len() {
+                let f = &result.findings[i];
+                let Some(spec) = f.evidence.filter(|_| f.field_index == fi) else {
+                    continue;
+                };
+                // A character is at most 4 bytes.
+                let lo = f.start.saturating_sub(4 * spec.context_chars);
+                let hi = f.end.saturating_add(4 * spec.context_chars);
+                let upto = spans.partition_point(|&(a, _)| a < hi);
+                let near: Vec<(usize, usize)> = (0..upto)
+                    .rev()
+                    .take_while(|&j| reach[j] > lo)
+                    .map(|j| spans[j])
+                    .filter(|&(_, b)| b > lo)
+                    .collect();
+                let excerpt = self.evidence(f, field.text, &near);
+                result.findings[i].excerpt = excerpt;
+            }
         }
     }
 
@@ -945,6 +977,7 @@ fn make_finding(rule: &Rule, field: &Field<'_>, c: Candidate) -> Finding {
             context_chars: rule.evidence.context_chars,
             keep_last: rule.evidence.keep_last,
         }),
+        field_index: 0,
     }
 }
 
@@ -968,5 +1001,6 @@ pub(crate) fn decode_limit_finding(field: &str, action: Action, what: &str) -> F
         related: Vec::new(),
         keep_last: 0,
         evidence: None,
+        field_index: 0,
     }
 }
