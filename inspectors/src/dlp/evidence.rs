@@ -69,29 +69,65 @@ impl RuleSet {
         others: &[(usize, usize)],
     ) -> Option<Evidence> {
         let spec = finding.evidence?;
-        let (start, end) = (floor(text, finding.start), floor(text, finding.end));
-        if start >= end {
-            return None;
-        }
         let mut mask_too: Vec<(usize, usize)> = others.to_vec();
         if spec.context_chars > 0 {
-            let lo = back_chars(text, start, spec.context_chars + MARGIN);
-            let hi = fwd_chars(text, end, spec.context_chars + MARGIN);
-            let near = self.scan_inner(
-                &MessageInput::text(&text[lo..hi]),
-                None,
-                Options {
-                    ignore_scope: true,
-                    explain: true,
-                    only: None,
-                    no_evidence: true,
-                },
-            );
-            mask_too.extend(near.findings.iter().map(|f| (lo + f.start, lo + f.end)));
-            mask_too.extend(near.rejected.iter().map(|r| (lo + r.start, lo + r.end)));
+            let (lo, hi) = near_window(text, finding.start, finding.end, spec);
+            self.matches_in(text, lo, hi, &mut mask_too);
         }
-        Some(Evidence(render(text, start, end, spec, &mask_too)))
+        evidence_of(finding, text, &mask_too)
     }
+
+    /// Spans (in `text`) of every match of any rule in `text[lo..hi]`, fired
+    /// or turned down, scopes ignored.
+    pub(crate) fn matches_in(
+        &self,
+        text: &str,
+        lo: usize,
+        hi: usize,
+        out: &mut Vec<(usize, usize)>,
+    ) {
+        let near = self.scan_inner(
+            &MessageInput::text(&text[lo..hi]),
+            None,
+            Options {
+                ignore_scope: true,
+                explain: true,
+                only: None,
+                no_evidence: true,
+            },
+        );
+        out.extend(near.findings.iter().map(|f| (lo + f.start, lo + f.end)));
+        out.extend(near.rejected.iter().map(|r| (lo + r.start, lo + r.end)));
+    }
+}
+
+/// Where to look again for matches around a finding: its context and a
+/// margin, so one only partly in the context is still found.
+pub(crate) fn near_window(
+    text: &str,
+    start: usize,
+    end: usize,
+    spec: EvidenceSpec,
+) -> (usize, usize) {
+    let (start, end) = (floor(text, start), floor(text, end));
+    (
+        back_chars(text, start, spec.context_chars + MARGIN),
+        fwd_chars(text, end.max(start), spec.context_chars + MARGIN),
+    )
+}
+
+/// The evidence of `finding` with the matches around it already known.
+pub(crate) fn evidence_of(
+    finding: &Finding,
+    text: &str,
+    others: &[(usize, usize)],
+) -> Option<Evidence> {
+    let spec = finding.evidence?;
+    let (start, end) = (floor(text, finding.start), floor(text, finding.end));
+    if start >= end {
+        return None;
+    }
+    Some(Evidence(render(text, start, end, spec, others)))
 }
 
 /// The excerpt: `context_chars` either side of `start..end`, the match

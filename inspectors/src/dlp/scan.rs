@@ -2,7 +2,7 @@
 //! exclusions, context scoring, counts.
 
 use super::count::ConversationTracker;
-use super::evidence::{Evidence, EvidenceSpec};
+use super::evidence::{self, Evidence, EvidenceSpec};
 use super::format::{Action, Direction, Severity};
 use super::mask;
 use super::normalize::{leet_byte, leet_fold, normalize, Normalized};
@@ -461,6 +461,28 @@ impl RuleSet {
                         .map(|r| (r.start, r.end)),
                 )
                 .collect();
+            // Matches of any rule near the findings, fired or not: one
+            // look per stretch of text the contexts cover.
+            let mut windows: Vec<(usize, usize)> = result
+                .findings
+                .iter()
+                .filter(|f| f.field_index == fi)
+                .filter_map(|f| {
+                    let spec = f.evidence.filter(|s| s.context_chars > 0)?;
+                    Some(evidence::near_window(field.text, f.start, f.end, spec))
+                })
+                .collect();
+            windows.sort_unstable();
+            let mut merged: Vec<(usize, usize)> = Vec::new();
+            for (a, b) in windows {
+                match merged.last_mut() {
+                    Some(m) if a <= m.1 => m.1 = m.1.max(b),
+                    _ => merged.push((a, b)),
+                }
+            }
+            for (a, b) in merged {
+                self.matches_in(field.text, a, b, &mut spans);
+            }
             spans.sort_unstable();
             // Furthest end of any span up to each index.
             let reach: Vec<usize> = spans
@@ -485,7 +507,7 @@ impl RuleSet {
                     .map(|j| spans[j])
                     .filter(|&(_, b)| b > lo)
                     .collect();
-                let excerpt = self.evidence(f, field.text, &near);
+                let excerpt = evidence::evidence_of(f, field.text, &near);
                 result.findings[i].excerpt = excerpt;
             }
         }
