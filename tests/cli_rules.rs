@@ -157,3 +157,32 @@ fn scan_json_carries_the_rules_evidence() {
     // keep_last = 0: the whole password masked.
     assert_eq!(f["evidence"], "db password: ********************", "{out}");
 }
+
+#[test]
+fn test_shows_masked_evidence_of_a_must_not_match_that_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.toml"),
+        r#"
+[[rule]]
+id = "ticket"
+name = "ticket"
+severity = "low"
+pattern = 'TK-[0-9]{8}'
+[rule.evidence]
+context_chars = 4
+keep_last = 2
+[rule.examples]
+must_match = ["TK-12345678"]
+must_not_match = ["see TK-87654321 now"]
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = gatehouse(&root(), &["rules", "test", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("must_not_match example matched")
+            && out.contains("matched: see **-******21 now"),
+        "{out}"
+    );
+}

@@ -275,8 +275,9 @@ impl FromStr for Severity {
     }
 }
 
-/// Evidence with the matched data masked. The only constructor masks, so an
-/// event can never carry the raw match.
+/// Evidence with the matched data masked. Every constructor masks (or takes
+/// the DLP engine's already-masked [`gatehouse_inspectors::dlp::Evidence`]),
+/// so an event can never carry the raw match.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(transparent)]
 pub struct Masked(String);
