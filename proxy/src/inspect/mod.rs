@@ -683,3 +683,72 @@ impl FlowHooks for FlowInspection {
         self.block_event
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(user: Option<&str>, device: Option<&str>, ip: &str) -> FlowContext {
+        FlowContext {
+            id: uuid::Uuid::now_v7(),
+            client: format!("{ip}:40000").parse().unwrap(),
+            user: user.map(Into::into),
+            device: device.map(Into::into),
+            host: "slack.com".into(),
+            app: Some("slack".into()),
+            alpn: None,
+        }
+    }
+
+    fn msg(app: &str, conversation: Option<&str>) -> extract::Message {
+        let mut m = extract::Message::new(app, Direction::Outbound);
+        m.conversation = conversation.map(Into::into);
+        m
+    }
+
+    #[test]
+    fn conversations_are_counted_per_user_else_device_else_ip_and_app() {
+        let key = |f: &FlowContext, app, c| conversation_key(f, &msg(app, c));
+        let alice = flow(Some("alice"), Some("phone-1"), "10.0.0.1");
+        // The user, whatever connection or address it comes from.
+        assert_eq!(
+            key(&alice, "slack", Some("C1")),
+            key(&flow(Some("alice"), None, "10.0.0.9"), "slack", Some("C1"))
+        );
+        assert_ne!(
+            key(&alice, "slack", Some("C1")),
+            key(
+                &flow(Some("bob"), Some("phone-1"), "10.0.0.1"),
+                "slack",
+                Some("C1")
+            )
+        );
+        assert_ne!(
+            key(&alice, "slack", Some("C1")),
+            key(&alice, "slack", Some("C2"))
+        );
+        assert_ne!(
+            key(&alice, "slack", Some("C1")),
+            key(&alice, "discord", Some("C1"))
+        );
+        // No user: the device; neither: the client's IP address.
+        let device = flow(None, Some("phone-1"), "10.0.0.1");
+        assert_eq!(
+            key(&device, "slack", Some("C1")),
+            key(
+                &flow(None, Some("phone-1"), "10.0.0.2"),
+                "slack",
+                Some("C1")
+            )
+        );
+        let anon = flow(None, None, "10.0.0.1");
+        assert_ne!(
+            key(&anon, "slack", Some("C1")),
+            key(&device, "slack", Some("C1"))
+        );
+        assert_ne!(
+            key(&anon, "slack", Some("C1")),
+            key(&flow(None, None, "10.0.0.2"), "slack", Some("C1"))
+        );
+    }
+}
