@@ -614,7 +614,9 @@ async fn gzip_uploads_past_the_window_are_decompressed_and_scanned() {
         "the upstream gets the body unchanged"
     );
 
-    // A decompression bomb is not scanned to the end, and says so.
+    // A decompression bomb is not scanned to the end, and says so; what
+    // was not read gets the strictest rule that could apply (block rules
+    // apply outbound): the body is cut and the client gets the block page.
     let bomb = gzip(&vec![b'a'; 64 << 20]);
     let file = write_temp(tmp.path(), "bomb.gz", &bomb);
     let (code, out, err) = s
@@ -626,9 +628,17 @@ async fn gzip_uploads_past_the_window_are_decompressed_and_scanned() {
             "https://api.test/bomb",
         ])
         .await;
-    assert!(code == 0 && out.contains("got"), "{out}{err}");
+    assert!(
+        code == 0 && out.contains("blocked") && out.contains("decode_limit"),
+        "{out}{err}"
+    );
+    assert!(
+        s.received("/bomb").iter().all(|r| !r.complete),
+        "the upstream never gets the bomb whole"
+    );
     let f = s.finding("decode_limit").await;
     assert_eq!(f.direction, Direction::Outbound);
+    assert_eq!(f.action, "block");
     s.gw.stop().await;
 }
 

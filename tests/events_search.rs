@@ -160,6 +160,7 @@ fn corpus() -> Vec<Event> {
             action: "alert".into(),
             text: None,
             extractor: "app".into(),
+            e2ee: None,
         };
         out.push(Event::Message(message));
         for (rule, severity, action) in [
@@ -337,6 +338,12 @@ fn every_filter_selects_what_it_names_in_clickhouse_and_in_the_journal() {
         0
     );
     assert_eq!(both(&["search", "--limit", "3"]).len(), 3);
+    let conversation = both(&["search", "--conversation", "C123"]);
+    assert_eq!(conversation.len(), 2, "{conversation:?}");
+    assert!(conversation
+        .iter()
+        .all(|e| e["type"] == "message" && e["conversation"] == "C123"));
+    assert!(both(&["search", "--conversation", "C999"]).is_empty());
     // Never the raw match.
     assert!(rule.iter().all(|e| e["evidence"] == "•••• •••• •••• 1234"));
 
@@ -378,6 +385,46 @@ fn every_filter_selects_what_it_names_in_clickhouse_and_in_the_journal() {
     assert!(
         out.starts_with("TIME") && out.contains("pci/card-number (critical)"),
         "{out}"
+    );
+    let table = |extra: &[&str]| {
+        let mut args = vec!["--config", config.to_str().unwrap(), "events", "search"];
+        args.extend_from_slice(extra);
+        common::gatehouse(dir, &args)
+    };
+    // Columns are cut to fit, unless --wide.
+    let (_, cut, _) = table(&["--journal", "SIGNAL.org"]);
+    let (code, wide, err) = table(&["--journal", "--wide", "SIGNAL.org"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        cut.contains("alice-pho…") && !cut.contains("alice-phone"),
+        "{cut}"
+    );
+    assert!(wide.contains("alice-phone"), "{wide}");
+    // An empty result says so on stderr (stdout stays empty for scripts).
+    let (code, out, err) = table(&["--journal", "--user", "nobody"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains("0 events"), "{err}");
+    // A reader that goes away early is not an error.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "events",
+            "search",
+            "--journal",
+        ])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
         ch_count(

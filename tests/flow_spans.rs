@@ -51,7 +51,8 @@ async fn every_log_line_of_a_flow_carries_its_flow_id() {
 
     assert_eq!(curl(&gw, "good.test", good).await, "200", "{}", gw.log());
     assert_eq!(curl(&gw, "bad.test", bad).await, "000");
-    assert_eq!(curl(&gw, "blocked.test", blocked).await, "000");
+    // A policy block of TLS answers with the block page (issue 12 item 7).
+    assert_eq!(curl(&gw, "blocked.test", blocked).await, "403");
     assert!(gw.stop_with(Signal::SIGTERM).success());
 
     // The connection events, by host.

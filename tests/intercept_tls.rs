@@ -371,7 +371,13 @@ async fn curl_through_the_proxy_over_http1_and_http2() {
 async fn a_client_that_pins_is_put_on_passthrough() {
     let root = TestCa::root("Upstream Test Root");
     let server = https_server("pinned.test", root.leaf(&LeafSpec::new(&["pinned.test"]))).await;
-    let gw = TestGateway::start(&[&root.pem()], |c| c.intercept.pinning_threshold = 2).await;
+    // Learned pinning is opt-in (`intercept.pinning = "learn"`); by default
+    // aborted handshakes never teach passthrough (tests/evasions.rs).
+    let gw = TestGateway::start(&[&root.pem()], |c| {
+        c.intercept.pinning_threshold = 2;
+        c.intercept.pinning = gatehouse::config::PinningMode::Learn;
+    })
+    .await;
     for _ in 0..2 {
         let (cfg, seen) = client_config(std::slice::from_ref(&gw.ca_der), &[], true);
         assert!(tls_through(gw.proxy, server, "pinned.test", cfg)

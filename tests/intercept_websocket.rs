@@ -204,3 +204,216 @@ async fn websocket_messages_of_unknown_apps_are_scanned_by_the_fallback() {
     );
     gw.stop().await;
 }
+
+/// Lowercase words, no digits (nothing a shipped rule looks for).
+fn words(len: usize, seed: u32) -> String {
+    let mut x = seed;
+    let mut out = String::with_capacity(len + 16);
+    while out.len() < len {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let n = 2 + (x >> 28) as usize % 7;
+        for i in 0..n {
+            out.push((b'a' + ((x >> (i * 3)) % 26) as u8) as char);
+        }
+        out.push(' ');
+    }
+    out.truncate(len);
+    out
+}
+
+/// The large-message server (`tests/py/ws_big_server.py`): its port, and
+/// the child (its stdout lists every message it received).
+fn big_server(
+    root: &TestCa,
+    name: &str,
+    card: &str,
+) -> (std::process::Child, u16, tempfile::TempDir) {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = root
+        .leaf(&common::pki::LeafSpec::new(&[name]))
+        .write_pem(dir.path(), "ws");
+    let mut child = std::process::Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/ws_big_server.py"))
+        .args([&cert, &key])
+        .arg(card)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with websockets (installed by scripts/test.sh)");
+    let mut port = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    (child, port.trim().parse().expect("server port"), dir)
+}
+
+/// Messages larger than the held window (3 MiB, one frame or fragmented,
+/// with and without permessage-deflate) are scanned as they stream: a
+/// card number near the end closes the client with 1008 before the last
+/// piece goes on, so the server never receives the message; benign ones
+/// arrive whole. Each is recorded as a `fallback` message, the finding
+/// joined to it. A message inflating past the inflate cap closes with
+/// 1008 and an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_messages_past_the_window_are_scanned_as_they_stream() {
+    use gatehouse::events::Event;
+    use gatehouse::inspect::{Inspection, Rules};
+    const CARD: &str = "4556 7375 8689 9855";
+    const HOST: &str = "chat.example.test";
+    let root = TestCa::root("WS Big Test Root");
+    let (mut server, port, _server_dir) = big_server(&root, HOST, CARD);
+
+    let recorded = Arc::new(common::inproc::Collect::default());
+    let rules = Arc::new(
+        Rules::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dlp-rules")).unwrap(),
+    );
+    let inspection = Arc::new(Inspection::new(rules, recorded.clone(), false));
+    let gw = TestGateway::start_with(&[&root.pem()], inspection, |c| {
+        c.intercept.inspect_window = 1 << 20;
+    })
+    .await;
+    let ca = gw.ca_file();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let size = 3 << 20;
+    let benign = file("benign", &words(size, 5));
+    let mut secret = words(size, 9);
+    secret.replace_range(
+        size - 4_000..size - 4_000 + CARD.len() + 2,
+        &format!(" {CARD} "),
+    );
+    let secret = file("secret", &secret);
+    let bomb = file("bomb", &"a".repeat(20 << 20));
+
+    let run = |compression: &'static str, files: Vec<String>| {
+        let ca = ca.clone();
+        let proxy = gw.proxy;
+        async move {
+            let out = tokio::process::Command::new("python3")
+                .arg(
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("tests/py/ws_big_client.py"),
+                )
+                .args([
+                    &format!("http://{proxy}"),
+                    &format!("127.0.0.1:{port}"),
+                    HOST,
+                ])
+                .arg(&ca)
+                .arg(compression)
+                .args(files)
+                .output()
+                .await
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let lines: Vec<serde_json::Value> = stdout
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            (
+                lines,
+                format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)),
+            )
+        }
+    };
+    let got = format!("got {size} card=False");
+    for compression in ["none", "deflate"] {
+        // Benign, one frame and fragmented: through whole. Then the card
+        // near the end: closed with 1008.
+        let (lines, all) = run(
+            compression,
+            vec![
+                benign.clone(),
+                format!("{benign}:6"),
+                secret.clone(),
+                benign.clone(),
+            ],
+        )
+        .await;
+        assert_eq!(lines.len(), 3, "{compression}: {all}");
+        assert_eq!(lines[0]["reply"], got.as_str(), "{compression}: {all}");
+        assert_eq!(
+            lines[0]["compressed"],
+            compression == "deflate",
+            "{compression}: {all}"
+        );
+        assert_eq!(lines[1]["reply"], got.as_str(), "{compression}: {all}");
+        assert_eq!(lines[2]["closed"], 1008, "{compression}: {all}");
+
+        // Fragmented, the card in the last fragment: closed with 1008.
+        let (lines, all) = run(compression, vec![format!("{secret}:5"), benign.clone()]).await;
+        assert_eq!(lines.len(), 1, "{compression}: {all}");
+        assert_eq!(lines[0]["closed"], 1008, "{compression}: {all}");
+    }
+    // A message inflating past the 16 MiB inflate cap.
+    let (lines, all) = run("deflate", vec![bomb.clone(), benign.clone()]).await;
+    assert_eq!(lines.len(), 1, "{all}");
+    assert_eq!(lines[0]["closed"], 1008, "{all}");
+
+    // The server never received a message with the card (nor the bomb).
+    let _ = server.kill();
+    let mut received = String::new();
+    std::io::Read::read_to_string(server.stdout.as_mut().unwrap(), &mut received).unwrap();
+    let _ = server.wait();
+    assert_eq!(
+        received.lines().filter(|l| l.starts_with("got ")).count(),
+        4,
+        "{received}"
+    );
+    assert!(
+        received.lines().all(|l| l.ends_with("card=False")),
+        "{received}"
+    );
+
+    // Events: fallback messages, four allowed and four blocked, each
+    // blocking finding naming its message.
+    let ided = recorded.1.lock().unwrap().clone();
+    let fallback: Vec<(uuid::Uuid, gatehouse::events::MessageEvent)> = ided
+        .iter()
+        .filter_map(|(id, e)| match e {
+            Event::Message(m)
+                if m.extractor == "fallback" && m.direction == Direction::Outbound =>
+            {
+                Some((*id, m.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let blocked: Vec<_> = fallback.iter().filter(|m| m.1.action == "block").collect();
+    let allowed: Vec<_> = fallback.iter().filter(|m| m.1.action == "allow").collect();
+    assert_eq!(blocked.len(), 4, "{fallback:#?}");
+    assert_eq!(allowed.len(), 4, "{fallback:#?}");
+    assert!(
+        allowed.iter().all(|m| m.1.chars == size as u64),
+        "{allowed:#?}"
+    );
+    let findings: Vec<gatehouse::events::DlpFindingEvent> = recorded
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match e {
+            Event::DlpFinding(f) => Some(f.clone()),
+            _ => None,
+        })
+        .collect();
+    for m in &blocked {
+        assert!(
+            findings.iter().any(|f| f.rule == "payment-card"
+                && f.action == "block"
+                && f.message_id == Some(m.0)),
+            "{findings:#?}"
+        );
+    }
+    let undecodable = recorded
+        .policies()
+        .into_iter()
+        .filter(|p| p.kind == "undecodable")
+        .count();
+    assert!(undecodable >= 1, "the inflate cap is recorded");
+    gw.stop().await;
+}

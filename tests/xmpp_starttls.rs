@@ -170,6 +170,15 @@ async fn messages_after_starttls_are_extracted_and_scanned() {
         !reply.contains("pong"),
         "the blocked message was answered: {reply}"
     );
+    // The client is told in XMPP: a policy-violation stream error naming
+    // the rule and the event, never the matched data.
+    assert!(
+        reply.contains("<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>")
+            && reply.contains("DLP rule payment-card")
+            && reply.contains("(event ")
+            && !reply.contains("4556737586899855"),
+        "{reply}"
+    );
     for _ in 0..100 {
         if received.lock().unwrap().len() >= 2 {
             break;

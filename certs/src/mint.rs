@@ -207,19 +207,48 @@ impl Ca {
         if not_before > now_s || not_after <= now_s {
             return Err(refuse(Refusal::NoValidLifetime));
         }
+        self.issue(&req.name, not_before, not_after)
+    }
 
+    /// Mints a leaf for Gatehouse's own block page: exactly `host` (the
+    /// client's SNI, or the address it connected to), no upstream involved —
+    /// the only content ever served under it is the gateway's own page. It
+    /// lives at most a day (and never beyond the CA or its name constraints).
+    pub fn mint_own_page(&self, host: &str, now: SystemTime) -> Result<Leaf, CertError> {
+        let name = LeafName::parse(host)?;
+        let refuse = |reason| CertError::Refused {
+            name: name.to_string(),
+            reason,
+        };
+        if !self.facts.constraints.allow(&name) {
+            return Err(refuse(Refusal::OutsideNameConstraints));
+        }
+        let policy = self.leaf_policy();
+        let now_s = unix(now);
+        let not_before = (now_s - secs(policy.backdate)).max(self.facts.not_before);
+        let not_after =
+            (now_s + secs(policy.max_lifetime).min(24 * 3600)).min(self.facts.not_after);
+        if not_before > now_s || not_after <= now_s {
+            return Err(refuse(Refusal::NoValidLifetime));
+        }
+        self.issue(&name, not_before, not_after)
+    }
+
+    /// Signs a leaf for exactly `name` valid from `not_before` to
+    /// `not_after` (Unix seconds), with a key of its own.
+    fn issue(&self, name: &LeafName, not_before: i64, not_after: i64) -> Result<Leaf, CertError> {
         // Every leaf gets a key of its own; the CA key only signs.
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
-        let cn = req.name.to_string();
+        let cn = name.to_string();
         // X.520 caps a CN at 64 characters; longer names live in the SAN
         // alone (which rcgen then marks critical, as RFC 5280 asks).
         if cn.len() <= 64 {
             dn.push(DnType::CommonName, cn);
         }
         params.distinguished_name = dn;
-        params.subject_alt_names = vec![match &req.name {
+        params.subject_alt_names = vec![match name {
             LeafName::Dns(d) => SanType::DnsName(d.clone().try_into()?),
             LeafName::Ip(ip) => SanType::IpAddress(*ip),
         }];
@@ -239,7 +268,7 @@ impl Ca {
         Ok(Leaf {
             chain,
             key: PrivatePkcs8KeyDer::from(key.serialize_der()),
-            name: req.name.clone(),
+            name: name.clone(),
             serial: serial.to_bytes(),
             not_before: system_time(not_before),
             not_after: system_time(not_after),

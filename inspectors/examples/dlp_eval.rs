@@ -21,11 +21,17 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(40usize);
     let heldout_mistakes = std::env::var_os("DLP_EVAL_SHOW_HELDOUT").is_some();
-    for part in ["dev", "heldout", "external_phones"] {
+    for part in [
+        "dev",
+        "heldout",
+        "external_phones",
+        "faker",
+        "faker_heldout",
+    ] {
         let records = score::load(&format!("{dir}/eval/{part}.jsonl"));
         let report = score::score(&set, &records);
         println!("{}", report.table(part));
-        if part != "heldout" || heldout_mistakes {
+        if !part.ends_with("heldout") || heldout_mistakes {
             for m in report.mistakes.iter().take(show) {
                 println!("{m}");
             }

@@ -424,6 +424,23 @@ fn streaming_handles_utf8_split_across_chunks() {
 }
 
 #[test]
+fn streaming_peek_sees_a_match_before_it_is_final() {
+    let s = Arc::new(set(KW));
+    let mut sc = StreamScanner::new(s, None, Direction::Outbound, "text");
+    assert!(sc.push(b"x top sec").is_empty());
+    assert!(sc.peek_matched().is_empty());
+    // The match ends in the holdback zone: not final, but visible to peek.
+    assert!(sc.push(b"ret y").is_empty());
+    let peeked = sc.peek_matched();
+    assert_eq!(peeked.len(), 1);
+    assert_eq!((peeked[0].0.start, peeked[0].0.end), (2, 12));
+    assert_eq!(peeked[0].1, "top secret");
+    // Peeking records nothing: the finding is reported once, at the end.
+    let r = sc.finish();
+    assert_eq!(r.findings.len(), 1);
+}
+
+#[test]
 fn body_scan_decodes_gzip_json_and_reports_bombs() {
     let s = set(ACTIONS);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

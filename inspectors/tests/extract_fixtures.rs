@@ -271,3 +271,48 @@ fn xmpp_through_the_extractor_as_websocket_frames() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].text("body"), Some("deploy at 9"));
 }
+
+#[test]
+fn matrix_nio_room_send_encrypted_is_one_encrypted_message_of_its_room() {
+    let out = replay_http(
+        "matrix_nio_room_send_encrypted.http",
+        Some("matrix"),
+        "matrix.org",
+    );
+    assert_eq!(out.encrypted.len(), 1, "{out:?}");
+    let e = &out.encrypted[0];
+    assert_eq!(e.app, "matrix");
+    assert_eq!(e.conversation.as_deref(), Some("!abcdef:example.org"));
+    assert_eq!(e.algorithm, "m.megolm.v1.aes-sha2");
+    assert!(e.size > 0);
+}
+
+#[test]
+fn slixmpp_encrypted_stanzas_are_one_encrypted_message_each() {
+    let (up, _) = xmpp_streams("xmpp_alice.chunks");
+    let out = XmppExtractor::new().feed(Direction::Outbound, &up);
+    assert_eq!(out.encrypted.len(), 3, "{out:?}");
+    let mut algorithms: Vec<&str> = out.encrypted.iter().map(|e| e.algorithm.as_str()).collect();
+    algorithms.sort();
+    assert_eq!(
+        algorithms,
+        [
+            "OMEMO (legacy axolotl)",
+            "OTR",
+            "OpenPGP for XMPP (XEP-0373)"
+        ]
+    );
+    for e in &out.encrypted {
+        // Sent: the conversation is the peer it goes to.
+        assert_eq!(e.conversation.as_deref(), Some("bob@localhost"), "{e:?}");
+        assert!(e.size > 40, "{e:?}");
+    }
+    let (_, down) = xmpp_streams("xmpp_bob.chunks");
+    let out = XmppExtractor::new().feed(Direction::Inbound, &down);
+    assert_eq!(out.encrypted.len(), 3, "{out:?}");
+    for e in &out.encrypted {
+        // Received: the conversation and the sender are the peer.
+        assert_eq!(e.sender.as_deref(), Some("alice@localhost/laptop"), "{e:?}");
+        assert_eq!(e.conversation, e.sender);
+    }
+}

@@ -98,6 +98,7 @@ impl Gateway {
             pinning,
             interceptor,
             catalog,
+            addresses: Arc::default(),
             leaves,
         };
         Ok(Self {
@@ -106,6 +107,12 @@ impl Gateway {
             transparent,
             admin,
         })
+    }
+
+    /// Cancelling this cuts every connection at once, as the end of the
+    /// grace period does (a second stop signal uses it).
+    pub fn abort_token(&self) -> tokio_util::sync::CancellationToken {
+        self.shared.abort.clone()
     }
 
     /// The bound explicit-proxy address (useful when configured with port 0).

@@ -10,8 +10,10 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::dispatch(args) {
         Ok(code) => code,
+        // A reader that went away (`| head`) is not an error.
+        Err(e) if cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", cli::cause_chain(&e));
             ExitCode::FAILURE
         }
     }

@@ -16,7 +16,7 @@ use gatehouse_inspectors::identify::catalog::Catalog;
 
 use crate::config::Config;
 use crate::events::EventSink;
-use crate::policy::{AccessPolicy, Identities, OwnListeners, Pinning, Policy};
+use crate::policy::{AccessPolicy, AddressBook, Identities, OwnListeners, Pinning, Policy};
 use crate::relay::hooks::Interceptor;
 use crate::tls::upstream::Upstream;
 
@@ -53,6 +53,9 @@ pub struct Shared {
     pub interceptor: Arc<dyn Interceptor>,
     /// The app catalog (shipped, plus `intercept.app_catalog`).
     pub catalog: Arc<Catalog>,
+    /// Names and apps live traffic used each server address with, for
+    /// flows that name nothing themselves.
+    pub addresses: Arc<AddressBook>,
     /// Minted leaves, ready for rustls, by name and upstream certificate.
     pub leaves: Arc<LeafCache<Arc<rustls::sign::CertifiedKey>>>,
 }

@@ -5,6 +5,7 @@
 
 pub mod inproc;
 pub mod netns;
+pub mod nginx;
 pub mod pki;
 pub mod upstream;
 

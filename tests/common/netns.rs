@@ -73,7 +73,7 @@ impl Netns {
              table inet gatehouse {{\n\
                chain prerouting {{\n\
                  type nat hook prerouting priority dstnat; policy accept;\n\
-                 iifname \"g0{tag}\" tcp dport {{ 443, 5223 }} redirect to :{redirect_port}\n\
+                 iifname \"g0{tag}\" tcp dport {{ 443, 5223, 5222, 1883 }} redirect to :{redirect_port}\n\
                }}\n\
              }}\n\
              NFT"

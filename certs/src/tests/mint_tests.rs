@@ -446,3 +446,33 @@ mod differential {
         }
     }
 }
+
+#[test]
+fn own_page_leaf_names_exactly_the_host_and_lives_a_day_at_most() {
+    let ca = test_ca();
+    let t = now();
+    for host in ["Blocked.Example.", "192.0.2.7"] {
+        let leaf = ca.mint_own_page(host, t).unwrap();
+        let cert = parse(leaf.end_entity());
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        assert_eq!(san.value.general_names.len(), 1, "{host}");
+        let shown = format!("{:?}", san.value.general_names[0]);
+        let expect = if host.starts_with('1') {
+            "192.0.2.7"
+        } else {
+            "blocked.example"
+        };
+        assert!(
+            shown.contains(expect) || shown.contains("[192, 0, 2, 7]"),
+            "{shown}"
+        );
+        assert!(!cert.is_ca());
+        let life = cert.validity().not_after.timestamp() - crate::mint::unix(t);
+        assert!(life <= 24 * 3600, "{life}");
+        assert_ne!(
+            leaf.private_key().secret_der(),
+            ca.issuer().key().serialized_der()
+        );
+    }
+    assert!(ca.mint_own_page("*.example", t).is_err());
+}

@@ -22,6 +22,8 @@ pub struct MessageInflater {
     add_marker: bool,
     cap: usize,
     broken: bool,
+    /// Bytes inflated so far of the message being streamed.
+    message_out: usize,
 }
 
 impl std::fmt::Debug for MessageInflater {
@@ -58,6 +60,7 @@ impl MessageInflater {
             add_marker,
             cap,
             broken: false,
+            message_out: 0,
         }
     }
 
@@ -85,20 +88,75 @@ impl MessageInflater {
         r
     }
 
+    /// Starts a message inflated piece by piece, as it streams: feed it
+    /// with [`push`](Self::push), end it with [`end`](Self::end). The cap
+    /// counts the whole message.
+    pub fn begin(&mut self) -> Result<(), CodecError> {
+        if self.broken {
+            return Err(CodecError::ContextLost {
+                coding: Coding::Deflate,
+            });
+        }
+        if self.reset_each {
+            self.state.reset(self.zlib);
+        }
+        self.message_out = 0;
+        Ok(())
+    }
+
+    /// The next piece of a message begun with [`begin`](Self::begin): what
+    /// it inflates to so far.
+    pub fn push(&mut self, piece: &[u8]) -> Result<Vec<u8>, CodecError> {
+        if self.broken {
+            return Err(CodecError::ContextLost {
+                coding: Coding::Deflate,
+            });
+        }
+        let room = self.cap.saturating_sub(self.message_out);
+        let r = self.run_capped(piece, room);
+        match &r {
+            Ok(out) => self.message_out += out.len(),
+            Err(_) if !self.reset_each => self.broken = true,
+            Err(_) => {}
+        }
+        r.map_err(|e| match e {
+            CodecError::OverCap { coding, .. } => CodecError::OverCap {
+                coding,
+                max_output: self.cap,
+                max_ratio: usize::MAX,
+            },
+            e => e,
+        })
+    }
+
+    /// The end of a message begun with [`begin`](Self::begin): its last
+    /// inflated bytes.
+    pub fn end(&mut self) -> Result<Vec<u8>, CodecError> {
+        if self.add_marker {
+            self.push(&SYNC_FLUSH)
+        } else {
+            Ok(Vec::new())
+        }
+    }
+
     fn run(&mut self, input: &[u8]) -> Result<Vec<u8>, CodecError> {
+        self.run_capped(input, self.cap)
+    }
+
+    fn run_capped(&mut self, input: &[u8], cap: usize) -> Result<Vec<u8>, CodecError> {
         let over = || CodecError::OverCap {
             coding: Coding::Deflate,
-            max_output: self.cap,
+            max_output: cap,
             max_ratio: usize::MAX,
         };
-        let mut out = Vec::with_capacity(input.len().saturating_mul(4).min(self.cap));
+        let mut out = Vec::with_capacity(input.len().saturating_mul(4).min(cap));
         let mut consumed = 0usize;
         loop {
             if out.len() == out.capacity() {
-                if out.len() >= self.cap {
+                if out.len() >= cap {
                     return Err(over());
                 }
-                out.reserve_exact(out.len().max(1024).min(self.cap - out.len()));
+                out.reserve_exact(out.len().max(1024).min(cap - out.len()));
             }
             let (in0, out0) = (self.state.total_in(), self.state.total_out());
             let status = self
@@ -116,7 +174,7 @@ impl MessageInflater {
                 break;
             }
         }
-        if out.len() > self.cap {
+        if out.len() > cap {
             return Err(over());
         }
         Ok(out)

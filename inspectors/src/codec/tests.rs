@@ -238,6 +238,52 @@ fn message_inflater_caps_and_loses_context_after_an_error() {
     assert_eq!(inf.inflate(&pmd(&mut c, b"fine")).unwrap(), b"fine");
 }
 
+#[test]
+fn streamed_messages_inflate_like_whole_ones_and_share_the_context() {
+    let big: Vec<u8> = (0..300_000u32)
+        .flat_map(|i| format!("w{} ", i % 977).into_bytes())
+        .collect();
+    let mut c = Compress::new(Compression::default(), false);
+    let first = pmd(&mut c, &big);
+    let second = pmd(&mut c, b"then a small one");
+    let mut inf = MessageInflater::permessage_deflate(false, 16 << 20);
+    for piece_len in [1, 7_000] {
+        if piece_len == 7_000 {
+            // A fresh context for the second pass.
+            c = Compress::new(Compression::default(), false);
+            inf = MessageInflater::permessage_deflate(false, 16 << 20);
+            let again = pmd(&mut c, &big);
+            assert_eq!(again, first);
+        }
+        inf.begin().unwrap();
+        let mut out = Vec::new();
+        for p in first.chunks(piece_len) {
+            out.extend(inf.push(p).unwrap());
+        }
+        out.extend(inf.end().unwrap());
+        assert_eq!(out, big, "pieces of {piece_len}");
+        // The next message, held whole, uses the same context.
+        let second = if piece_len == 7_000 {
+            pmd(&mut c, b"then a small one")
+        } else {
+            second.clone()
+        };
+        assert_eq!(inf.inflate(&second).unwrap(), b"then a small one");
+    }
+    // The cap counts the whole streamed message, and breaks the context.
+    let mut c = Compress::new(Compression::default(), false);
+    let bomb = pmd(&mut c, &vec![b'a'; 100_000]);
+    let mut inf = MessageInflater::permessage_deflate(false, 10_000);
+    inf.begin().unwrap();
+    let err = bomb
+        .chunks(16)
+        .map(|p| inf.push(p))
+        .find_map(Result::err)
+        .expect("over the cap");
+    assert!(err.is_cap(), "{err:?}");
+    assert!(inf.begin().is_err());
+}
+
 fn sync_compress(c: &mut Compress, data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 64);
     c.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();

@@ -111,6 +111,11 @@ impl BodyStream {
             runs: None,
             scratch: Vec::new(),
         };
+        let on_limit = set.undecodable_action(app, direction, field, limits.on_limit);
+        let limits = &DecodeLimits {
+            on_limit,
+            ..*limits
+        };
         let made = codec::parse_chain(coding.unwrap_or(""))
             .and_then(|chain| StreamDecoder::new(&chain, limits.caps(), sink()));
         let (decoder, problem) = match made {
@@ -288,6 +293,31 @@ impl RuleSet {
     /// wasted work.
     pub fn admits_direction(&self, app: Option<&str>, direction: Direction) -> bool {
         self.rules.iter().any(|r| scope_admits(r, app, direction))
+    }
+
+    /// What content that cannot be read (a decode cap hit, corrupt data,
+    /// an unknown coding, a broken inflater) in `field` going `direction`
+    /// gets: the strictest action of the rules that could have applied to
+    /// it, never weaker than `floor`. A redaction cannot find its text in
+    /// what was not decoded, so it becomes a block: fail closed.
+    pub fn undecodable_action(
+        &self,
+        app: Option<&str>,
+        direction: Direction,
+        field: &str,
+        floor: Action,
+    ) -> Action {
+        let strictest = self
+            .rules
+            .iter()
+            .filter(|r| r.scope.admits(app, direction, field))
+            .map(|r| r.action)
+            .max();
+        match strictest.max(Some(floor)) {
+            Some(Action::Redact) => Action::Block,
+            Some(a) => a,
+            None => floor,
+        }
     }
 
     /// Whether any rule that redacts could fire on a message going
@@ -551,6 +581,48 @@ apps = ["slack"]
         assert!(set.admits_direction(Some("slack"), Direction::Inbound));
         assert!(set.redacts_direction(None, Direction::Outbound));
         assert!(!set.redacts_direction(Some("slack"), Direction::Inbound));
+    }
+
+    #[test]
+    fn undecodable_content_gets_the_strictest_rule_that_could_apply() {
+        // Outbound: a block rule applies, so a cap hit blocks.
+        let data = encode("gzip", &vec![0u8; 2 << 20]);
+        let (found, _) = run(stream(Some("gzip")), &data, 4_096);
+        let limit = found
+            .iter()
+            .find(|(f, _)| &*f.rule == DECODE_LIMIT_RULE)
+            .expect("a decode_limit finding");
+        assert_eq!(limit.0.action, Action::Block);
+        // Inbound: no rule applies; the floor (alert) stays.
+        let s = BodyStream::new(
+            set(),
+            None,
+            Direction::Inbound,
+            "body",
+            Some("compress"),
+            &DecodeLimits::default(),
+        );
+        let (found, _) = run(s, b"x", 1);
+        assert_eq!(found[0].0.action, Action::Alert);
+        // A redaction cannot apply to what was not read: block.
+        let set = RuleSet::from_sources(&[(
+            "t.toml",
+            "[[rule]]\nid = \"r\"\nname = \"r\"\nseverity = \"low\"\naction = \"redact\"\npattern = 'x[0-9]{9}'\n",
+        )])
+        .unwrap();
+        assert_eq!(
+            set.undecodable_action(None, Direction::Outbound, "body", Action::Alert),
+            Action::Block
+        );
+        assert_eq!(
+            set.undecodable_action(None, Direction::Outbound, "body", Action::Log),
+            Action::Block
+        );
+        let empty = RuleSet::from_sources::<&str, &str>(&[]).unwrap();
+        assert_eq!(
+            empty.undecodable_action(None, Direction::Outbound, "body", Action::Alert),
+            Action::Alert
+        );
     }
 
     fn random(n: usize) -> Vec<u8> {

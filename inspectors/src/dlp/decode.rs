@@ -26,7 +26,10 @@ pub struct DecodeLimits {
     pub max_depth: u8,
     /// Shortest base64 run worth decoding.
     pub min_base64_len: usize,
-    /// Action of the `decode_limit` finding.
+    /// Least action of the `decode_limit` finding: scans raise it to the
+    /// strictest action of the rules that could have applied to the content
+    /// not read ([`RuleSet::undecodable_action`]), so a cap never lets
+    /// through what a rule would block.
     pub on_limit: Action,
 }
 
@@ -589,10 +592,14 @@ impl RuleSet {
                 .collect(),
         };
         let mut result = self.scan(&msg);
-        for what in &decoded.limits {
-            result
-                .findings
-                .push(decode_limit_finding(field, limits.on_limit, what));
+        if !decoded.limits.is_empty() {
+            // What was not read gets what any rule could have done to it.
+            let action = self.undecodable_action(app, direction, field, limits.on_limit);
+            for what in &decoded.limits {
+                result
+                    .findings
+                    .push(decode_limit_finding(field, action, what));
+            }
         }
         result
     }

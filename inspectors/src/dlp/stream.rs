@@ -118,6 +118,40 @@ impl StreamScanner {
         new
     }
 
+    /// Findings in the text held now that are not final yet (they end in
+    /// the holdback zone, where more text could still change them), each
+    /// with the text it matched. For a caller that must not forward a
+    /// match before judging it (a byte stream cut on block). Nothing is
+    /// recorded: once final, they are reported by `push` or `finish`.
+    pub fn peek_matched(&self) -> Vec<(Finding, String)> {
+        let mut text = std::borrow::Cow::Borrowed(self.buf.as_str());
+        if !self.pending.is_empty() {
+            text.to_mut()
+                .push_str(&String::from_utf8_lossy(&self.pending));
+        }
+        let msg = MessageInput {
+            app: self.app.as_deref(),
+            direction: self.direction,
+            conversation: None,
+            fields: vec![Field {
+                name: &self.field,
+                text: &text,
+            }],
+        };
+        self.set
+            .scan(&msg)
+            .findings
+            .into_iter()
+            .filter(|f| f.end + self.base > self.reported)
+            .map(|mut f| {
+                let matched = text.get(f.start..f.end).unwrap_or("").to_string();
+                f.start += self.base;
+                f.end += self.base;
+                (f, matched)
+            })
+            .collect()
+    }
+
     /// End of the message: report the rest and return every finding with the
     /// message verdict.
     pub fn finish(self) -> ScanResult {

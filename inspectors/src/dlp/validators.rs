@@ -89,8 +89,9 @@ pub fn card(d: &[u8]) -> bool {
         // Discover
         || (p4 == 6011 || (644..=649).contains(&p3) || p2 == 65 || (622126..=622925).contains(&p6))
             && (16..=19).contains(&len)
-        // JCB
+        // JCB, and its legacy 15-digit ranges
         || (3528..=3589).contains(&p4) && (16..=19).contains(&len)
+        || (p4 == 1800 || p4 == 2131) && len == 15
         // Diners Club
         || ((300..=305).contains(&p3) || p2 == 36 || p2 == 38 || p2 == 39) && (14..=19).contains(&len)
         // UnionPay

@@ -3,7 +3,7 @@
 
 use super::apps::{self, Req};
 use super::body::{decode_content_encoding, Body, MAX_DECODED_BODY};
-use super::message::{Direction, Extracted};
+use super::message::{Direction, Extracted, Upload};
 use super::xmpp::XmppExtractor;
 use crate::identify::catalog::Catalog;
 
@@ -82,14 +82,15 @@ impl Extractor {
             None => std::borrow::Cow::Borrowed(&body[..body.len().min(MAX_DECODED_BODY)]),
         };
         let method = method.to_ascii_uppercase();
+        let content_type = header("content-type");
         let req = Req {
             app,
             method: &method,
             path,
             query,
-            body: Body::parse(header("content-type"), &body),
+            body: Body::parse(content_type, &body),
         };
-        match app {
+        let mut out = match app {
             "slack" => apps::slack::http(&req),
             "teams" | "skype" => apps::teams::http(&req),
             "discord" => apps::discord::http(&req),
@@ -104,7 +105,11 @@ impl Extractor {
             "x" => apps::social_dm::x(&req),
             "signal" => apps::transport_e2ee::signal_http(&req),
             _ => Extracted::none(),
-        }
+        };
+        // Files are content whatever the app's message holds (often only
+        // their names): every one goes to DLP.
+        out.uploads = uploads(&req.body, content_type, query, &body);
+        out
     }
 
     /// One complete WebSocket message (fragments already joined, unmasked),
@@ -146,6 +151,44 @@ impl Extractor {
             }
             _ => Extracted::none(),
         }
+    }
+}
+
+/// The files a request body carries: every multipart part with a file
+/// name, or the whole body when it is neither JSON nor a form (a raw
+/// upload: Mattermost `/api/v4/files?filename=`, Slack's upload URL).
+fn uploads(
+    body: &Body,
+    content_type: Option<&str>,
+    query: Option<&str>,
+    raw: &[u8],
+) -> Vec<Upload> {
+    match body {
+        Body::Multipart(parts) => parts
+            .iter()
+            .filter_map(|p| {
+                Some(Upload {
+                    name: p.filename.clone()?,
+                    content_type: p.content_type.clone(),
+                    data: p.data.clone(),
+                })
+            })
+            .collect(),
+        Body::Other if !raw.is_empty() => {
+            let name = query
+                .and_then(|q| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .find(|(k, _)| k == "filename" || k == "name")
+                        .map(|(_, v)| v.into_owned())
+                })
+                .unwrap_or_else(|| "body".to_owned());
+            vec![Upload {
+                name,
+                content_type: content_type.map(str::to_owned),
+                data: raw.to_vec(),
+            }]
+        }
+        _ => Vec::new(),
     }
 }
 

@@ -84,6 +84,57 @@ pub struct OpaqueEvidence {
     pub evidence: String,
 }
 
+/// One end-to-end encrypted message the payload carried: what can be
+/// seen of it without its key (never its content).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptedMessage {
+    /// Catalog app id.
+    pub app: String,
+    /// Which way the message went.
+    pub direction: Direction,
+    /// Conversation, room or peer, as the app names it.
+    pub conversation: Option<String>,
+    /// Sender, when the payload names one.
+    pub sender: Option<String>,
+    /// The encryption as the payload names it (`m.megolm.v1.aes-sha2`,
+    /// `OMEMO 2`, `OTR`, `jwe dir/A256GCM`, ...).
+    pub algorithm: String,
+    /// Size of the ciphertext as sent, in bytes.
+    pub size: u64,
+}
+
+/// A file carried by an upload request: a multipart file part, or a raw
+/// request body. Its content is judged like a message's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// The file name, or the part name when the part has none.
+    pub name: String,
+    /// The part's (or the request's) Content-Type.
+    pub content_type: Option<String>,
+    /// The file's bytes, as sent (Content-Encoding already undone).
+    pub data: Vec<u8>,
+}
+
+impl Upload {
+    /// Whether the whole-body fallback already reads this part as text: it
+    /// reads multipart parts declared textual (or undeclared) and skips the
+    /// rest, so only the others need a scan of their own there.
+    pub fn declared_textual(&self) -> bool {
+        self.content_type.as_deref().is_none_or(|c| {
+            let m = c
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            m.starts_with("text/")
+                || m.ends_with("json")
+                || m.ends_with("xml")
+                || m.contains("urlencoded")
+        })
+    }
+}
+
 /// What one payload yielded.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Extracted {
@@ -91,6 +142,14 @@ pub struct Extracted {
     pub messages: Vec<Message>,
     /// Set when the payload was recognised as end-to-end encrypted.
     pub opaque: Option<OpaqueEvidence>,
+    /// End-to-end encrypted messages, one entry each (with `opaque` set
+    /// too); whole-tunnel encryption (Signal, WhatsApp) has none.
+    #[serde(default)]
+    pub encrypted: Vec<EncryptedMessage>,
+    /// Files the request uploads (every multipart file part, or a raw
+    /// upload body), to be scanned whatever the messages say.
+    #[serde(default)]
+    pub uploads: Vec<Upload>,
 }
 
 impl Extracted {
@@ -115,7 +174,15 @@ impl Extracted {
                 reason: Reason::E2ee,
                 evidence: evidence.into(),
             }),
+            ..Self::default()
         }
+    }
+
+    /// One end-to-end encrypted message, with `evidence` for the flow.
+    pub fn encrypted(msg: EncryptedMessage, evidence: impl Into<String>) -> Self {
+        let mut out = Self::e2ee(&msg.app.clone(), evidence);
+        out.encrypted.push(msg);
+        out
     }
 
     /// Adds a message unless it is empty.
@@ -128,13 +195,16 @@ impl Extracted {
     /// Appends everything `other` found; the first opaque evidence wins.
     pub fn merge(&mut self, other: Extracted) {
         self.messages.extend(other.messages);
+        self.encrypted.extend(other.encrypted);
+        self.uploads.extend(other.uploads);
         if self.opaque.is_none() {
             self.opaque = other.opaque;
         }
     }
 
-    /// True when neither messages nor evidence were found.
+    /// True when neither messages nor evidence were found (uploads alone
+    /// do not count: a body with only files is still read whole).
     pub fn is_empty(&self) -> bool {
-        self.messages.is_empty() && self.opaque.is_none()
+        self.messages.is_empty() && self.opaque.is_none() && self.encrypted.is_empty()
     }
 }

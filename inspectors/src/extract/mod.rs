@@ -25,7 +25,9 @@ pub use body::{decode_content_encoding, Body, MAX_DECODED_BODY};
 pub use extractor::Extractor;
 pub use html::strip_html;
 pub use jwe::JweHeader;
-pub use message::{Direction, Extracted, Message, OpaqueEvidence, TextField};
-pub use mqtt::{parse_publish, MqttPublish, MqttStream};
+pub use message::{
+    Direction, EncryptedMessage, Extracted, Message, OpaqueEvidence, TextField, Upload,
+};
+pub use mqtt::{frame, parse_publish, Frame, MqttError, MqttPublish, MqttSession, MqttStream};
 pub use multipart::{parse_multipart, Part};
 pub use xmpp::XmppExtractor;

@@ -16,7 +16,7 @@
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
-use super::message::{Direction, Extracted, Message};
+use super::message::{Direction, EncryptedMessage, Extracted, Message};
 
 /// A stanza larger than this is dropped with the rest of the buffer. Prosody's
 /// default limit is 256 KiB (ejabberd's 64 KiB); the cap also bounds the
@@ -87,7 +87,10 @@ struct Stanza {
     from: Option<String>,
     body: Option<String>,
     subject: Option<String>,
-    e2ee: Option<String>,
+    /// What encrypts it, and the element that says so.
+    e2ee: Option<(&'static str, String)>,
+    /// Bytes of the whole stanza, as sent.
+    size: usize,
     oob_urls: Vec<String>,
     /// Element path below the stanza, by local name.
     path: Vec<String>,
@@ -138,6 +141,7 @@ fn parse(direction: Direction, text: &str) -> (Extracted, usize) {
     let mut depth = 0usize;
     let mut stanza = Stanza::default();
     loop {
+        let begin = reader.buffer_position() as usize;
         let event = match reader.read_event() {
             Ok(Event::Eof) | Err(_) => break,
             Ok(e) => e,
@@ -149,7 +153,10 @@ fn parse(direction: Direction, text: &str) -> (Extracted, usize) {
                     // Stream header (or its restart after STARTTLS/SASL).
                     consumed = end;
                 } else {
-                    stanza = Stanza::default();
+                    stanza = Stanza {
+                        size: begin,
+                        ..Stanza::default()
+                    };
                     stanza.is_message = e.local_name().as_ref() == "message";
                     stanza.to = attr(&e, "to");
                     stanza.from = attr(&e, "from");
@@ -171,6 +178,7 @@ fn parse(direction: Direction, text: &str) -> (Extracted, usize) {
             Event::End(_) if depth == 1 => {
                 depth = 0;
                 consumed = end;
+                stanza.size = end.saturating_sub(stanza.size);
                 out.merge(std::mem::take(&mut stanza).finish(direction));
             }
             Event::Text(t) if depth > 0 => stanza.text(&t.xml10_content()),
@@ -217,7 +225,7 @@ impl Stanza {
                     .iter()
                     .find(|(n, x, _)| *n == local && *x == ns)
                 {
-                    self.e2ee = Some(format!("{what} <{local} xmlns='{ns}'>"));
+                    self.e2ee = Some((*what, format!("<{local} xmlns='{ns}'>")));
                 }
             }
         }
@@ -251,15 +259,32 @@ impl Stanza {
             self.from.as_deref().unwrap_or("?"),
             self.to.as_deref().unwrap_or("?")
         );
-        if let Some(e2ee) = self.e2ee {
-            return Extracted::e2ee("xmpp", format!("xmpp {e2ee} {jids}"));
-        }
-        if self
+        let otr = self
             .body
             .as_deref()
-            .is_some_and(|b| b.trim_start().starts_with("?OTR"))
-        {
-            return Extracted::e2ee("xmpp", format!("xmpp OTR (?OTR body) {jids}"));
+            .is_some_and(|b| b.trim_start().starts_with("?OTR"));
+        if self.e2ee.is_some() || otr {
+            let (algorithm, evidence) = match self.e2ee {
+                Some((what, element)) => (what, format!("xmpp {what} {element} {jids}")),
+                None => ("OTR", format!("xmpp OTR (?OTR body) {jids}")),
+            };
+            // A chat's conversation is the peer: whom it goes to when sent,
+            // who sent it when received.
+            let conversation = match direction {
+                Direction::Outbound => self.to.clone(),
+                Direction::Inbound => self.from.clone(),
+            };
+            return Extracted::encrypted(
+                EncryptedMessage {
+                    app: "xmpp".into(),
+                    direction,
+                    conversation,
+                    sender: self.from,
+                    algorithm: algorithm.into(),
+                    size: self.size as u64,
+                },
+                evidence,
+            );
         }
         let mut m = Message::new("xmpp", direction);
         m.conversation = self.to;

@@ -69,6 +69,13 @@ impl ClientContext {
         }
     }
 
+    /// Takes `name` for `addr` from another source than DNS (a TLS flow's
+    /// SNI to that address, or the gateway's own resolution of a CONNECT
+    /// host), valid for `ttl_secs`.
+    pub fn observe_name(&mut self, addr: IpAddr, name: &str, ttl_secs: u32, now: f64) {
+        self.resolved.insert(addr, name, ttl_secs, now);
+    }
+
     /// Records that `client` used `app` with `server` (a verdict of medium
     /// confidence or better) at `now`.
     pub fn observe_app(&mut self, client: IpAddr, server: IpAddr, app: &str, now: f64) {

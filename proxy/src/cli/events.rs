@@ -33,7 +33,7 @@ enum EventsCommand {
     Tail(TailArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Copy, Args)]
 struct SourceArgs {
     /// Read the local journal even when ClickHouse is configured.
     #[arg(long)]
@@ -41,6 +41,9 @@ struct SourceArgs {
     /// One JSON object per line instead of a table.
     #[arg(long)]
     json: bool,
+    /// Table columns at full width (no `…` cuts).
+    #[arg(long)]
+    wide: bool,
 }
 
 #[derive(Debug, Args)]
@@ -69,7 +72,10 @@ struct FilterArgs {
     /// Action or decision (block, passthrough, alert, redact, …).
     #[arg(long)]
     action: Option<String>,
-    /// Event types, comma-separated (connection, message, dlp_finding, opaque_tunnel, policy, audit).
+    /// Conversation (channel, chat, room id) of message events.
+    #[arg(long)]
+    conversation: Option<String>,
+    /// Event types, comma-separated (connection, message, dlp_finding, opaque_tunnel, policy, audit, flow_update).
     #[arg(long = "type", value_delimiter = ',', value_name = "TYPE")]
     types: Vec<EventType>,
 }
@@ -93,6 +99,7 @@ impl FilterArgs {
             severity: self.severity,
             action: self.action.clone(),
             types: self.types.clone(),
+            conversation: self.conversation.clone(),
             text,
             limit,
             ..Filter::default()
@@ -156,7 +163,10 @@ pub fn main(config: Config, args: EventsArgs) -> anyhow::Result<ExitCode> {
                 let source = Source::from_config(&config, a.source.journal);
                 let f = a.filter.filter(a.text.clone(), a.limit)?;
                 let hits = source.search(&f).await.map_err(hint(&source))?;
-                print_records(&hits, a.source.json)?;
+                if hits.is_empty() && !a.source.json {
+                    eprintln!("0 events match");
+                }
+                print_records(&hits, &a.source)?;
                 Ok(ExitCode::SUCCESS)
             }
             EventsCommand::Show(a) => {
@@ -165,7 +175,7 @@ pub fn main(config: Config, args: EventsArgs) -> anyhow::Result<ExitCode> {
                     eprintln!("no event with id {}", a.id);
                     return Ok(ExitCode::FAILURE);
                 };
-                show(&event, &flow, a.source.json)?;
+                show(&event, &flow, &a.source)?;
                 Ok(ExitCode::SUCCESS)
             }
             EventsCommand::Stats(a) => {
@@ -215,13 +225,22 @@ fn hint(source: &Source) -> impl Fn(gatehouse::GatewayError) -> anyhow::Error + 
 async fn tail(source: &Source, a: &TailArgs) -> Result<(), gatehouse::GatewayError> {
     match source {
         Source::Journal(dir) => {
+            if !dir.is_dir() {
+                return Err(journal_err(
+                    dir,
+                    std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "no journal here (has the gateway run with this config?)",
+                    ),
+                ));
+            }
             let mut reader = Reader::new(dir, Position::default());
             let mut raw = Vec::new();
             reader
                 .next_batch(None, usize::MAX, &mut raw)
                 .map_err(|e| journal_err(dir, e))?;
             let start = raw.len().saturating_sub(a.lines);
-            print_raw(&raw[start..], a.source.json);
+            print_raw(&raw[start..], &a.source);
             if !a.follow {
                 return Ok(());
             }
@@ -231,7 +250,7 @@ async fn tail(source: &Source, a: &TailArgs) -> Result<(), gatehouse::GatewayErr
                 reader
                     .next_batch(None, usize::MAX, &mut raw)
                     .map_err(|e| journal_err(dir, e))?;
-                print_raw(&raw, a.source.json);
+                print_raw(&raw, &a.source);
             }
         }
         Source::ClickHouse { .. } => {
@@ -242,7 +261,7 @@ async fn tail(source: &Source, a: &TailArgs) -> Result<(), gatehouse::GatewayErr
                 })
                 .await?;
             latest.reverse();
-            let _ = print_records(&latest, a.source.json);
+            let _ = print_records(&latest, &a.source);
             let mut since = latest.last().map_or_else(now_ms, |r| r.ts_ms);
             // Batches from other nodes land late: look back a window and
             // print only what was not printed yet.
@@ -261,7 +280,7 @@ async fn tail(source: &Source, a: &TailArgs) -> Result<(), gatehouse::GatewayErr
                     .await?;
                 new.retain(|r| !seen.contains_key(&r.id));
                 new.reverse();
-                let _ = print_records(&new, a.source.json);
+                let _ = print_records(&new, &a.source);
                 for r in &new {
                     seen.insert(r.id, r.ts_ms);
                     since = since.max(r.ts_ms);
@@ -279,17 +298,17 @@ fn journal_err(dir: &std::path::Path, e: std::io::Error) -> gatehouse::GatewayEr
     }
 }
 
-fn print_raw(raw: &[Vec<u8>], json: bool) {
+fn print_raw(raw: &[Vec<u8>], how: &SourceArgs) {
     let records: Vec<Record> = raw
         .iter()
         .filter_map(|b| serde_json::from_slice(b).ok())
         .collect();
-    let _ = print_records(&records, json);
+    let _ = print_records(&records, how);
 }
 
-fn print_records(records: &[Record], json: bool) -> std::io::Result<()> {
+fn print_records(records: &[Record], how: &SourceArgs) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    if json {
+    if how.json {
         for r in records {
             writeln!(
                 out,
@@ -302,6 +321,7 @@ fn print_records(records: &[Record], json: bool) -> std::io::Result<()> {
     if records.is_empty() {
         return Ok(());
     }
+    let cut = |s: &str, n: usize| if how.wide { s.to_string() } else { cut(s, n) };
     writeln!(
         out,
         "{:<24} {:<13} {:<12} {:<10} {:<10} {:<28} {:<11} {:<30} ID",
@@ -334,9 +354,9 @@ fn print_records(records: &[Record], json: bool) -> std::io::Result<()> {
     out.flush()
 }
 
-fn show(event: &Record, flow: &[Record], json: bool) -> std::io::Result<()> {
+fn show(event: &Record, flow: &[Record], how: &SourceArgs) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
-    if json {
+    if how.json {
         let line = serde_json::json!({"event": event, "flow": flow});
         writeln!(out, "{line}")?;
         return out.flush();
@@ -353,7 +373,13 @@ fn show(event: &Record, flow: &[Record], json: bool) -> std::io::Result<()> {
         flow.len()
     )?;
     drop(out);
-    print_records(flow, false)
+    print_records(
+        flow,
+        &SourceArgs {
+            json: false,
+            ..*how
+        },
+    )
 }
 
 fn or_dash(s: &str) -> &str {

@@ -10,8 +10,13 @@ pub fn init(config: &LogConfig, format: Option<LogFormat>) -> anyhow::Result<()>
         Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(v)?,
         _ => EnvFilter::try_new(&config.filter)?,
     };
+    // Colour only for a person at a terminal: a log file or journald gets
+    // plain text (NO_COLOR is honoured too).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format.unwrap_or(config.format) {
         LogFormat::Human => builder.try_init(),

@@ -94,6 +94,29 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// An error and its causes on one line, each said once: a cause whose text
+/// the message already holds (an I/O error repeated by its wrapper) is
+/// left out.
+pub fn cause_chain(e: &anyhow::Error) -> String {
+    let mut line = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !line.contains(&cause) {
+            line.push_str(": ");
+            line.push_str(&cause);
+        }
+    }
+    line
+}
+
+/// Whether `e` is stdout closed under us (`gatehouse events search | head`).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Loads the config; prints every problem and returns `None` when it is unusable.
 fn load_or_report(path: Option<&std::path::Path>) -> anyhow::Result<Option<Loaded>> {
     match config::load(path) {

@@ -57,11 +57,10 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         });
-        let inspection = Arc::new(Inspection::new(
-            rules,
-            pipeline.sink(),
-            config.events.store_message_text,
-        ));
+        let inspection = Arc::new(
+            Inspection::new(rules, pipeline.sink(), config.events.store_message_text)
+                .with_window(config.intercept.inspect_window),
+        );
         let gateway = Gateway::bind_with(config, pipeline.sink(), inspection).await?;
         let ca = gateway
             .ca()
@@ -84,11 +83,23 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
             println!("gatehouse: transparent listener on {t}");
         }
         println!("gatehouse: interception CA certificate: {}", ca.display());
+        let abort = gateway.abort_token();
         let stop = async move {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM received"),
                 _ = int.recv() => tracing::info!("SIGINT received"),
             }
+            // A second signal does not wait out the grace period: every
+            // connection is cut now (each still records its events), the
+            // journal is flushed and the process exits.
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                tracing::warn!("second stop signal: closing every connection now");
+                abort.cancel();
+            });
         };
         gateway.run(stop).await?;
         // Bounded: what is not shipped by then ships at the next start.

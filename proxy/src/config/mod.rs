@@ -165,10 +165,19 @@ pub struct InterceptConfig {
     pub default_action: PolicyAction,
     /// Policy rules, first match wins.
     pub rules: Vec<PolicyRule>,
-    /// Pass through (flagged) the built-in list of apps known to pin certificates.
+    /// What to do with a flow that looks like TLS but cannot be read (a
+    /// malformed or incomplete ClientHello, no TLS after XMPP `<proceed/>`):
+    /// `block` (default) or `passthrough` (relayed unread, flagged).
+    pub unparsed_action: UnparsedAction,
+    /// Which pinning passes through: `catalog` (default: only apps the
+    /// catalog marks as pinning), `learn` (also hosts a user's client
+    /// refused our leaf for, per user/device), `off` (none).
+    pub pinning: PinningMode,
+    /// Pass through (flagged) the built-in list of apps known to pin
+    /// certificates (under `pinning = "catalog"` or `"learn"`).
     pub builtin_pinned_passthrough: bool,
-    /// Handshake aborts after our leaf, per client and name, before the name is
-    /// put on passthrough.
+    /// Handshake aborts after our leaf, per user/device (else client address)
+    /// and name, before the name is put on passthrough (`pinning = "learn"`).
     pub pinning_threshold: u32,
     /// How long a learned pinning passthrough lasts.
     #[serde(with = "humantime_serde")]
@@ -191,6 +200,8 @@ impl Default for InterceptConfig {
         Self {
             default_action: PolicyAction::Intercept,
             rules: Vec::new(),
+            unparsed_action: UnparsedAction::Block,
+            pinning: PinningMode::Catalog,
             builtin_pinned_passthrough: true,
             pinning_threshold: 3,
             pinning_ttl: Duration::from_secs(3600),
@@ -200,6 +211,33 @@ impl Default for InterceptConfig {
             inspect_window: 1024 * 1024,
         }
     }
+}
+
+/// `intercept.unparsed_action`: what happens to TLS-looking data the
+/// gateway cannot read.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UnparsedAction {
+    /// Refuse the flow (recorded, flagged).
+    #[default]
+    Block,
+    /// Relay it unread (recorded, flagged): only where an admin says so.
+    Passthrough,
+}
+
+/// `intercept.pinning`: which certificate pinning earns a passthrough.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PinningMode {
+    /// Only apps the catalog marks as pinning pass through; aborted
+    /// handshakes never make a host pass.
+    #[default]
+    Catalog,
+    /// As `catalog`, plus hosts learned per user/device from aborted
+    /// handshakes (never over a block rule).
+    Learn,
+    /// No pinning passthrough at all: intercept or block per policy.
+    Off,
 }
 
 /// What to do with a flow.
@@ -330,6 +368,11 @@ pub struct EventsConfig {
     /// Store the text of extracted messages in `message` events. Off by
     /// default: events then carry metadata and masked DLP evidence only.
     pub store_message_text: bool,
+    /// A flow still open records a `flow_update` event this often while
+    /// bytes move, so a crash (`kill -9`, power loss) leaves at most this
+    /// much of its activity unrecorded. `0s` turns updates off.
+    #[serde(with = "humantime_serde")]
+    pub flow_update_interval: Duration,
 }
 
 impl Default for EventsConfig {
@@ -344,6 +387,7 @@ impl Default for EventsConfig {
             fsync_interval: Duration::from_secs(1),
             full_policy: FullPolicy::FailClosed,
             store_message_text: false,
+            flow_update_interval: Duration::from_secs(30),
         }
     }
 }
@@ -434,6 +478,8 @@ pub struct RetentionDays {
     pub policy: u32,
     /// Audit trail.
     pub audit: u32,
+    /// Interim progress of long-lived flows (superseded by their `connection` event).
+    pub flow_update: u32,
 }
 
 impl Default for RetentionDays {
@@ -445,6 +491,7 @@ impl Default for RetentionDays {
             opaque_tunnel: 90,
             policy: 180,
             audit: 730,
+            flow_update: 30,
         }
     }
 }

@@ -57,10 +57,19 @@ impl Event {
             Self::DlpFinding(e) => &mut e.flow_id,
             Self::OpaqueTunnel(e) => &mut e.flow_id,
             Self::Policy(e) => &mut e.flow_id,
+            Self::FlowUpdate(e) => &mut e.flow_id,
             Self::Audit(_) => return,
         };
         if f.is_nil() {
             *f = id;
+        }
+    }
+
+    /// The conversation (channel, chat, room) the event is about, if it names one.
+    pub fn conversation(&self) -> Option<&str> {
+        match self {
+            Self::Message(e) => e.conversation.as_deref(),
+            _ => None,
         }
     }
 
@@ -145,6 +154,25 @@ impl Event {
                 reason: &e.reason,
                 bytes_up: 0,
                 bytes_down: 0,
+            },
+            Self::FlowUpdate(e) => Columns {
+                kind: EventType::FlowUpdate,
+                flow_id: e.flow_id,
+                user: &e.user,
+                device: &e.device,
+                client_ip: Some(e.client.ip()),
+                app: e.app.as_deref().unwrap_or(""),
+                host: if e.host.is_empty() {
+                    e.destination.as_deref().map_or("", strip_port)
+                } else {
+                    &e.host
+                },
+                action: &e.decision,
+                rule: "",
+                severity: None,
+                reason: "",
+                bytes_up: e.bytes_up,
+                bytes_down: e.bytes_down,
             },
             Self::Audit(e) => Columns {
                 kind: EventType::Audit,

@@ -20,9 +20,10 @@ mod state;
 
 pub use columns::Columns;
 pub use metrics::MetricsSnapshot;
+pub use model::Encryption;
 pub use model::{
-    AuditEvent, ConnectionEvent, Direction, DlpFindingEvent, Event, EventType, FlowStamp, Masked,
-    MessageEvent, OpaqueTunnelEvent, PolicyEvent, Record, Severity,
+    AuditEvent, ConnectionEvent, Direction, DlpFindingEvent, Event, EventType, FlowStamp,
+    FlowUpdateEvent, Masked, MessageEvent, OpaqueTunnelEvent, PolicyEvent, Record, Severity,
 };
 pub use pipeline::{JournalSink, Pipeline};
 

@@ -31,6 +31,9 @@ pub enum Event {
     Policy(PolicyEvent),
     /// Someone revealed evidence, exported events or changed the gateway.
     Audit(AuditEvent),
+    /// A long-lived flow still open: its progress so far (the `connection`
+    /// event follows at its end).
+    FlowUpdate(FlowUpdateEvent),
 }
 
 /// What happened on one client connection.
@@ -225,6 +228,20 @@ pub struct MessageEvent {
     /// message no extractor understood, scanned whole).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub extractor: String,
+    /// Set on an end-to-end encrypted message (`extractor = "e2ee"`): how
+    /// it is encrypted and how big its ciphertext is; it has no text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e2ee: Option<Encryption>,
+}
+
+/// What can be seen of an end-to-end encrypted message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Encryption {
+    /// The algorithm as the payload names it (`m.megolm.v1.aes-sha2`,
+    /// `OMEMO 2`, `OTR`, `jwe dir/A256GCM`, `rocketchat-e2e`).
+    pub algorithm: String,
+    /// Size of the ciphertext (the XMPP stanza) as sent, in bytes.
+    pub bytes: u64,
 }
 
 /// How serious a DLP finding is.
@@ -527,6 +544,7 @@ impl FlowStamp {
             action: String::new(),
             text: None,
             extractor: "app".into(),
+            e2ee: None,
         }
     }
 
@@ -559,6 +577,52 @@ impl FlowStamp {
     }
 }
 
+/// Progress of a flow that is still open, recorded every
+/// `events.flow_update_interval` while bytes move, so that a crash loses
+/// at most that interval of its record. Same flow id as its `connection`
+/// event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlowUpdateEvent {
+    /// The flow.
+    pub flow_id: Uuid,
+    /// The client's address.
+    pub client: SocketAddr,
+    /// Where the client wanted to go (`host:port`), if known.
+    #[serde(default)]
+    pub destination: Option<String>,
+    /// What the gateway decided so far (`intercept`, `passthrough`, or "").
+    #[serde(default)]
+    pub decision: String,
+    /// The user, when known.
+    #[serde(default)]
+    pub user: String,
+    /// The device, when known.
+    #[serde(default)]
+    pub device: String,
+    /// SNI or host.
+    #[serde(default)]
+    pub host: String,
+    /// The app, when recognised.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// `explicit`, `explicit-http` or `transparent`.
+    #[serde(default)]
+    pub mode: String,
+    /// Bytes from the client so far (client leg, as the `connection` event counts).
+    pub bytes_up: u64,
+    /// Bytes to the client so far.
+    pub bytes_down: u64,
+    /// HTTP requests relayed so far (0 for non-HTTP flows).
+    #[serde(default)]
+    pub requests: u64,
+    /// Start, epoch milliseconds.
+    pub started_ms: u64,
+    /// How long the flow has been open.
+    pub duration_ms: u64,
+    /// 1 for the first update of the flow, then 2, 3, …
+    pub seq: u32,
+}
+
 /// The kinds of event, each stored in its own table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EventType {
@@ -574,17 +638,20 @@ pub enum EventType {
     Policy,
     /// [`AuditEvent`]
     Audit,
+    /// [`FlowUpdateEvent`]
+    FlowUpdate,
 }
 
 impl EventType {
     /// Every kind.
-    pub const ALL: [EventType; 6] = [
+    pub const ALL: [EventType; 7] = [
         Self::Connection,
         Self::Message,
         Self::DlpFinding,
         Self::OpaqueTunnel,
         Self::Policy,
         Self::Audit,
+        Self::FlowUpdate,
     ];
 
     /// The `type` tag of the JSON form.
@@ -596,6 +663,7 @@ impl EventType {
             Self::OpaqueTunnel => "opaque_tunnel",
             Self::Policy => "policy",
             Self::Audit => "audit",
+            Self::FlowUpdate => "flow_update",
         }
     }
 }
@@ -614,7 +682,7 @@ impl FromStr for EventType {
             .into_iter()
             .find(|t| t.as_str().eq_ignore_ascii_case(&s))
             .ok_or_else(|| {
-                format!("unknown event type `{s}` (connection, message, dlp_finding, opaque_tunnel, policy, audit)")
+                format!("unknown event type `{s}` (connection, message, dlp_finding, opaque_tunnel, policy, audit, flow_update)")
             })
     }
 }

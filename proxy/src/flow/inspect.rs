@@ -44,6 +44,7 @@ pub fn open(
 pub fn http_relay(shared: &Shared, ctx: &Arc<FlowContext>, hooks: &Hooks) -> HttpRelay {
     let proxy = &shared.config.proxy;
     HttpRelay {
+        authority: Some(super::decide::authority_check(shared, None)),
         flow: ctx.clone(),
         hooks: hooks.clone(),
         window: shared.config.intercept.inspect_window,
@@ -52,7 +53,26 @@ pub fn http_relay(shared: &Shared, ctx: &Arc<FlowContext>, hooks: &Hooks) -> Htt
         max_header_bytes: proxy.max_header_bytes,
         idle: proxy.idle_timeout,
         abort: shared.abort.clone(),
-        tracker: shared.tracker.clone(),
+        tracker: tokio_util::task::TaskTracker::new(),
+        requests: Arc::default(),
+    }
+}
+
+/// The HTTP relay settings of `flow`: as [`http_relay`], with the fronting
+/// check also knowing the address the flow's connection goes to.
+pub fn http_relay_of(
+    flow: &Flow,
+    shared: &Shared,
+    ctx: &Arc<FlowContext>,
+    hooks: &Hooks,
+) -> HttpRelay {
+    let address = flow
+        .target
+        .as_ref()
+        .and_then(|t| t.host.parse::<std::net::IpAddr>().ok());
+    HttpRelay {
+        authority: Some(super::decide::authority_check(shared, address)),
+        ..http_relay(shared, ctx, hooks)
     }
 }
 

@@ -11,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 
 use gatehouse_certs::LeafRequest;
 
+use crate::config::PinningMode;
 use crate::error::Side;
 use crate::relay::count::{Counted, Counters};
 use crate::relay::rewind::Rewind;
@@ -33,6 +34,24 @@ pub fn leaf_for(
         .leaves
         .get_or_mint(&req, std::time::SystemTime::now())
         .map_err(|e| e.to_string())
+}
+
+/// The rustls signing material of a leaf for Gatehouse's own block page:
+/// exactly `name` (the SNI, or the address without one), no upstream.
+pub fn own_page_leaf(
+    shared: &Shared,
+    name: &str,
+) -> Result<Arc<rustls::sign::CertifiedKey>, String> {
+    let leaf = shared
+        .ca
+        .mint_own_page(name, std::time::SystemTime::now())
+        .map_err(|e| e.to_string())?;
+    let (chain, key) = leaf.into_parts();
+    let signing = tls::upstream::provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(rustls::sign::CertifiedKey::new(chain, signing)))
 }
 
 /// Completes the client's handshake with a leaf for `name`, offering the
@@ -65,19 +84,27 @@ where
         acceptor.accept(counted),
     )
     .await;
-    let peer = flow.client.ip();
+    // Learned pinning only where `intercept.pinning = "learn"`, and per
+    // user/device (the address only without an identity).
+    let learn = shared.config.intercept.pinning == PinningMode::Learn;
+    let subject = super::decide::pinning_key(flow);
     let client_tls = match handshake {
         Ok(Ok(s)) => {
-            shared.pinning.record_success(peer, name);
+            if learn {
+                shared.pinning.record_success(&subject, name);
+            }
             s
         }
         Ok(Err(e)) => {
             flow.end(CloseReason::ClientTlsError);
             flow.reason = format!("client handshake failed: {e}");
-            if is_pin_abort(&e) && shared.pinning.record_abort(peer, name, Instant::now()) {
-                tracing::warn!(host = %name, "client pins its certificates: passthrough learned");
+            if learn
+                && is_pin_abort(&e)
+                && shared.pinning.record_abort(&subject, name, Instant::now())
+            {
+                tracing::warn!(host = %name, %subject, "client pins its certificates: passthrough learned");
                 flow.reason = format!(
-                    "client refused our certificate ({e}); pinning learned: passthrough for {:?}",
+                    "client refused our certificate ({e}); pinning learned for {subject}: passthrough for {:?}",
                     shared.config.intercept.pinning_ttl
                 );
                 flow.flagged = true;

@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | accept → admit | [`admit`] | allowed client, journal accepting, a slot |
 //! | peek | [`peek`] | first bytes, identified and classified, kept for replay |
-//! | decide | [`decide`] | malformed hello, non-TLS, no name, learned pinning, policy |
+//! | decide | [`decide`] | unreadable TLS, non-TLS, no name, domain fronting, policy, then pinning |
 //! | upstream | [`upstream`] | dial (destination access first), verify the real server |
 //! | mint | [`mint`] | a leaf for the verified name, the client's handshake |
 //! | relay | [`relay`] | HTTP/2, HTTP/1.1 or bytes for a decrypted flow; plain HTTP |
@@ -43,6 +43,7 @@ pub mod mint;
 pub mod peek;
 pub mod record;
 pub mod relay;
+pub mod update;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -65,9 +66,11 @@ use decide::Plan;
 use peek::{peek, Peeked};
 pub use upstream::DialError;
 
-/// Serves a flow whose upstream TCP connection is made, to its end, and
-/// records it. Runs in the flow's span.
-pub async fn serve<S>(mut flow: Flow, client: S, upstream: TcpStream, shared: Shared)
+/// Serves a flow to its end and records it; `upstream` is the server's
+/// TCP connection, or `None` when policy refused the flow before dialing
+/// (it is then dialed only if a later step needs it). Runs in the flow's
+/// span.
+pub async fn serve<S>(mut flow: Flow, client: S, upstream: Option<TcpStream>, shared: Shared)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -90,17 +93,26 @@ pub struct Refused {
 }
 
 /// Opens a flow and connects it upstream, refusing a destination that is
-/// the listener itself (`own`); a refusal is recorded here.
+/// the listener itself (`own`); a refusal is recorded here. The explicit
+/// proxy dials before answering the CONNECT (so it can answer 403/502),
+/// except for a target that policy blocks by name: that one is never
+/// dialed (`None`), and the client gets the block page without any
+/// connection to the server. A redirected (transparent) flow is dialed
+/// only after its first bytes are decided, so a flow blocked by its SNI
+/// never touches the server either.
 pub async fn connect(
     start: FlowStart,
     shared: &Shared,
     own: Option<std::net::SocketAddr>,
-) -> Result<(Flow, TcpStream), Refused> {
+) -> Result<(Flow, Option<TcpStream>), Refused> {
     let mut flow = Flow::new(start);
     let span = flow.span.clone();
     let dialed = async {
         upstream::refuse_self(&mut flow, own)?;
-        upstream::dial(&mut flow, shared).await
+        if flow.mode == Mode::Transparent || decide::blocked_before_dial(&flow, shared) {
+            return Ok(None);
+        }
+        upstream::dial(&mut flow, shared).await.map(Some)
     }
     .instrument(span)
     .await;
@@ -114,7 +126,7 @@ pub async fn connect(
     }
 }
 
-async fn run<S>(flow: &mut Flow, mut client: S, upstream: TcpStream, shared: &Shared)
+async fn run<S>(flow: &mut Flow, mut client: S, upstream: Option<TcpStream>, shared: &Shared)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -127,7 +139,27 @@ where
         Plan::XmppStartTls { domain } => {
             Box::pin(xmpp_flow(flow, shared, client, upstream, domain)).await
         }
+        Plan::PlainMqtt => {
+            let Some(upstream) = dial_late(flow, shared, upstream).await else {
+                return;
+            };
+            Box::pin(plain_mqtt(flow, shared, client, upstream)).await
+        }
         plan => carry_out(flow, shared, client, upstream, plan).await,
+    }
+}
+
+/// The flow's upstream connection: the one made before the decision, or
+/// dialed now when policy had refused the CONNECT target by name but a
+/// later step still needs the server. `None` when dialing failed (recorded).
+async fn dial_late(
+    flow: &mut Flow,
+    shared: &Shared,
+    upstream: Option<TcpStream>,
+) -> Option<TcpStream> {
+    match upstream {
+        Some(s) => Some(s),
+        None => upstream::dial(flow, shared).await.ok(),
     }
 }
 
@@ -136,7 +168,7 @@ async fn carry_out<S>(
     flow: &mut Flow,
     shared: &Shared,
     client: Rewind<S>,
-    upstream: TcpStream,
+    upstream: Option<TcpStream>,
     plan: Plan,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -144,14 +176,21 @@ async fn carry_out<S>(
     match plan {
         Plan::Nothing => {}
         Plan::Block(b) => act::block(flow, shared, client, b).await,
+        Plan::BlockPage { name, hello, block } => {
+            act::block_page(flow, shared, client, &name, &hello, block).await
+        }
         Plan::Passthrough { reason, flagged } => {
+            let Some(upstream) = dial_late(flow, shared, upstream).await else {
+                return;
+            };
             act::passthrough(flow, shared, client, upstream, &reason).await;
             flow.flagged = flagged;
         }
-        // Only the first bytes of a flow can start XMPP; never here.
-        Plan::XmppStartTls { .. } => {
+        // Only the first bytes of a flow can start plain XMPP or MQTT;
+        // never here.
+        Plan::XmppStartTls { .. } | Plan::PlainMqtt => {
             let block = decide::Block {
-                reason: "XMPP negotiation inside XMPP".into(),
+                reason: "plaintext negotiation inside XMPP".into(),
                 close: CloseReason::Blocked,
                 flagged: true,
                 policy_event: None,
@@ -160,6 +199,10 @@ async fn carry_out<S>(
             act::block(flow, shared, client, block).await
         }
         Plan::Intercept { name, hello } => {
+            let Some(upstream) = dial_late(flow, shared, upstream).await else {
+                act::alert(client, shared).await;
+                return;
+            };
             intercept(flow, shared, client, upstream, name, hello).await
         }
     }
@@ -171,20 +214,53 @@ async fn xmpp_flow<S>(
     flow: &mut Flow,
     shared: &Shared,
     mut client: Rewind<S>,
-    mut upstream: TcpStream,
+    upstream: Option<TcpStream>,
     domain: String,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Some(mut upstream) = dial_late(flow, shared, upstream).await else {
+        return;
+    };
     let idle = shared.config.proxy.idle_timeout;
-    match xmpp::negotiate(&mut client, &mut upstream, idle).await {
+    // The plaintext phase is read like the stream inside TLS: a client
+    // that never starts TLS has its stanzas judged all the same.
+    let (ctx, hooks) = inspect::open(flow, shared, &domain, true);
+    let inspected = xmpp::Inspected {
+        flow: &ctx,
+        hooks: &hooks,
+    };
+    let negotiated = xmpp::negotiate(
+        &mut client,
+        &mut upstream,
+        idle,
+        &shared.abort,
+        Some(inspected),
+        true,
+    )
+    .await;
+    inspect::close(&ctx, &hooks);
+    match negotiated {
+        xmpp::Negotiation::Blocked { up, down } => {
+            flow.decide(
+                Decision::Intercept,
+                "xmpp stream without STARTTLS: read in plaintext",
+            );
+            flow.flagged = true;
+            (flow.bytes_up, flow.bytes_down) = (up, down);
+            flow.end(CloseReason::Blocked);
+        }
         xmpp::Negotiation::Ended { up, down, reason } => {
-            flow.decide(Decision::Passthrough, "xmpp stream without STARTTLS");
+            flow.decide(
+                Decision::Intercept,
+                "xmpp stream without STARTTLS: read in plaintext",
+            );
             flow.flagged = true;
             (flow.bytes_up, flow.bytes_down) = (up, down);
             flow.end(match reason {
                 "idle_timeout" => CloseReason::IdleTimeout,
                 "server_closed" => CloseReason::ServerClosed,
+                "shutdown" => CloseReason::Shutdown,
                 _ => CloseReason::ClientClosed,
             });
         }
@@ -197,17 +273,50 @@ async fn xmpp_flow<S>(
                     flow.seen.sni = hello.sni.clone();
                     flow.seen.ja4 = Some(hello.ja4.clone());
                     let name = hello.sni.clone().unwrap_or(domain);
-                    let plan = decide::on_tls(flow, shared, name, hello, false);
-                    carry_out(flow, shared, client, upstream, plan).await;
+                    let plan = match decide::on_tls(flow, shared, name, hello, false) {
+                        // An XMPP client cannot read a page: the alert.
+                        Plan::BlockPage { block, .. } => Plan::Block(block),
+                        plan => plan,
+                    };
+                    carry_out(flow, shared, client, Some(upstream), plan).await;
                     flow.reason = format!("xmpp STARTTLS: {}", flow.reason);
                 }
+                Peeked::Other(id)
+                    if id.protocol == gatehouse_inspectors::identify::Protocol::Tls =>
+                {
+                    let why = format!(
+                        "xmpp: malformed TLS ClientHello after <proceed/>: {}",
+                        id.error.as_deref().unwrap_or("unparsable")
+                    );
+                    let plan = decide::unparsed(shared, why, CloseReason::MalformedClientHello);
+                    carry_out(flow, shared, client, Some(upstream), plan).await;
+                }
                 _ => {
-                    let why = "xmpp: no TLS after <proceed/>";
-                    act::passthrough(flow, shared, client, upstream, why).await;
+                    let why = "xmpp: no TLS after <proceed/>".to_string();
+                    let plan = decide::unparsed(shared, why, CloseReason::Blocked);
+                    carry_out(flow, shared, client, Some(upstream), plan).await;
                 }
             }
         }
     }
+}
+
+/// MQTT in the clear: every packet judged before it is passed on, as
+/// inside TLS.
+async fn plain_mqtt<S>(flow: &mut Flow, shared: &Shared, client: Rewind<S>, upstream: TcpStream)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let counters = Arc::new(Counters::default());
+    let client = Counted::new(client, counters.clone());
+    flow.seen.app.get_or_insert_with(|| "mqtt".into());
+    let host = flow.host_name();
+    let (ctx, hooks) = inspect::open(flow, shared, &host, true);
+    let close = relay::mqtt(client, upstream, shared, &ctx, &hooks).await;
+    inspect::close(&ctx, &hooks);
+    flow.end(close);
+    flow.bytes_up = counters.read.load(std::sync::atomic::Ordering::Relaxed);
+    flow.bytes_down = counters.written.load(std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Upstream first (verified), then the client with a leaf for `name`, then

@@ -17,12 +17,15 @@ use gatehouse_inspectors::dlp::{
 };
 use gatehouse_inspectors::extract::{self, Extracted, Extractor, XmppExtractor};
 
-use crate::events::{DlpFindingEvent, Event, EventSink, MessageEvent};
+use crate::events::{DlpFindingEvent, Encryption, Event, EventSink, MessageEvent};
 use crate::relay::hooks::{
     BodyHooks, Direction, FlowContext, FlowHooks, HttpMessage, Interceptor, Verdict,
 };
 
 mod body;
+mod mqtt;
+mod stream;
+mod ws_stream;
 
 /// The current rule set and where it comes from; swapped whole on reload.
 pub struct Rules {
@@ -121,6 +124,7 @@ pub struct Inspection {
     rules: Arc<Rules>,
     events: Arc<dyn EventSink>,
     store_text: bool,
+    window: usize,
     /// Per-conversation match counts, shared by every flow of the gateway
     /// (a conversation spans many connections) and kept across rule
     /// reloads.
@@ -137,12 +141,20 @@ impl Inspection {
             rules,
             events,
             store_text,
+            window: 1024 * 1024,
             conversations: Arc::new(ConversationTracker::new(
                 CONVERSATION_ENTRIES,
                 CONVERSATION_MESSAGES,
             )),
             clock: std::time::Instant::now(),
         }
+    }
+
+    /// Holds at most `window` bytes of one MQTT packet for inspection
+    /// (`intercept.inspect_window`); a larger packet blocks its flow.
+    pub fn with_window(mut self, window: usize) -> Self {
+        self.window = window;
+        self
     }
 
     /// The conversation counts every flow adds to.
@@ -165,7 +177,9 @@ impl Interceptor for Inspection {
         Box::new(FlowInspection {
             events: self.events.clone(),
             extractor: Extractor::new(flow.app.as_deref(), &flow.host),
-            xmpp: None,
+            stream: ByteStream::Unknown,
+            ws_mqtt: None,
+            window: self.window,
             opaque_reported: false,
             block_rule: None,
             block_event: None,
@@ -177,6 +191,14 @@ impl Interceptor for Inspection {
             clock: self.clock,
         })
     }
+}
+
+/// The reader of a non-HTTP byte stream, chosen by its first bytes.
+enum ByteStream {
+    Unknown,
+    Xmpp(XmppExtractor),
+    Mqtt(mqtt::MqttInspect),
+    Fallback(stream::Fallback),
 }
 
 /// Messages judged but not yet recorded, with what to redact.
@@ -198,7 +220,12 @@ struct FlowInspection {
     rules: Arc<RuleSet>,
     events: Arc<dyn EventSink>,
     extractor: Extractor,
-    xmpp: Option<XmppExtractor>,
+    /// What reads the flow's bytes when it is not HTTP.
+    stream: ByteStream,
+    /// An MQTT session inside the flow's WebSocket messages.
+    ws_mqtt: Option<mqtt::MqttInspect>,
+    /// Bytes of one MQTT packet held at most.
+    window: usize,
     opaque_reported: bool,
     /// Rule id of the last blocking finding, named on the block page.
     block_rule: Option<String>,
@@ -225,7 +252,10 @@ impl FlowInspection {
     /// (and findings) to redact, and the events to record once the gateway
     /// knows what it did ([`record`](Self::record)).
     fn judge(&mut self, flow: &FlowContext, extracted: Extracted) -> Judged {
-        if let Some(op) = extracted.opaque {
+        // An encrypted message Gatehouse can see is its own event (added
+        // after the readable ones below); the flow-level `opaque_tunnel`
+        // is for whole-tunnel encryption.
+        if let Some(op) = extracted.opaque.filter(|_| extracted.encrypted.is_empty()) {
             if !self.opaque_reported {
                 self.opaque_reported = true;
                 let mut o = flow.stamp().opaque("tls", "log");
@@ -315,6 +345,79 @@ impl FlowInspection {
             });
         }
         judged
+            .pending
+            .extend(encrypted_messages(flow, &extracted.encrypted));
+        judged
+    }
+
+    /// Scans the files a request uploads, as content whatever its message
+    /// said, and adds their findings to the first judged message (or, with
+    /// none, to the flow's connection event). Returns the strictest action:
+    /// a file cannot be rewritten, so a redaction is carried out as a block.
+    fn judge_uploads(
+        &mut self,
+        flow: &FlowContext,
+        dir: Direction,
+        uploads: &[extract::Upload],
+        judged: &mut Judged,
+    ) -> Option<Action> {
+        let mut worst = None;
+        let app = judged
+            .pending
+            .first()
+            .map(|p| p.message.app.clone())
+            .or_else(|| flow.app.clone());
+        for u in uploads {
+            let input = BodyInput {
+                content_type: u.content_type.as_deref(),
+                content_encoding: None,
+                body: &u.data,
+            };
+            let result = self.rules.scan_body(
+                &input,
+                app.as_deref(),
+                dir,
+                "upload",
+                &DecodeLimits::default(),
+            );
+            let Some(action) = result.verdict() else {
+                continue;
+            };
+            let message_id = judged.pending.first().map(|p| p.id);
+            let findings = body::findings_of(flow, message_id, dir, &input, &result, "upload");
+            if action >= Action::Redact {
+                self.block_rule = result
+                    .findings
+                    .iter()
+                    .find(|f| f.action >= Action::Redact)
+                    .map(|f| f.rule.to_string());
+                self.block_event = Some(message_id.unwrap_or(flow.id));
+            }
+            worst = worst.max(Some(action));
+            match judged.pending.first_mut() {
+                Some(p) => {
+                    p.message.findings += findings.len() as u32;
+                    let rank = |a: &str| {
+                        ["allow", "log", "alert", "redact", "block"]
+                            .iter()
+                            .position(|r| *r == a)
+                    };
+                    if rank(action.as_str()) > rank(&p.message.action) {
+                        p.message.action = action.as_str().into();
+                    }
+                    p.findings.extend(findings);
+                }
+                None => {
+                    for mut f in findings {
+                        if action >= Action::Redact && f.action == "redact" {
+                            f.action = "block".into();
+                        }
+                        self.events.emit(Event::DlpFinding(f));
+                    }
+                }
+            }
+        }
+        worst
     }
 
     /// Records judged messages with what the gateway did: a unit that was
@@ -423,6 +526,46 @@ impl FlowInspection {
         verdict
     }
 
+    /// Which reader claims a byte stream that starts with `bytes`.
+    fn claim(&self, dir: Direction, bytes: &[u8]) -> ByteStream {
+        use gatehouse_inspectors::identify::{xmpp, Sniff};
+        if dir == Direction::Outbound {
+            if mqtt::MqttInspect::opens(bytes) {
+                return ByteStream::Mqtt(mqtt::MqttInspect::new(self.window));
+            }
+            if !matches!(xmpp::detect(bytes), Sniff::No) {
+                return ByteStream::Xmpp(XmppExtractor::new());
+            }
+        }
+        ByteStream::Fallback(stream::Fallback::new(self.rules.clone(), self.store_text))
+    }
+
+    /// MQTT over WebSocket (binary messages, once the client's first one
+    /// was a CONNECT): PUBLISH packets judged as messages. None when the
+    /// flow's WebSocket does not carry MQTT.
+    fn ws_mqtt(
+        &mut self,
+        flow: &FlowContext,
+        dir: Direction,
+        text: bool,
+        payload: &[u8],
+    ) -> Option<Verdict> {
+        if text {
+            return None;
+        }
+        if self.ws_mqtt.is_none() && dir == Direction::Outbound && mqtt::MqttInspect::opens(payload)
+        {
+            self.ws_mqtt = Some(mqtt::MqttInspect::new(self.window));
+        }
+        let session = self.ws_mqtt.as_mut()?;
+        let app = flow.app.as_deref().unwrap_or("mqtt");
+        Some(match session.feed(app, dir, payload) {
+            Ok(e) if e.messages.is_empty() => Verdict::Allow,
+            Ok(e) => self.judge_whole(flow, e),
+            Err(e) => self.on_undecodable(flow, dir, &e.to_string()),
+        })
+    }
+
     /// A body no app extractor read: scanned if any rule applies.
     fn judge_body(&mut self, flow: &FlowContext, dir: Direction, msg: &HttpMessage<'_>) -> Verdict {
         if !self.body_scope(dir).0 {
@@ -495,6 +638,30 @@ impl FlowInspection {
     }
 }
 
+/// One `message` event per end-to-end encrypted message: where it went and
+/// how it is encrypted, never content (there is none to read). Allowed,
+/// unless the unit carrying it is blocked ([`FlowInspection::record`]).
+fn encrypted_messages(flow: &FlowContext, encrypted: &[extract::EncryptedMessage]) -> Vec<Pending> {
+    encrypted
+        .iter()
+        .map(|e| Pending {
+            id: uuid::Uuid::now_v7(),
+            message: MessageEvent {
+                conversation: e.conversation.clone(),
+                sender: e.sender.clone(),
+                action: "allow".into(),
+                extractor: "e2ee".into(),
+                e2ee: Some(Encryption {
+                    algorithm: e.algorithm.clone(),
+                    bytes: e.size,
+                }),
+                ..flow.stamp().message(&e.app, e.direction)
+            },
+            findings: Vec::new(),
+        })
+        .collect()
+}
+
 /// A matched value with separators and case folded, so the same secret
 /// written twice (`4556 7375…` in markup, `4556737…` in text) is one.
 fn normalized(matched: &str) -> String {
@@ -561,17 +728,46 @@ impl FlowHooks for FlowInspection {
             .map(|(n, v)| (n.as_str(), v.as_bytes()))
             .collect();
         let path = msg.uri.path_and_query().map_or("/", |p| p.as_str());
-        let extracted = if msg.complete {
+        let mut extracted = if msg.complete {
             self.extractor
                 .on_http_request(msg.method.as_str(), path, &headers, msg.body)
         } else {
             Extracted::default()
         };
+        let uploads = std::mem::take(&mut extracted.uploads);
         if extracted.messages.is_empty() && extracted.opaque.is_none() {
+            // The whole-body scan reads the body, multipart parts declared
+            // textual included; binary-typed file parts are read here.
+            let multipart = msg
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| {
+                    v.trim_start()
+                        .to_ascii_lowercase()
+                        .starts_with("multipart/")
+                });
+            let files: Vec<_> = uploads
+                .into_iter()
+                .filter(|u| multipart && !u.declared_textual())
+                .collect();
+            if !files.is_empty() && self.body_scope(Direction::Outbound).0 {
+                let mut none = Judged::default();
+                let worst = self.judge_uploads(flow, Direction::Outbound, &files, &mut none);
+                if worst.is_some_and(|a| a >= Action::Redact) {
+                    return Verdict::Block {
+                        policy: body::policy_name(self.block_rule.as_deref()),
+                    };
+                }
+            }
             return self.judge_body(flow, Direction::Outbound, msg);
         }
-        let judged = self.judge(flow, extracted);
+        let mut judged = self.judge(flow, extracted);
+        let files = self.judge_uploads(flow, Direction::Outbound, &uploads, &mut judged);
         let verdict = match judged.verdict {
+            _ if files.is_some_and(|a| a >= Action::Redact) => Verdict::Block {
+                policy: body::policy_name(self.block_rule.as_deref()),
+            },
             Some(Action::Block) => Verdict::Block {
                 policy: body::policy_name(self.block_rule.as_deref()),
             },
@@ -644,19 +840,70 @@ impl FlowHooks for FlowInspection {
     ) -> Verdict {
         let extracted = self.extractor.on_ws_message(dir, text, payload);
         if extracted.messages.is_empty() && extracted.opaque.is_none() {
+            if let Some(v) = self.ws_mqtt(flow, dir, text, payload) {
+                return v;
+            }
             return self.judge_ws_fallback(flow, dir, payload);
         }
         self.judge_whole(flow, extracted)
     }
 
+    fn ws_stream(
+        &mut self,
+        flow: &FlowContext,
+        dir: Direction,
+        _text: bool,
+    ) -> Option<Box<dyn BodyHooks>> {
+        // Too large to hold: scanned as it streams, as a fallback message.
+        self.body_scope(dir).0.then(|| {
+            Box::new(ws_stream::WsStream::new(
+                &self.rules,
+                self.events.clone(),
+                flow,
+                dir,
+            )) as Box<dyn BodyHooks>
+        })
+    }
+
     fn on_bytes(&mut self, flow: &FlowContext, dir: Direction, bytes: &[u8]) -> Verdict {
-        // Non-HTTP inside TLS: XMPP (5223, or 5222 after STARTTLS) is readable.
-        let x = self.xmpp.get_or_insert_with(XmppExtractor::new);
-        let extracted = x.feed(dir, bytes);
+        if bytes.is_empty() {
+            return Verdict::Allow;
+        }
+        if matches!(self.stream, ByteStream::Unknown) {
+            self.stream = self.claim(dir, bytes);
+        }
+        // Non-HTTP inside TLS (or plain, when read transparently): XMPP
+        // and MQTT are read message by message; anything else is scanned
+        // as a stream.
+        let extracted = match &mut self.stream {
+            ByteStream::Xmpp(x) => x.feed(dir, bytes),
+            ByteStream::Mqtt(m) => {
+                let app = flow.app.as_deref().unwrap_or("mqtt");
+                match m.feed(app, dir, bytes) {
+                    Ok(e) => e,
+                    Err(e) => return self.on_undecodable(flow, dir, &e.to_string()),
+                }
+            }
+            ByteStream::Fallback(f) => {
+                let (verdict, blocked) = f.chunk(&*self.events, flow, dir, bytes);
+                if let Some((id, rule)) = blocked {
+                    self.block_event = Some(id);
+                    self.block_rule = Some(rule);
+                }
+                return verdict;
+            }
+            ByteStream::Unknown => unreachable!("claimed above"),
+        };
         if extracted.messages.is_empty() && extracted.opaque.is_none() {
             return Verdict::Allow;
         }
         self.judge_whole(flow, extracted)
+    }
+
+    fn on_close(&mut self, flow: &FlowContext) {
+        if let ByteStream::Fallback(f) = &mut self.stream {
+            f.close(&*self.events, flow);
+        }
     }
 
     fn on_undecodable(&mut self, flow: &FlowContext, dir: Direction, what: &str) -> Verdict {

@@ -29,7 +29,8 @@ impl Policy {
         Self {
             default: config.default_action,
             rules: config.rules.clone(),
-            builtin_pinned: config.builtin_pinned_passthrough,
+            builtin_pinned: config.builtin_pinned_passthrough
+                && config.pinning != crate::config::PinningMode::Off,
         }
     }
 

@@ -70,8 +70,8 @@ pub struct HttpMessage<'a> {
     /// Response status, for responses.
     pub status: Option<http::StatusCode>,
     /// The body bytes inspected: whole if `complete`, else the first window
-    /// (`intercept.inspect_window` bytes, or what arrived before the body
-    /// paused). Empty for the head of a response that is not held.
+    /// (`intercept.inspect_window` bytes; of a held response, what arrived
+    /// before it paused). Empty for the head of a response that is not held.
     pub body: &'a [u8],
     /// Whether `body` is the whole body.
     pub complete: bool,
@@ -117,6 +117,20 @@ pub trait FlowHooks: Send {
         _payload: &[u8],
     ) -> Verdict {
         Verdict::Allow
+    }
+    /// A WebSocket message larger than the held window goes on: hooks that
+    /// see its payload (decompressed if permessage-deflate) as it streams —
+    /// what was held first, then each piece before it is passed on — or
+    /// None to relay it uninspected. `Block` from them closes the client
+    /// with 1008 before the message's last piece is forwarded; `Rewrite`
+    /// cannot change a frame already framed and is taken as `Allow`.
+    fn ws_stream(
+        &mut self,
+        _flow: &FlowContext,
+        _dir: Direction,
+        _text: bool,
+    ) -> Option<Box<dyn BodyHooks>> {
+        None
     }
     /// Bytes of a non-HTTP protocol inside TLS, before they are passed on.
     /// `Block` cuts the connection: these bytes (and the rest of a message

@@ -4,9 +4,12 @@
 //! same protocol (the client was offered only the ALPN the server chose), so
 //! keep-alive and HTTP/2 multiplexing carry through; when the server closes
 //! it, the next request reopens it ([`super::upstream`]). Request bodies are held
-//! for inspection up to `intercept.inspect_window` bytes (or until the body
-//! pauses), so a block can stop them before anything leaves; responses are
-//! held the same way only when the hooks ask (`hold_response`). The rest of
+//! for inspection up to `intercept.inspect_window` bytes or their end, however
+//! long the client pauses (up to the idle timeout, after which the request
+//! fails and nothing of it is forwarded), so a block can stop them before
+//! anything leaves and the window is always judged whole; responses are
+//! held only when the hooks ask (`hold_response`), up to the window or the
+//! first pause (a server's pause can be a long poll). The rest of
 //! a body streams through the [`BodyHooks`] the hooks give for it, which can
 //! rewrite bytes not yet forwarded or cut the body.
 
@@ -34,27 +37,39 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Body type on both legs.
 pub type Body = BoxBody<Bytes, BoxError>;
 
+/// A check of each request's `Host`/`:authority` against the host the flow
+/// was decided on (it lives in `flow::decide`); `Some` answer refuses it.
+pub type AuthorityCheck =
+    Arc<dyn Fn(&FlowContext, &http::request::Parts) -> Option<Response<Body>> + Send + Sync>;
+
 /// Shared by every request of one relayed connection.
 pub struct HttpRelay {
+    /// Domain-fronting check, run on each request before anything else.
+    pub authority: Option<AuthorityCheck>,
     /// The flow.
     pub flow: Arc<FlowContext>,
     /// Its hooks.
     pub hooks: Arc<Mutex<Box<dyn FlowHooks>>>,
     /// Bytes of request body held for inspection.
     pub window: usize,
-    /// How long a request body may pause before it is forwarded uninspected-so-far.
+    /// How long a held response body may pause before its window is judged
+    /// as it is (request bodies wait for the window or their end).
     pub window_wait: Duration,
     /// Header read timeout for the client leg.
     pub header_timeout: Duration,
     /// Largest request head accepted (`proxy.max_header_bytes`).
     pub max_header_bytes: usize,
-    /// Idle timeout for upgraded (WebSocket) connections.
+    /// Idle timeout: of upgraded (WebSocket) connections, and the longest a
+    /// held request body may pause.
     pub idle: Duration,
     /// Cancelled when the gateway's grace period ends.
     pub abort: tokio_util::sync::CancellationToken,
-    /// The gateway's connection tasks: an upgraded (WebSocket) relay joins
-    /// them, so shutdown gives it the grace period like any connection.
+    /// The flow's upgraded (WebSocket) relays: the flow waits for them
+    /// before it is recorded, so its record has their bytes and duration
+    /// and shutdown gives them the grace period like any connection.
     pub tracker: tokio_util::task::TaskTracker,
+    /// Requests relayed on this flow so far (for `flow_update` events).
+    pub requests: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Relays HTTP between `client` and `upstream` until either side closes.
@@ -125,13 +140,45 @@ async fn forward(
     relay: &HttpRelay,
     sender: &Upstream,
 ) -> Response<Body> {
+    relay
+        .requests
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let client_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let client_h1 = req.version() < http::Version::HTTP_2;
     let (mut parts, body) = req.into_parts();
+    if let Some(refused) = relay
+        .authority
+        .as_ref()
+        .and_then(|c| c(&relay.flow, &parts))
+    {
+        return refused;
+    }
     let json = wants_json(&parts.headers);
+    let matrix = parts.uri.path().starts_with("/_matrix/");
 
-    let (window, rest) = match read_window(body, relay.window, relay.window_wait).await {
+    // Held until the window is full or the body ends, whatever the client's
+    // pauses: a partial window would skip extraction and structural
+    // decoding. Only the idle timeout ends the wait, and then nothing of the
+    // body is forwarded. The bound is half as long again: an intercepted
+    // connection gone idle is ended first by the flow's idle watch (which
+    // records `idle_timeout`); this one ends a stream kept waiting on a
+    // connection that other streams keep busy, and plain-HTTP requests.
+    let idle = relay.idle.saturating_add(relay.idle / 2);
+    let (window, rest) = match read_window(body, relay.window, Hold::Full(idle)).await {
         Ok(w) => w,
+        Err(ReadError::Idle) => {
+            tracing::info!(
+                ?idle,
+                "request body idle past the idle timeout; nothing forwarded"
+            );
+            let mut page = error_page(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body stopped before it could be inspected; nothing was forwarded",
+            );
+            page.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return page;
+        }
         Err(e) => {
             return error_page(
                 StatusCode::BAD_REQUEST,
@@ -150,10 +197,11 @@ async fn forward(
         };
         inspect_window(relay, Direction::Outbound, &msg)
     };
+    let cut_by = CutBy::default();
     // The whole body, when known: a retry can send it again.
     let (body, known) = match verdict {
         Verdict::Block { policy } => {
-            return blocked_page(&policy, block_event(relay), json);
+            return blocked_request_page(&policy, block_event(relay), json, matrix);
         }
         Verdict::Rewrite(new) if rest.is_done() => {
             set_length(&mut parts.headers, new.len());
@@ -161,11 +209,14 @@ async fn forward(
         }
         Verdict::Rewrite(new) => {
             adjust_length(&mut parts.headers, window.len(), new.len());
-            (relayed(new, rest, tap, relay), None)
+            (relayed(new, rest, tap, relay, Some(cut_by.clone())), None)
         }
         Verdict::Allow => {
             let known = matches!(rest, Tail::Done(None)).then(|| window.clone());
-            (relayed(window, rest, tap, relay), known)
+            (
+                relayed(window, rest, tap, relay, Some(cut_by.clone())),
+                known,
+            )
         }
     };
 
@@ -202,9 +253,13 @@ async fn forward(
     let mut resp = match sender.send(upstream_req, replay).await {
         Ok(r) => r,
         // The upstream never saw the end of the body: tell the user why.
-        Err(e) if cut_policy(&*e).is_some() => {
-            let policy = cut_policy(&*e).unwrap_or_default();
-            return blocked_page(&policy, block_event(relay), json);
+        // (HTTP/2 to the upstream reports the cut as a stream error of its
+        // own: the body says so too.)
+        Err(e) if cut_policy(&*e).or_else(|| cut_by.get().cloned()).is_some() => {
+            let policy = cut_policy(&*e)
+                .or_else(|| cut_by.get().cloned())
+                .unwrap_or_default();
+            return blocked_request_page(&policy, block_event(relay), json, matrix);
         }
         Err(e) => {
             return error_page(
@@ -221,6 +276,7 @@ async fn forward(
             let flow = relay.flow.clone();
             let hooks = relay.hooks.clone();
             let idle = relay.idle;
+            let hold = relay.window;
             let abort = relay.abort.clone();
             relay.tracker.spawn(
                 async move {
@@ -232,6 +288,7 @@ async fn forward(
                                 deflate,
                                 flow,
                                 hooks,
+                                hold,
                                 idle,
                                 abort,
                             )
@@ -270,7 +327,7 @@ async fn forward(
     // Responses stream unless the hooks want to see a window first: holding
     // would break long-poll and server-sent events.
     let (window, rest) = if hold {
-        match read_window(body, relay.window, relay.window_wait).await {
+        match read_window(body, relay.window, Hold::UntilPause(relay.window_wait)).await {
             Ok(w) => w,
             Err(e) => {
                 return error_page(
@@ -311,9 +368,9 @@ async fn forward(
         }
         Verdict::Rewrite(new) => {
             adjust_length(&mut parts.headers, window.len(), new.len());
-            relayed(new, rest, tap, relay)
+            relayed(new, rest, tap, relay, None)
         }
-        Verdict::Allow => relayed(window, rest, tap, relay),
+        Verdict::Allow => relayed(window, rest, tap, relay, None),
     };
     Response::from_parts(parts, body)
 }
@@ -352,21 +409,54 @@ impl Tail {
     }
 }
 
-/// Reads up to `window` bytes of body, or until it ends or pauses for `wait`.
+/// How long [`read_window`] waits for the next frame of a body.
+#[derive(Debug, Clone, Copy)]
+enum Hold {
+    /// Until the window is full or the body ends; a pause longer than this
+    /// (the idle timeout) is an error.
+    Full(Duration),
+    /// Until the first pause this long: the window is what came before it.
+    UntilPause(Duration),
+}
+
+/// Why a body window could not be read.
+#[derive(Debug)]
+enum ReadError {
+    /// The peer sent nothing for the idle timeout.
+    Idle,
+    /// The body failed.
+    Body(hyper::Error),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Idle => f.write_str("body idle past the idle timeout"),
+            Self::Body(e) => e.fmt(f),
+        }
+    }
+}
+
+/// Reads up to `window` bytes of body, or until it ends (or pauses, per
+/// `hold`).
 async fn read_window(
     mut body: Incoming,
     window: usize,
-    wait: Duration,
-) -> Result<(Bytes, Tail), hyper::Error> {
+    hold: Hold,
+) -> Result<(Bytes, Tail), ReadError> {
     let mut buf = BytesMut::new();
+    let wait = match hold {
+        Hold::Full(d) | Hold::UntilPause(d) => d,
+    };
     loop {
         if buf.len() >= window {
             return Ok((buf.freeze(), Tail::More(body)));
         }
         match tokio::time::timeout(wait, body.frame()).await {
+            Err(_) if matches!(hold, Hold::Full(_)) => return Err(ReadError::Idle),
             Err(_) => return Ok((buf.freeze(), Tail::More(body))),
             Ok(None) => return Ok((buf.freeze(), Tail::Done(None))),
-            Ok(Some(Err(e))) => return Err(e),
+            Ok(Some(Err(e))) => return Err(ReadError::Body(e)),
             Ok(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) => buf.extend_from_slice(&data),
                 Err(frame) => {
@@ -381,7 +471,14 @@ async fn read_window(
 
 /// The inspected `first` bytes, then the rest of the body, each chunk
 /// shown to `tap` if there is one.
-fn relayed(first: Bytes, rest: Tail, tap: Option<Box<dyn BodyHooks>>, relay: &HttpRelay) -> Body {
+/// `cut_by` learns the policy if the hooks cut the body.
+fn relayed(
+    first: Bytes,
+    rest: Tail,
+    tap: Option<Box<dyn BodyHooks>>,
+    relay: &HttpRelay,
+    cut_by: Option<CutBy>,
+) -> Body {
     let (rest, trailers) = match rest {
         Tail::Done(trailers) => (None, trailers),
         Tail::More(body) => (Some(body), None),
@@ -398,6 +495,7 @@ fn relayed(first: Bytes, rest: Tail, tap: Option<Box<dyn BodyHooks>>, relay: &Ht
         tap: tap.map(std::sync::Mutex::new),
         flow: relay.flow.clone(),
         cut: None,
+        cut_by,
     })
 }
 
@@ -420,7 +518,12 @@ struct Relayed {
     /// in an error rather than nothing at all. Nothing more is forwarded
     /// meanwhile.
     cut: Option<(BoxError, std::pin::Pin<Box<tokio::time::Sleep>>)>,
+    /// Told the policy when the body is cut.
+    cut_by: Option<CutBy>,
 }
+
+/// Where a request body's cut is told to the request that sent it.
+type CutBy = Arc<std::sync::OnceLock<String>>;
 
 /// How long a cut body waits before it ends in an error (see `Relayed::cut`).
 const CUT_DELAY: Duration = Duration::from_millis(50);
@@ -454,6 +557,14 @@ fn cut_policy(e: &(dyn std::error::Error + 'static)) -> Option<String> {
 }
 
 impl Relayed {
+    /// The error the body is cut with, told to `cut_by`.
+    fn cut_now(&self, policy: &str) -> BoxError {
+        if let Some(c) = &self.cut_by {
+            let _ = c.set(policy.to_string());
+        }
+        cut(policy)
+    }
+
     /// The source ended (cleanly): what the hooks say to do about it.
     fn end(&mut self) -> Result<Option<Bytes>, BoxError> {
         self.rest = None;
@@ -464,7 +575,7 @@ impl Relayed {
         match tap.on_end(&self.flow) {
             Verdict::Allow => Ok(None),
             Verdict::Rewrite(b) => Ok((!b.is_empty()).then_some(b)),
-            Verdict::Block { policy } => Err(cut(&policy)),
+            Verdict::Block { policy } => Err(self.cut_now(&policy)),
         }
     }
 }
@@ -534,7 +645,7 @@ impl hyper::body::Body for Relayed {
                     let mut wait = Box::pin(tokio::time::sleep(CUT_DELAY));
                     // Registers the waker; the sleep has just begun.
                     let _ = std::future::Future::poll(wait.as_mut(), cx);
-                    this.cut = Some((cut(&policy), wait));
+                    this.cut = Some((this.cut_now(&policy), wait));
                     return Poll::Pending;
                 }
             };
@@ -650,6 +761,26 @@ pub fn blocked_page(policy: &str, event: Option<uuid::Uuid>, want_json: bool) ->
     policy_page(policy, event, want_json, "sending")
 }
 
+/// [`blocked_page`] for a request the relay read. Matrix client-server
+/// calls (`/_matrix/…`) get the reference as `gatehouse_event_id`: Matrix
+/// clients (matrix-nio) take any JSON body with a string `event_id` for
+/// "sent", whatever the status, and would tell the user the message went.
+fn blocked_request_page(
+    policy: &str,
+    event: Option<uuid::Uuid>,
+    json: bool,
+    matrix: bool,
+) -> Response<Body> {
+    let page = blocked_page(policy, event, json);
+    if !(json && matrix) {
+        return page;
+    }
+    let (mut parts, _) = page.into_parts();
+    let body = policy_json(policy, event.map(|e| e.to_string()), "gatehouse_event_id");
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, full(Bytes::from(body)))
+}
+
 /// What is shown instead of a response a policy blocked.
 pub fn blocked_response_page(
     policy: &str,
@@ -677,7 +808,12 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
         (Some(j), Some(h)) => j < h,
         (Some(_), None) => true,
         (None, Some(_)) => false,
-        (None, None) => get(header::CONTENT_TYPE).contains("json"),
+        // No preference: API clients send JSON, or multipart uploads
+        // (Slack, Discord, Mattermost, Zulip and Rocket.Chat file APIs).
+        (None, None) => {
+            let ct = get(header::CONTENT_TYPE);
+            ct.contains("json") || ct.trim_start().starts_with("multipart/form-data")
+        }
     }
 }
 
@@ -688,13 +824,10 @@ fn block_event(relay: &HttpRelay) -> Option<uuid::Uuid> {
 fn policy_page(policy: &str, event: Option<uuid::Uuid>, json: bool, what: &str) -> Response<Body> {
     let event_text = event.map(|e| e.to_string());
     let (content_type, body) = if json {
-        let v = serde_json::json!({
-            "error": "blocked by policy",
-            "policy": policy,
-            "rule": policy.strip_prefix("DLP rule "),
-            "event_id": event_text,
-        });
-        ("application/json", format!("{v}\n"))
+        (
+            "application/json",
+            policy_json(policy, event_text.clone(), "event_id"),
+        )
     } else {
         let policy = html_escape(policy);
         let reference = event_text
@@ -723,6 +856,27 @@ fn policy_page(policy: &str, event: Option<uuid::Uuid>, json: bool, what: &str) 
         b = b.header("x-gatehouse-event", e.as_str());
     }
     b.body(full(Bytes::from(body))).expect("static response")
+}
+
+/// The JSON block: one shape the common chat APIs' clients read as an
+/// error — `ok: false` + `error` (Slack), `errcode` + `error` (Matrix),
+/// `message` (Discord, Mattermost, Rocket.Chat); the human text carries
+/// the reference a help desk needs, and `id_key` names the event.
+fn policy_json(policy: &str, event: Option<String>, id_key: &str) -> String {
+    let message = match &event {
+        Some(e) => format!("blocked by policy {policy} (reference {e})"),
+        None => format!("blocked by policy {policy}"),
+    };
+    let mut v = serde_json::json!({
+        "ok": false,
+        "errcode": "M_FORBIDDEN",
+        "error": message,
+        "message": message,
+        "policy": policy,
+        "rule": policy.strip_prefix("DLP rule "),
+    });
+    v[id_key] = serde_json::Value::from(event);
+    format!("{v}\n")
 }
 
 /// The proxy's own refusal of a request it could not carry (destination

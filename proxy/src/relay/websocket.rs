@@ -3,21 +3,27 @@
 //! Frame headers are read with tungstenite's codec; frames pass through
 //! unchanged (so whatever extensions client and server negotiated keep
 //! working); a copy of each message is unmasked and, under
-//! permessage-deflate, inflated for inspection. A message is held until it
-//! is complete (up to the inspection window) so a block can stop it: the
-//! client then gets a close frame 1008 (policy violation).
+//! permessage-deflate, inflated for inspection. A message up to the
+//! inspection window (`intercept.inspect_window`) is held until it is
+//! complete so a block can stop it: the client then gets a close frame 1008
+//! (policy violation). A larger one (in one frame or many) is scanned as it
+//! streams, piece by piece, each piece passed on only once scanned, and its
+//! last piece only once the whole message is allowed: a block closes the
+//! client with 1008 and ends the relay, so the other side never receives
+//! the message whole. A message that does not inflate, or inflates past
+//! 16 MiB, is blocked the same way, with an event.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use gatehouse_inspectors::codec::MessageInflater;
 use http::HeaderMap;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio_util::sync::CancellationToken;
 
-use super::hooks::{Direction, FlowContext, FlowHooks, Verdict};
+use super::hooks::{BodyHooks, Direction, FlowContext, FlowHooks, Verdict};
 
 /// permessage-deflate parameters from the server's handshake response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,18 +50,20 @@ pub fn negotiated_deflate(headers: &HeaderMap) -> Option<Deflate> {
     })
 }
 
-/// Largest message held for inspection; larger ones stream through.
-const HOLD_LIMIT: usize = 1024 * 1024;
 /// Largest inflated message inspected (decompression bombs stop here).
 const INFLATE_LIMIT: usize = 16 * 1024 * 1024;
 
 /// Relays until either side closes, nothing moves for `idle`, or `abort`.
+/// Messages up to `hold` bytes (`intercept.inspect_window`) are held whole
+/// for inspection; larger ones are scanned as they stream.
+#[allow(clippy::too_many_arguments)]
 pub async fn relay<C, U>(
     client: C,
     upstream: U,
     deflate: Option<Deflate>,
     flow: Arc<FlowContext>,
     hooks: Arc<Mutex<Box<dyn FlowHooks>>>,
+    hold: usize,
     idle: Duration,
     abort: CancellationToken,
 ) where
@@ -73,6 +81,7 @@ pub async fn relay<C, U>(
         }),
         flow: flow.clone(),
         hooks: hooks.clone(),
+        hold,
     };
     let inb = Pump {
         dir: Direction::Inbound,
@@ -81,6 +90,7 @@ pub async fn relay<C, U>(
         }),
         flow,
         hooks,
+        hold,
     };
     let both = async {
         tokio::select! {
@@ -101,6 +111,8 @@ struct Pump {
     inflater: Option<MessageInflater>,
     flow: Arc<FlowContext>,
     hooks: Arc<Mutex<Box<dyn FlowHooks>>>,
+    /// Largest message held whole for inspection.
+    hold: usize,
 }
 
 /// One parsed frame header.
@@ -145,9 +157,35 @@ struct Pending {
     payload: Vec<u8>,
     text: bool,
     compressed: bool,
-    /// Too large to hold: frames are being forwarded as they come.
+    /// Too large to hold: frames are forwarded as they are scanned.
     streaming: bool,
+    /// What scans it as it streams (None: the hooks do not inspect it).
+    stream: Option<Box<dyn BodyHooks>>,
     active: bool,
+}
+
+/// A data frame of a streamed message, past its header.
+struct Streamed {
+    /// The frame's header, until it is passed on with the first piece.
+    head: Option<BytesMut>,
+    mask: Option<[u8; 4]>,
+    /// Payload bytes of the frame seen so far.
+    at: usize,
+    /// Payload bytes still to come.
+    left: usize,
+    fin: bool,
+    /// Part of the current message (false: a stray continuation, passed on).
+    inspected: bool,
+}
+
+/// Unmasks `bytes` that start `at` bytes into a frame's payload.
+fn unmask(bytes: &mut [u8], mask: Option<[u8; 4]>, at: usize) {
+    if let Some(mask) = mask {
+        bytes
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, b)| *b ^= mask[(at + i) % 4]);
+    }
 }
 
 impl Pump {
@@ -162,11 +200,35 @@ impl Pump {
         W: AsyncWrite + Unpin,
         C: AsyncWrite + Unpin,
     {
-        let mut buf = BytesMut::with_capacity(16 * 1024);
+        let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut msg = Pending::default();
+        let mut frame: Option<Streamed> = None;
         loop {
-            // Handle every complete frame in the buffer.
+            // Handle everything the buffer holds.
             loop {
+                if let Some(f) = frame.as_mut() {
+                    let n = f.left.min(buf.len());
+                    if n == 0 && f.left > 0 {
+                        break;
+                    }
+                    let piece = buf.split_to(n);
+                    f.left -= n;
+                    let last = f.left == 0;
+                    let end = last && f.fin && f.inspected;
+                    if !self
+                        .stream_piece(f, piece, end, &mut msg, forward, client)
+                        .await
+                    {
+                        return;
+                    }
+                    if last {
+                        frame = None;
+                        if end {
+                            msg = Pending::default();
+                        }
+                    }
+                    continue;
+                }
                 let header = match parse_header(&buf) {
                     Ok(Some(h)) => h,
                     Ok(None) => break,
@@ -176,47 +238,73 @@ impl Pump {
                     }
                 };
                 let total = header.header_len + header.payload_len;
-                if buf.len() < total && !(msg.streaming || header.payload_len > HOLD_LIMIT) {
-                    break;
-                }
-                if buf.len() < total {
-                    // A huge frame: pass what we have through and keep streaming it.
-                    if forward_bytes(forward, &buf).await.is_err() {
+                if header.opcode & 0x08 != 0 {
+                    if header.payload_len > 125 {
+                        tracing::debug!("oversized WebSocket control frame; closing");
                         return;
                     }
-                    let mut left = total - buf.len();
-                    buf.clear();
-                    while left > 0 {
-                        let mut chunk = vec![0u8; left.min(64 * 1024)];
-                        let n = match tokio::time::timeout(idle, reader.read(&mut chunk)).await {
-                            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                            Ok(Ok(n)) => n,
-                        };
-                        if forward_bytes(forward, &chunk[..n]).await.is_err() {
-                            return;
-                        }
-                        left -= n;
+                    if buf.len() < total {
+                        break;
                     }
-                    msg = Pending::default();
+                    let frame = buf.split_to(total);
+                    if forward_bytes(forward, &frame).await.is_err() {
+                        return;
+                    }
                     continue;
                 }
-                let frame = buf.split_to(total);
-                if !self
-                    .on_frame(&header, frame, &mut msg, forward, client)
-                    .await
+                if header.opcode != 0 {
+                    msg = Pending {
+                        text: header.opcode == 1,
+                        compressed: header.rsv1,
+                        active: true,
+                        ..Pending::default()
+                    };
+                }
+                let held = msg.payload.len() + header.payload_len;
+                if msg.active && !msg.streaming && held <= self.hold {
+                    if buf.len() < total {
+                        break;
+                    }
+                    let frame = buf.split_to(total);
+                    if !self
+                        .on_frame(&header, frame, &mut msg, forward, client)
+                        .await
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                // Too large to hold (or a stray continuation): from here the
+                // message streams, each piece scanned before it is passed on.
+                if msg.active
+                    && !msg.streaming
+                    && !self.start_stream(&mut msg, forward, client).await
                 {
                     return;
                 }
+                // The header goes on with the frame's first piece: a last
+                // frame, even an empty one, completes the message, so it
+                // waits for the verdict too.
+                let head = buf.split_to(header.header_len);
+                frame = Some(Streamed {
+                    head: Some(head),
+                    mask: header.mask,
+                    at: 0,
+                    left: header.payload_len,
+                    fin: header.fin,
+                    inspected: msg.active,
+                });
             }
-            let n = match tokio::time::timeout(idle, reader.read_buf(&mut buf)).await {
+            buf.reserve(64 * 1024);
+            match tokio::time::timeout(idle, reader.read_buf(&mut buf)).await {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                Ok(Ok(n)) => n,
-            };
-            let _ = n;
+                Ok(Ok(_)) => {}
+            }
         }
     }
 
-    /// Returns false when the relay must end.
+    /// A held frame of a message that fits the hold; the whole message is
+    /// judged at its last frame. Returns false when the relay must end.
     async fn on_frame<W, C>(
         &mut self,
         h: &Header,
@@ -229,61 +317,169 @@ impl Pump {
         W: AsyncWrite + Unpin,
         C: AsyncWrite + Unpin,
     {
-        let is_control = h.opcode & 0x08 != 0;
-        if is_control {
-            return forward_bytes(forward, &frame).await.is_ok();
-        }
         let mut payload = frame[h.header_len..].to_vec();
-        if let Some(mask) = h.mask {
-            payload
-                .iter_mut()
-                .enumerate()
-                .for_each(|(i, b)| *b ^= mask[i % 4]);
-        }
-        if h.opcode != 0 {
-            *msg = Pending {
-                text: h.opcode == 1,
-                compressed: h.rsv1,
-                active: true,
-                ..Pending::default()
-            };
-        } else if !msg.active {
-            return forward_bytes(forward, &frame).await.is_ok();
-        }
-        if msg.payload.len() + payload.len() <= HOLD_LIMIT {
-            msg.payload.extend_from_slice(&payload);
-        } else {
-            msg.streaming = true;
-        }
-        if msg.streaming {
-            let held = std::mem::take(&mut msg.raw);
-            if !held.is_empty() && forward_bytes(forward, &held).await.is_err() {
-                return false;
-            }
-            if forward_bytes(forward, &frame).await.is_err() {
-                return false;
-            }
-        } else {
-            msg.raw.extend_from_slice(&frame);
-        }
+        unmask(&mut payload, h.mask, 0);
+        msg.payload.extend_from_slice(&payload);
+        msg.raw.extend_from_slice(&frame);
         if !h.fin {
             return true;
         }
         let whole = std::mem::take(msg);
-        let verdict = if whole.streaming {
-            Verdict::Allow
-        } else {
-            self.inspect(&whole)
-        };
-        match verdict {
-            Verdict::Block { policy } => {
-                tracing::info!(flow = %self.flow.id, %policy, "WebSocket message blocked");
-                // Close the client side with 1008; the message never reaches the server.
-                let reason = format!("blocked by policy {policy}");
-                let _ = forward_bytes(client, &close_frame(1008, &reason)).await;
-                false
-            }
+        match self.inspect(&whole) {
+            Verdict::Block { policy } => self.refuse(&policy, client).await,
             _ => whole.raw.is_empty() || forward_bytes(forward, &whole.raw).await.is_ok(),
+        }
+    }
+
+    /// Blocks the message: the client gets a close 1008 and the relay ends,
+    /// so the message never reaches the other side whole. Returns false.
+    async fn refuse<C: AsyncWrite + Unpin>(&self, policy: &str, client: &AsyncMutex<C>) -> bool {
+        tracing::info!(flow = %self.flow.id, %policy, "WebSocket message blocked");
+        let reason = format!("blocked by policy {policy}");
+        let _ = forward_bytes(client, &close_frame(1008, &reason)).await;
+        false
+    }
+
+    /// A message outgrew the hold: the hooks get what was held, then the
+    /// held frames are passed on. Returns false when the relay must end.
+    async fn start_stream<W, C>(
+        &mut self,
+        msg: &mut Pending,
+        forward: &AsyncMutex<W>,
+        client: &AsyncMutex<C>,
+    ) -> bool
+    where
+        W: AsyncWrite + Unpin,
+        C: AsyncWrite + Unpin,
+    {
+        msg.streaming = true;
+        msg.stream = self
+            .hooks
+            .lock()
+            .expect("hooks lock")
+            .ws_stream(&self.flow, self.dir, msg.text);
+        if msg.stream.is_some() {
+            if let (Some(inf), true) = (self.inflater.as_mut(), msg.compressed) {
+                if let Err(e) = inf.begin() {
+                    let v = self.undecodable(&e);
+                    if !self.verdict_ok(v, client).await {
+                        return false;
+                    }
+                    // The hooks let it through unread.
+                    msg.stream = None;
+                }
+            }
+        }
+        if msg.stream.is_some() {
+            let held = std::mem::take(&mut msg.payload);
+            let v = match self.decode(msg.compressed, &held) {
+                Ok(data) => msg
+                    .stream
+                    .as_mut()
+                    .map_or(Verdict::Allow, |s| s.on_chunk(&self.flow, &data)),
+                Err(v) => v,
+            };
+            if !self.verdict_ok(v, client).await {
+                return false;
+            }
+        }
+        let raw = std::mem::take(&mut msg.raw);
+        raw.is_empty() || forward_bytes(forward, &raw).await.is_ok()
+    }
+
+    /// One piece of a streamed frame: scanned, then passed on; the last
+    /// piece of a message only once the message as a whole is allowed.
+    /// Returns false when the relay must end.
+    async fn stream_piece<W, C>(
+        &mut self,
+        f: &mut Streamed,
+        piece: BytesMut,
+        end: bool,
+        msg: &mut Pending,
+        forward: &AsyncMutex<W>,
+        client: &AsyncMutex<C>,
+    ) -> bool
+    where
+        W: AsyncWrite + Unpin,
+        C: AsyncWrite + Unpin,
+    {
+        if f.inspected && msg.stream.is_some() {
+            let mut data = piece.to_vec();
+            unmask(&mut data, f.mask, f.at);
+            f.at += piece.len();
+            let mut v = match self.decode(msg.compressed, &data) {
+                Ok(data) => msg
+                    .stream
+                    .as_mut()
+                    .map_or(Verdict::Allow, |s| s.on_chunk(&self.flow, &data)),
+                Err(v) => v,
+            };
+            if end && !matches!(v, Verdict::Block { .. }) {
+                v = self.end_stream(msg);
+            }
+            if !self.verdict_ok(v, client).await {
+                return false;
+            }
+        }
+        match f.head.take() {
+            Some(mut head) => {
+                head.extend_from_slice(&piece);
+                forward_bytes(forward, &head).await.is_ok()
+            }
+            None => piece.is_empty() || forward_bytes(forward, &piece).await.is_ok(),
+        }
+    }
+
+    /// The end of a streamed message: the inflater's last bytes, then the
+    /// hooks' verdict on the whole.
+    fn end_stream(&mut self, msg: &mut Pending) -> Verdict {
+        let Some(mut stream) = msg.stream.take() else {
+            return Verdict::Allow;
+        };
+        if let (Some(inf), true) = (self.inflater.as_mut(), msg.compressed) {
+            match inf.end() {
+                Ok(tail) => {
+                    if let v @ Verdict::Block { .. } =
+                        stream.on_chunk(&self.flow, &Bytes::from(tail))
+                    {
+                        return v;
+                    }
+                }
+                Err(e) => {
+                    drop(stream);
+                    return self.undecodable(&e);
+                }
+            }
+        }
+        stream.on_end(&self.flow)
+    }
+
+    /// A piece of a streamed message, inflated if it is compressed; a
+    /// piece that does not inflate gets the hooks' `on_undecodable` verdict.
+    fn decode(&mut self, compressed: bool, piece: &[u8]) -> Result<Bytes, Verdict> {
+        match (self.inflater.as_mut(), compressed) {
+            (Some(inf), true) => match inf.push(piece) {
+                Ok(d) => Ok(Bytes::from(d)),
+                Err(e) => Err(self.undecodable(&e)),
+            },
+            _ => Ok(Bytes::copy_from_slice(piece)),
+        }
+    }
+
+    fn undecodable(&mut self, e: &dyn std::fmt::Display) -> Verdict {
+        tracing::info!(error = %e, "WebSocket message not inflated: blocked");
+        self.hooks.lock().expect("hooks lock").on_undecodable(
+            &self.flow,
+            self.dir,
+            &format!("WebSocket message: {e}"),
+        )
+    }
+
+    /// False (after closing the client with 1008) when `v` blocks.
+    async fn verdict_ok<C: AsyncWrite + Unpin>(&self, v: Verdict, client: &AsyncMutex<C>) -> bool {
+        match v {
+            Verdict::Block { policy } => self.refuse(&policy, client).await,
+            _ => true,
         }
     }
 
@@ -299,12 +495,7 @@ impl Pump {
                     // Fail closed: a message that cannot be read is not
                     // relayed unread (and with context takeover, neither
                     // can any later one be).
-                    tracing::info!(error = %e, "WebSocket message not inflated: blocked");
-                    return self.hooks.lock().expect("hooks lock").on_undecodable(
-                        &self.flow,
-                        self.dir,
-                        &format!("WebSocket message: {e}"),
-                    );
+                    return self.undecodable(&e);
                 }
             },
             _ => &msg.payload,
@@ -398,6 +589,7 @@ mod tests {
                 alpn: None,
             }),
             hooks: Arc::new(Mutex::new(Box::new(Seen(seen.clone())))),
+            hold: 1 << 20,
         };
         let mut c = Compress::new(Compression::default(), false);
         let good = Pending {

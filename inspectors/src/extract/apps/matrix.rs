@@ -5,7 +5,7 @@
 
 use super::super::body::str_at;
 use super::super::html::strip_html;
-use super::super::message::Extracted;
+use super::super::message::{Direction, EncryptedMessage, Extracted};
 use super::{after, segments, Req};
 
 const FILE_TYPES: &[&str] = &["m.file", "m.image", "m.video", "m.audio"];
@@ -33,9 +33,19 @@ pub(in super::super) fn http(req: &Req) -> Extracted {
     match event_type {
         "m.room.encrypted" => {
             let algorithm = str_at(&v, "algorithm").unwrap_or("unknown");
-            Extracted::e2ee(
-                req.app,
-                format!("matrix m.room.encrypted algorithm={algorithm} room={room}"),
+            let evidence = format!("matrix m.room.encrypted algorithm={algorithm} room={room}");
+            Extracted::encrypted(
+                EncryptedMessage {
+                    app: req.app.to_owned(),
+                    direction: Direction::Outbound,
+                    conversation: Some(room.to_owned()),
+                    // The sender is the authenticated user; the payload
+                    // names only the sending device, when it still does.
+                    sender: str_at(&v, "device_id").map(str::to_owned),
+                    algorithm: algorithm.to_owned(),
+                    size: str_at(&v, "ciphertext").map_or(0, |c| c.len() as u64),
+                },
+                evidence,
             )
         }
         "m.room.message" => {

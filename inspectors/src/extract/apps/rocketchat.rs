@@ -9,7 +9,7 @@
 use serde_json::Value;
 
 use super::super::body::str_at;
-use super::super::message::{Direction, Extracted, Message};
+use super::super::message::{Direction, EncryptedMessage, Extracted, Message};
 use super::{id_at, segments, text_leaves, Req};
 
 pub(in super::super) fn http(req: &Req) -> Extracted {
@@ -51,13 +51,32 @@ pub(in super::super) fn http(req: &Req) -> Extracted {
 /// A Rocket.Chat message object (`IMessage`: `rid`, `msg`, `t`, `u`).
 fn from_message(app: &str, direction: Direction, msg: &Value) -> Extracted {
     let rid = id_at(msg, "rid");
-    if str_at(msg, "t") == Some("e2e") {
-        return Extracted::e2ee(
-            app,
-            format!(
-                "rocket.chat e2e message (t=e2e) room={}",
-                rid.as_deref().unwrap_or("?")
-            ),
+    // E2E messages say so by `t: "e2e"`, by their `e2e` state ("pending",
+    // "done"), or (Rocket.Chat 6+) by an encrypted `content` object.
+    let content_algorithm = msg.pointer("/content/algorithm").and_then(Value::as_str);
+    if str_at(msg, "t") == Some("e2e")
+        || msg.get("e2e").is_some_and(Value::is_string)
+        || content_algorithm.is_some()
+    {
+        let evidence = format!(
+            "rocket.chat e2e message (t=e2e) room={}",
+            rid.as_deref().unwrap_or("?")
+        );
+        let ciphertext = msg
+            .pointer("/content/ciphertext")
+            .and_then(Value::as_str)
+            .or_else(|| str_at(msg, "msg"));
+        return Extracted::encrypted(
+            EncryptedMessage {
+                app: app.to_owned(),
+                direction,
+                conversation: rid,
+                sender: msg.get("u").and_then(|u| id_at(u, "username")),
+                // Older messages name no algorithm of their own.
+                algorithm: content_algorithm.unwrap_or("rocketchat-e2e").into(),
+                size: ciphertext.map_or(0, |c| c.len() as u64),
+            },
+            evidence,
         );
     }
     let mut m = Message::new(app, direction);
@@ -124,4 +143,37 @@ fn ddp(app: &str, direction: Direction, v: &Value) -> Extracted {
         _ => {}
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn e2e_messages_are_one_encrypted_message_each() {
+        for (msg, algorithm) in [
+            (
+                r#"{"rid":"R1","msg":"a7sd8f","t":"e2e","e2e":"pending","u":{"username":"ann"}}"#,
+                "rocketchat-e2e",
+            ),
+            (r#"{"rid":"R1","msg":"","e2e":"done"}"#, "rocketchat-e2e"),
+            (
+                r#"{"rid":"R1","content":{"algorithm":"rc.v1.aes-sha2","ciphertext":"kid+abcdef"}}"#,
+                "rc.v1.aes-sha2",
+            ),
+        ] {
+            let v: Value = serde_json::from_str(msg).unwrap();
+            let out = from_message("rocketchat", Direction::Inbound, &v);
+            assert!(out.messages.is_empty(), "{msg}");
+            assert_eq!(out.encrypted.len(), 1, "{msg}");
+            let e = &out.encrypted[0];
+            assert_eq!(e.conversation.as_deref(), Some("R1"));
+            assert_eq!(e.algorithm, algorithm);
+        }
+        let v: Value =
+            serde_json::from_str(r#"{"rid":"R1","msg":"a7sd8f","t":"e2e","u":{"username":"ann"}}"#)
+                .unwrap();
+        let e = &from_message("rocketchat", Direction::Inbound, &v).encrypted[0];
+        assert_eq!((e.sender.as_deref(), e.size), (Some("ann"), 6));
+    }
 }

@@ -41,6 +41,8 @@ pub(in super::super) fn http(req: &Req) -> Extracted {
             "initial_comment",
             str_at(&args, "initial_comment").unwrap_or(""),
         );
+        // files.upload takes a text file's content as the `content` argument.
+        m.push_text("content", str_at(&args, "content").unwrap_or(""));
         if let Some(name) = str_at(&args, "filename") {
             m.attachments.push(name.to_owned());
         }

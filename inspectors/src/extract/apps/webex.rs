@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::super::body::str_at;
 use super::super::html::strip_html;
 use super::super::jwe::JweHeader;
-use super::super::message::Extracted;
+use super::super::message::{Direction, EncryptedMessage, Extracted};
 use super::{id_at, segments, Req};
 
 pub(in super::super) fn http(req: &Req) -> Extracted {
@@ -25,12 +25,16 @@ pub(in super::super) fn http(req: &Req) -> Extracted {
         let Some(obj) = v.get("object") else {
             return Extracted::none();
         };
+        let conversation = v.get("target").and_then(|t| id_at(t, "id"));
         for field in ["displayName", "content"] {
-            if let Some(jwe) = str_at(obj, field).and_then(JweHeader::parse) {
-                return Extracted::e2ee(req.app, jwe.evidence(&format!("object.{field}")));
+            if let Some(text) = str_at(obj, field) {
+                if let Some(jwe) = JweHeader::parse(text) {
+                    let evidence = jwe.evidence(&format!("object.{field}"));
+                    return encrypted(req, conversation, &jwe, text, evidence);
+                }
             }
         }
-        m.conversation = v.get("target").and_then(|t| id_at(t, "id"));
+        m.conversation = conversation;
         m.push_text(
             "object.displayName",
             str_at(obj, "displayName").unwrap_or(""),
@@ -48,14 +52,18 @@ pub(in super::super) fn http(req: &Req) -> Extracted {
             );
         }
     } else if segs.last().map(String::as_str) == Some("messages") {
-        for field in ["text", "markdown", "html"] {
-            if let Some(jwe) = str_at(&v, field).and_then(JweHeader::parse) {
-                return Extracted::e2ee(req.app, jwe.evidence(field));
-            }
-        }
-        m.conversation = id_at(&v, "roomId")
+        let conversation = id_at(&v, "roomId")
             .or_else(|| id_at(&v, "toPersonEmail"))
             .or_else(|| id_at(&v, "toPersonId"));
+        for field in ["text", "markdown", "html"] {
+            if let Some(text) = str_at(&v, field) {
+                if let Some(jwe) = JweHeader::parse(text) {
+                    let evidence = jwe.evidence(field);
+                    return encrypted(req, conversation, &jwe, text, evidence);
+                }
+            }
+        }
+        m.conversation = conversation;
         m.push_text("text", str_at(&v, "text").unwrap_or(""));
         m.push_text("markdown", str_at(&v, "markdown").unwrap_or(""));
         m.push_text("html", strip_html(str_at(&v, "html").unwrap_or("")));
@@ -63,4 +71,25 @@ pub(in super::super) fn http(req: &Req) -> Extracted {
         return Extracted::none();
     }
     Extracted::message(m)
+}
+
+/// One JWE-encrypted message: its own event, named by its conversation.
+fn encrypted(
+    req: &Req,
+    conversation: Option<String>,
+    jwe: &JweHeader,
+    text: &str,
+    evidence: String,
+) -> Extracted {
+    Extracted::encrypted(
+        EncryptedMessage {
+            app: req.app.to_owned(),
+            direction: Direction::Outbound,
+            conversation,
+            sender: None,
+            algorithm: format!("jwe {}/{}", jwe.alg, jwe.enc),
+            size: text.trim().len() as u64,
+        },
+        evidence,
+    )
 }

@@ -23,8 +23,13 @@ pub(crate) fn hello_limit() -> usize {
 
 /// Whether `buf` starts like a TLS handshake record: `Some(true)` or
 /// `Some(false)` once the first three bytes tell, `None` before.
+///
+/// Any 0x03xx record version counts: the record-layer version of a
+/// ClientHello is legacy (RFC 8446 §5.1 says to ignore it), servers accept
+/// whatever minor version a client writes there, and classing an odd one
+/// (0x0305, 0x03ff) as "not TLS" would relay a readable hello unread.
 pub fn looks_like_tls(buf: &[u8]) -> Option<bool> {
-    let checks: [fn(u8) -> bool; 3] = [|b| b == HANDSHAKE, |b| b == 3, |b| b <= 4];
+    let checks: [fn(u8) -> bool; 3] = [|b| b == HANDSHAKE, |b| b == 3, |_| true];
     for (b, ok) in buf.iter().zip(checks) {
         if !ok(*b) {
             return Some(false);
@@ -166,6 +171,32 @@ mod tests {
                 assert_eq!(parse_client_hello(&buf[..cut]), Ok(None), "{size}/{cut}");
             }
         }
+    }
+
+    #[test]
+    fn any_0x03xx_record_version_is_tls() {
+        for minor in [0x00u8, 0x01, 0x04, 0x05, 0x7f, 0xff] {
+            let mut buf = records(&handshake(), 1 << 14);
+            buf[2] = minor;
+            assert_eq!(looks_like_tls(&buf), Some(true), "0x03{minor:02x}");
+            let h = parse_client_hello(&buf).unwrap().unwrap();
+            assert_eq!(
+                h.sni.as_deref(),
+                Some("chat.example.com"),
+                "0x03{minor:02x}"
+            );
+            let id = crate::identify::identify(&buf, crate::identify::Transport::Tcp, 443);
+            assert_eq!(
+                id.protocol,
+                crate::identify::Protocol::Tls,
+                "0x03{minor:02x}"
+            );
+            assert!(id.error.is_none(), "0x03{minor:02x}: {:?}", id.error);
+        }
+        // A later record of the same hello with an odd version is read too.
+        let mut buf = records(&handshake(), 20);
+        buf[25 + 2] = 0xff;
+        assert!(parse_client_hello(&buf).unwrap().is_some());
     }
 
     #[test]

@@ -166,6 +166,45 @@ pub struct Pipeline {
     shipper: Option<tokio::task::JoinHandle<()>>,
     drain: CancellationToken,
     dir: PathBuf,
+    /// Held while the pipeline lives: one gateway per journal directory.
+    _lock: std::fs::File,
+}
+
+/// Takes the journal directory's lock file (`gatehouse.lock`, holding the
+/// owner's PID): a second gateway on the same directory would interleave
+/// segments and ship them twice.
+fn lock_journal(dir: &std::path::Path) -> Result<std::fs::File, String> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    let path = dir.join("gatehouse.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            let pid = std::process::id();
+            file.set_len(0)
+                .and_then(|()| file.rewind())
+                .and_then(|()| writeln!(file, "{pid}"))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut owner = String::new();
+            let _ = file.read_to_string(&mut owner);
+            let owner = owner.trim();
+            Err(format!(
+                "in use by another gatehouse process{} (lock {}); one gateway per journal directory",
+                if owner.is_empty() { String::new() } else { format!(" (pid {owner})") },
+                path.display()
+            ))
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(format!("{}: {e}", path.display())),
+    }
 }
 
 impl Pipeline {
@@ -182,6 +221,7 @@ impl Pipeline {
             path: dir.clone(),
             reason,
         };
+        let lock = lock_journal(&dir).map_err(fail)?;
         let (w, recovery) =
             JournalWriter::open(&dir, events.segment_bytes).map_err(|e| fail(e.to_string()))?;
         let node = if events.node.is_empty() {
@@ -249,6 +289,7 @@ impl Pipeline {
             shipper,
             drain,
             dir,
+            _lock: lock,
         })
     }
 

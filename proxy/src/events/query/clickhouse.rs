@@ -56,6 +56,12 @@ fn where_clause(f: &Filter) -> (String, Vec<Bound>) {
         parts.push("positionCaseInsensitive(host, ?) > 0".into());
         binds.push(Bound::Str(t.clone()));
     }
+    if let Some(c) = &f.conversation {
+        // Not a column: read from the event's JSON (a function ClickHouse
+        // 18.16 has too).
+        parts.push("visitParamExtractString(event, 'conversation') = ?".into());
+        binds.push(Bound::Str(c.clone()));
+    }
     if let Some(flow) = f.flow_id {
         parts.push("flow_id = toUUID(?)".into());
         binds.push(Bound::Str(flow.to_string()));

@@ -40,6 +40,9 @@ pub struct Filter {
     pub types: Vec<EventType>,
     /// Host / SNI containing this text, case-insensitively.
     pub text: Option<String>,
+    /// Only events of this conversation (channel, chat, room): messages,
+    /// and any event that names one.
+    pub conversation: Option<String>,
     /// Only this flow.
     pub flow_id: Option<Uuid>,
     /// Only this event.
@@ -77,6 +80,10 @@ impl Filter {
                 .text
                 .as_deref()
                 .is_none_or(|t| c.host.to_lowercase().contains(&t.to_lowercase()))
+            && self
+                .conversation
+                .as_deref()
+                .is_none_or(|want| r.event.conversation() == Some(want))
             && self.flow_id.is_none_or(|f| c.flow_id == f)
             && self.id.is_none_or(|id| r.id == id)
     }

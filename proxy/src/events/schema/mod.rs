@@ -27,6 +27,7 @@ pub fn table(kind: EventType) -> &'static str {
         EventType::OpaqueTunnel => "events_opaque_tunnel",
         EventType::Policy => "events_policy",
         EventType::Audit => "events_audit",
+        EventType::FlowUpdate => "events_flow_update",
     }
 }
 
@@ -54,17 +55,26 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "event tables",
-    statements: create_event_tables,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "event tables",
+        statements: create_event_tables,
+    },
+    Migration {
+        version: 2,
+        name: "flow_update table",
+        statements: create_event_tables,
+    },
+];
 
 /// The schema version this gatehouse writes.
 pub fn latest_version() -> u32 {
     MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
+/// `CREATE TABLE IF NOT EXISTS` for every kind's table: each migration that
+/// adds a kind runs it again, creating only the tables that are missing.
 fn create_event_tables(db: &str) -> Vec<String> {
     let columns = COLUMNS
         .iter()

@@ -18,6 +18,7 @@ pub fn days(r: &RetentionDays, kind: EventType) -> u32 {
         EventType::OpaqueTunnel => r.opaque_tunnel,
         EventType::Policy => r.policy,
         EventType::Audit => r.audit,
+        EventType::FlowUpdate => r.flow_update,
     }
 }
 

@@ -1,0 +1,139 @@
+//! How the gateway behaves as a service: one process per journal
+//! directory, a second stop signal ends it at once (events kept), logs
+//! without colour codes when not at a terminal, each error said once.
+//! The real binary each time.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use common::Gatehouse;
+use nix::sys::signal::Signal;
+
+const BASE: &str = "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\n\
+                    [admin]\nlisten = \"127.0.0.1:0\"\n";
+
+fn events(dir: &std::path::Path, kind: &str) -> Vec<serde_json::Value> {
+    let (code, out, err) = common::gatehouse(
+        dir,
+        &["events", "search", "--journal", "--json", "--type", kind],
+    );
+    assert_eq!(code, 0, "{err}");
+    out.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn tunnel(proxy: SocketAddr, target: SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut b).unwrap(), 1);
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    s
+}
+
+#[test]
+fn a_second_gateway_on_the_same_journal_is_refused_naming_the_first() {
+    let first = Gatehouse::start_in(tempfile::tempdir().unwrap(), BASE);
+    let journal = first.dir.path().join("var/journal");
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(
+        other.path().join("gatehouse.toml"),
+        format!("{BASE}[events]\njournal_dir = \"{}\"\n", journal.display()),
+    )
+    .unwrap();
+    let (code, _, err) = common::gatehouse(other.path(), &["run"]);
+    assert_eq!(code, 1, "{err}");
+    let pid = first.child.id();
+    assert!(
+        err.contains(&format!("pid {pid}")) && err.contains("in use"),
+        "{err}"
+    );
+    // The first keeps running and recording.
+    assert!(TcpStream::connect(first.proxy).is_ok());
+}
+
+#[test]
+fn a_second_stop_signal_cuts_connections_at_once_and_keeps_their_events() {
+    let echo = common::echo_server();
+    let config = BASE.replace("[admin]", "shutdown_grace = \"60s\"\n[admin]");
+    let mut gw = Gatehouse::start_in(tempfile::tempdir().unwrap(), &config);
+    let mut held = tunnel(gw.proxy, echo);
+    held.write_all(b"ping").unwrap();
+    let mut back = [0u8; 4];
+    held.read_exact(&mut back).unwrap();
+
+    let pid = nix::unistd::Pid::from_raw(gw.child.id() as i32);
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        gw.child.try_wait().unwrap().is_none(),
+        "the first signal waits for the open tunnel (60 s grace)"
+    );
+    let second = Instant::now();
+    let status = gw.stop_with(Signal::SIGINT);
+    assert!(status.success(), "{}", gw.log());
+    assert!(
+        second.elapsed() < Duration::from_secs(10),
+        "took {:?} after the second signal",
+        second.elapsed()
+    );
+    let conns = events(gw.dir.path(), "connection");
+    assert!(
+        conns
+            .iter()
+            .any(|c| c["destination"].as_str() == Some(&echo.to_string())),
+        "the cut tunnel is on record: {conns:?}\n{}",
+        gw.log()
+    );
+}
+
+#[test]
+fn logs_to_a_file_carry_no_colour_codes() {
+    let gw = Gatehouse::start_in(tempfile::tempdir().unwrap(), BASE);
+    let log = gw.log();
+    assert!(log.contains("gatehouse running"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI escape in a log file:\n{log:?}"
+    );
+}
+
+#[test]
+fn an_address_in_use_is_reported_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        BASE.replace(
+            "listen = \"127.0.0.1:0\"\nallowed",
+            &format!("listen = \"{addr}\"\nallowed"),
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = common::gatehouse(dir.path(), &["run"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("Address already in use").count(), 1, "{err}");
+    assert!(err.contains(&addr.to_string()), "names the address: {err}");
+}
+
+#[test]
+fn tail_without_a_journal_says_so_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out, err) = common::gatehouse(dir.path(), &["events", "tail"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains("no journal here") && err.contains("var/journal"),
+        "{err}"
+    );
+}
