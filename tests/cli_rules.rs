@@ -96,3 +96,93 @@ fn explain_shows_contributions_and_masked_evidence() {
         "evidence must be masked: {out}"
     );
 }
+
+#[test]
+fn explain_masks_a_neighbouring_card_in_the_marker_evidence() {
+    let (code, out, err) = gatehouse(
+        &root(),
+        &["rules", "explain", "CONFIDENTIAL card 4526 0181 5908 3012"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("4526 0181 5908 3012"), "card in clear: {out}");
+    let evidence: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("evidence: "))
+        .collect();
+    // The marker (keep_last = 0, 30 characters of context): the card in its
+    // context is masked whole; the card's own evidence keeps its last four.
+    assert_eq!(
+        evidence,
+        [
+            "************ card **** **** **** ****",
+            "************ card **** **** **** 3012"
+        ],
+        "{out}"
+    );
+}
+
+#[test]
+fn explain_names_the_exclude_entry_that_suppressed_a_match() {
+    let (code, out, err) = gatehouse(&root(), &["rules", "explain", "card 4111 1111 1111 1111"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("not fired: payment-card"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains(
+            "excluded by exclude.literals \"4111111111111111\" (dlp-rules/payment-cards.toml:"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn scan_json_carries_the_rules_evidence() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"id\":1,\"text\":\"db password: pWnOna8sEXflmWwdRpdo\"}\n",
+    )
+    .unwrap();
+    let (code, out, err) = gatehouse(
+        &root(),
+        &["rules", "scan", "--json", input.to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let rec: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let f = &rec["findings"][0];
+    assert_eq!(f["rule"], "generic-secret", "{out}");
+    // keep_last = 0: the whole password masked.
+    assert_eq!(f["evidence"], "db password: ********************", "{out}");
+}
+
+#[test]
+fn test_shows_masked_evidence_of_a_must_not_match_that_matched() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.toml"),
+        r#"
+[[rule]]
+id = "ticket"
+name = "ticket"
+severity = "low"
+pattern = 'TK-[0-9]{8}'
+[rule.evidence]
+context_chars = 4
+keep_last = 2
+[rule.examples]
+must_match = ["TK-12345678"]
+must_not_match = ["see TK-87654321 now"]
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = gatehouse(&root(), &["rules", "test", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("must_not_match example matched")
+            && out.contains("matched: see **-******21 now"),
+        "{out}"
+    );
+}

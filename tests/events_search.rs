@@ -184,6 +184,7 @@ fn corpus() -> Vec<Event> {
                 evidence: Masked::new("4111 1111 1111 1234"),
                 start: 0,
                 end: 19,
+                related: Vec::new(),
             }));
         }
         out.push(Event::OpaqueTunnel(OpaqueTunnelEvent {

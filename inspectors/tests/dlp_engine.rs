@@ -138,29 +138,29 @@ conversation = { min = 3, window_secs = 60 }
 "#);
     assert!(s.scan_text("1234-5678").findings.is_empty());
     assert_eq!(s.scan_text("1234-5678 and 1111-2222").findings.len(), 2);
-    let mut t = ConversationTracker::default();
+    let t = ConversationTracker::default();
     let msg = |text| MessageInput {
         conversation: Some("chat-1"),
         ..MessageInput::text(text)
     };
     let at = Duration::from_secs;
     assert!(s
-        .scan_in_conversation(&msg("1234-5678"), &mut t, at(0))
+        .scan_in_conversation(&msg("1234-5678"), &t, at(0))
         .findings
         .is_empty());
     assert!(s
-        .scan_in_conversation(&msg("2234-5678"), &mut t, at(10))
+        .scan_in_conversation(&msg("2234-5678"), &t, at(10))
         .findings
         .is_empty());
     assert_eq!(
-        s.scan_in_conversation(&msg("3234-5678"), &mut t, at(20))
+        s.scan_in_conversation(&msg("3234-5678"), &t, at(20))
             .findings
             .len(),
         1
     );
     // Long after: the window has emptied.
     assert!(s
-        .scan_in_conversation(&msg("4234-5678"), &mut t, at(500))
+        .scan_in_conversation(&msg("4234-5678"), &t, at(500))
         .findings
         .is_empty());
 }
@@ -489,7 +489,7 @@ fn json_record_has_the_cli_shape() {
     let line = serde_json::to_string(&ScanRecord::new(serde_json::json!("m1"), &r)).unwrap();
     assert_eq!(
         line,
-        r#"{"id":"m1","findings":[{"rule":"b","severity":"high","score":1.0,"start":5,"end":16}]}"#
+        r#"{"id":"m1","findings":[{"rule":"b","severity":"high","score":1.0,"start":5,"end":16,"evidence":"née ***-**-*234"}]}"#
     );
 }
 

@@ -18,6 +18,8 @@ pub struct ExampleFailure {
     pub expected_match: bool,
     /// Why candidates were turned down (for missed must-match examples).
     pub rejected: Vec<Rejected>,
+    /// Masked evidence of what matched (for matched must-not-match examples).
+    pub matched: Vec<String>,
 }
 
 impl std::fmt::Display for ExampleFailure {
@@ -39,6 +41,9 @@ impl std::fmt::Display for ExampleFailure {
                 r.start, r.end, r.reason
             )?;
         }
+        for m in &self.matched {
+            write!(f, "\n    matched: {m}")?;
+        }
         Ok(())
     }
 }
@@ -54,6 +59,7 @@ impl RuleSet {
                 ignore_scope: true,
                 explain: true,
                 only: Some(idx as u32),
+                no_evidence: false,
             };
             let cases = rule
                 .examples
@@ -71,6 +77,12 @@ impl RuleSet {
                         loc: rule.loc.clone(),
                         example: example.clone(),
                         expected_match: expected,
+                        matched: result
+                            .findings
+                            .iter()
+                            .filter(|f| f.rule == rule.id)
+                            .filter_map(|f| f.excerpt.as_ref().map(|e| e.to_string()))
+                            .collect(),
                         rejected: if expected {
                             result.rejected
                         } else {

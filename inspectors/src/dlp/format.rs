@@ -232,14 +232,19 @@ pub(crate) struct CountSpec {
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConversationCountSpec {
     pub min: usize,
+    #[serde(default = "default_window_secs")]
     pub window_secs: u64,
+}
+
+fn default_window_secs() -> u64 {
+    600
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExcludeSpec {
     #[serde(default)]
-    pub literals: Vec<String>,
+    pub literals: Vec<Spanned<String>>,
     #[serde(default)]
     pub patterns: Vec<Spanned<String>>,
 }

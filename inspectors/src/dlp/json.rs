@@ -16,6 +16,10 @@ pub struct JsonFinding<'a> {
     pub start: usize,
     /// End (exclusive).
     pub end: usize,
+    /// Masked evidence as the rule's `[rule.evidence]` says; absent for
+    /// `mode = "none"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<&'a str>,
 }
 
 impl<'a> From<&'a Finding> for JsonFinding<'a> {
@@ -26,6 +30,7 @@ impl<'a> From<&'a Finding> for JsonFinding<'a> {
             score: f.score,
             start: f.start,
             end: f.end,
+            evidence: f.excerpt.as_deref(),
         }
     }
 }

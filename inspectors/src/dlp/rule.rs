@@ -69,7 +69,7 @@ impl Scope {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Evidence {
     pub masked: bool,
     pub context_chars: usize,
@@ -81,6 +81,9 @@ pub(crate) struct Exclude {
     /// Normalised, and compacted to letters and digits.
     pub literals: Vec<String>,
     pub patterns: Vec<Regex>,
+    /// What `explain` names for each literal, then each pattern: the entry
+    /// as written and where.
+    pub labels: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -126,15 +129,28 @@ impl Rule {
         }
     }
 
-    /// Whether `matched` (normalised) is allowlisted.
-    pub(crate) fn excluded(&self, matched: &str) -> bool {
+    /// Whether `matched` (normalised) is allowlisted: the index of the
+    /// `exclude` entry that says so (literals first, then patterns).
+    pub(crate) fn excluded(&self, matched: &str) -> Option<usize> {
         if !self.exclude.literals.is_empty() {
             let c = compact(matched);
-            if self.exclude.literals.contains(&c) {
-                return true;
+            if let Some(i) = self.exclude.literals.iter().position(|l| *l == c) {
+                return Some(i);
             }
         }
-        self.exclude.patterns.iter().any(|re| re.is_match(matched))
+        self.exclude
+            .patterns
+            .iter()
+            .position(|re| re.is_match(matched))
+            .map(|i| self.exclude.literals.len() + i)
+    }
+
+    /// Which `exclude` entry turned a match down, for `explain`.
+    pub(crate) fn exclusion_reason(&self, entry: usize) -> String {
+        match self.exclude.labels.get(entry) {
+            Some(label) => format!("excluded by {label}"),
+            None => "excluded".into(),
+        }
     }
 }
 

@@ -447,13 +447,32 @@ fn compile_rule(
             .exclude
             .literals
             .iter()
-            .map(|l| compact(&normalize_str(l)))
+            .map(|l| compact(&normalize_str(l.get_ref())))
             .collect(),
         patterns: Vec::new(),
+        labels: spec
+            .exclude
+            .literals
+            .iter()
+            .map(|l| {
+                format!(
+                    "exclude.literals {:?} ({})",
+                    l.get_ref(),
+                    p.loc_of(s.file, l)
+                )
+            })
+            .collect(),
     };
     for src in &spec.exclude.patterns {
         match pattern::compile_regex(src.get_ref()) {
-            Ok(re) => exclude.patterns.push(re),
+            Ok(re) => {
+                exclude.patterns.push(re);
+                exclude.labels.push(format!(
+                    "exclude.patterns '{}' ({})",
+                    src.get_ref(),
+                    p.loc_of(s.file, src)
+                ));
+            }
             Err(message) => errors.push(RuleError::Regex {
                 loc: p.loc_of(s.file, src),
                 rule: rule_id.clone(),
@@ -542,7 +561,12 @@ fn compile_rule(
         validators: spec.validators.clone(),
         context,
         bands,
-        count_min: spec.count.min.unwrap_or(1),
+        // A rule counting over a conversation needs as many in one message
+        // unless it says otherwise: a message is part of its conversation.
+        count_min: spec
+            .count
+            .min
+            .unwrap_or(conversation.map_or(1, |(min, _)| min.max(1))),
         conversation,
         exclude,
         scope: Scope {

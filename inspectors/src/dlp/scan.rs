@@ -2,6 +2,7 @@
 //! exclusions, context scoring, counts.
 
 use super::count::ConversationTracker;
+use super::evidence::{self, Evidence, EvidenceSpec};
 use super::format::{Action, Direction, Severity};
 use super::mask;
 use super::normalize::{leet_byte, leet_fold, normalize, Normalized};
@@ -77,11 +78,23 @@ pub struct Finding {
     pub start: usize,
     /// End (exclusive) of the match.
     pub end: usize,
-    /// Masked excerpt, unless the rule's evidence is "none".
-    pub excerpt: Option<String>,
+    /// Masked excerpt as the rule's `[rule.evidence]` says (see
+    /// [`RuleSet::evidence`]), unless its mode is "none".
+    pub excerpt: Option<Evidence>,
+    /// When a conversation count made the rule fire: the caller's tags of
+    /// the messages whose matches added up (this one included), oldest
+    /// first. Empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<u128>,
     /// Digits/letters to keep when redacting.
     #[serde(skip)]
     pub(crate) keep_last: usize,
+    /// The rule's evidence settings; `None`: no evidence.
+    #[serde(skip)]
+    pub(crate) evidence: Option<EvidenceSpec>,
+    /// Index of the field in the scanned message (names may repeat).
+    #[serde(skip)]
+    pub(crate) field_index: usize,
 }
 
 /// A candidate that a rule's checks turned down (only from `explain`).
@@ -145,6 +158,8 @@ pub(crate) struct Options {
     pub explain: bool,
     /// Only this rule (examples).
     pub only: Option<u32>,
+    /// Leave `excerpt` empty (the evidence re-scan itself).
+    pub no_evidence: bool,
 }
 
 /// A surviving match of one rule in one field, in original offsets.
@@ -309,10 +324,25 @@ impl RuleSet {
     pub fn scan_in_conversation(
         &self,
         msg: &MessageInput<'_>,
-        tracker: &mut ConversationTracker,
+        tracker: &ConversationTracker,
         now: Duration,
     ) -> ScanResult {
-        self.scan_inner(msg, Some((tracker, now)), Options::default())
+        self.scan_counted(msg, tracker, now, 0)
+    }
+
+    /// As [`scan_in_conversation`](Self::scan_in_conversation), tagging
+    /// this message's matches with `message` (e.g. its event id): a finding
+    /// made by a conversation count names, in `related`, the tags of the
+    /// messages that added up. The tracker may be shared by many threads;
+    /// it is locked only to add the counts, not while scanning.
+    pub fn scan_counted(
+        &self,
+        msg: &MessageInput<'_>,
+        tracker: &ConversationTracker,
+        now: Duration,
+        message: u128,
+    ) -> ScanResult {
+        self.scan_inner(msg, Some((tracker, now, message)), Options::default())
     }
 
     /// Scan one outbound text with no app or conversation.
@@ -330,6 +360,7 @@ impl RuleSet {
                 ignore_scope: true,
                 explain: true,
                 only: None,
+                no_evidence: false,
             },
         )
     }
@@ -337,7 +368,7 @@ impl RuleSet {
     pub(crate) fn scan_inner(
         &self,
         msg: &MessageInput<'_>,
-        mut conv: Option<(&mut ConversationTracker, Duration)>,
+        conv: Option<(&ConversationTracker, Duration, u128)>,
         opts: Options,
     ) -> ScanResult {
         let mut result = ScanResult::default();
@@ -358,17 +389,22 @@ impl RuleSet {
             let rule = &self.rules[r as usize];
             let count: usize = per_rule[i..j].iter().map(|x| x.2.len()).sum();
             let mut fire = count >= rule.count_min;
-            if let (Some((min, window)), Some((tracker, now)), Some(c)) =
-                (rule.conversation, conv.as_mut(), msg.conversation)
+            let mut related = Vec::new();
+            if let (Some((min, window)), Some((tracker, now, tag)), Some(c)) =
+                (rule.conversation, conv, msg.conversation)
             {
-                let total = tracker.record(
+                let (total, tags) = tracker.record(
                     c,
                     &rule.id,
-                    *now,
+                    now,
                     u32::try_from(count).unwrap_or(u32::MAX),
                     Duration::from_secs(window),
+                    tag,
                 );
-                fire |= total as usize >= min;
+                if total as usize >= min {
+                    fire = true;
+                    related = tags;
+                }
             }
             for (_, fi, cands) in per_rule[i..j].iter_mut() {
                 let field = &msg.fields[*fi];
@@ -385,7 +421,10 @@ impl RuleSet {
                         }
                         continue;
                     }
-                    result.findings.push(make_finding(rule, field, c));
+                    let mut f = make_finding(rule, field, c);
+                    f.related.clone_from(&related);
+                    f.field_index = *fi;
+                    result.findings.push(f);
                 }
             }
             i = j;
@@ -393,7 +432,85 @@ impl RuleSet {
         result
             .findings
             .sort_by(|a, b| (&a.field, a.start, &a.rule).cmp(&(&b.field, b.start, &b.rule)));
+        if !opts.no_evidence {
+            self.attach_evidence(msg, &mut result);
+        }
         result
+    }
+
+    /// Each finding's evidence, built from its field's text; the other
+    /// findings (and, in `explain`, turned-down candidates) of that field
+    /// are masked where they show. Only spans that can reach a finding's
+    /// context are handed over, so a text with many findings costs each
+    /// one its neighbours, not all of them.
+    fn attach_evidence(&self, msg: &MessageInput<'_>, result: &mut ScanResult) {
+        if result.findings.iter().all(|f| f.evidence.is_none()) {
+            return;
+        }
+        for (fi, field) in msg.fields.iter().enumerate() {
+            let mut spans: Vec<(usize, usize)> = result
+                .findings
+                .iter()
+                .filter(|f| f.field_index == fi)
+                .map(|f| (f.start, f.end))
+                .chain(
+                    result
+                        .rejected
+                        .iter()
+                        .filter(|r| r.field == field.name)
+                        .map(|r| (r.start, r.end)),
+                )
+                .collect();
+            // Matches of any rule near the findings, fired or not: one
+            // look per stretch of text the contexts cover.
+            let mut windows: Vec<(usize, usize)> = result
+                .findings
+                .iter()
+                .filter(|f| f.field_index == fi)
+                .filter_map(|f| {
+                    let spec = f.evidence.filter(|s| s.context_chars > 0)?;
+                    Some(evidence::near_window(field.text, f.start, f.end, spec))
+                })
+                .collect();
+            windows.sort_unstable();
+            let mut merged: Vec<(usize, usize)> = Vec::new();
+            for (a, b) in windows {
+                match merged.last_mut() {
+                    Some(m) if a <= m.1 => m.1 = m.1.max(b),
+                    _ => merged.push((a, b)),
+                }
+            }
+            for (a, b) in merged {
+                self.matches_in(field.text, a, b, &mut spans);
+            }
+            spans.sort_unstable();
+            // Furthest end of any span up to each index.
+            let reach: Vec<usize> = spans
+                .iter()
+                .scan(0, |m, &(_, e)| {
+                    *m = (*m).max(e);
+                    Some(*m)
+                })
+                .collect();
+            for i in 0..result.findings.len() {
+                let f = &result.findings[i];
+                let Some(spec) = f.evidence.filter(|_| f.field_index == fi) else {
+                    continue;
+                };
+                // A character is at most 4 bytes.
+                let lo = f.start.saturating_sub(4 * spec.context_chars);
+                let hi = f.end.saturating_add(4 * spec.context_chars);
+                let upto = spans.partition_point(|&(a, _)| a < hi);
+                let near: Vec<(usize, usize)> = (0..upto)
+                    .rev()
+                    .take_while(|&j| reach[j] > lo)
+                    .map(|j| spans[j])
+                    .filter(|&(_, b)| b > lo)
+                    .collect();
+                let excerpt = evidence::evidence_of(f, field.text, &near);
+                result.findings[i].excerpt = excerpt;
+            }
+        }
     }
 
     fn scan_field(
@@ -726,8 +843,8 @@ impl RuleSet {
                     });
                 }
             };
-            if rule.excluded(&view[s..e]) {
-                reject("excluded".into(), result);
+            if let Some(entry) = rule.excluded(&view[s..e]) {
+                reject(rule.exclusion_reason(entry), result);
                 continue;
             }
             let (s, e, os, oe) =
@@ -828,7 +945,9 @@ fn shrink(
             continue;
         }
         let (os, oe) = (norm.map.start(s), norm.map.end(q));
-        if !rule.excluded(&view[s..q]) && rule.validators.iter().all(|v| v.check(&text[os..oe])) {
+        if rule.excluded(&view[s..q]).is_none()
+            && rule.validators.iter().all(|v| v.check(&text[os..oe]))
+        {
             return Some((s, q, os, oe));
         }
     }
@@ -863,15 +982,6 @@ fn ceil(s: &str, mut i: usize) -> usize {
 }
 
 fn make_finding(rule: &Rule, field: &Field<'_>, c: Candidate) -> Finding {
-    let excerpt = rule.evidence.masked.then(|| {
-        mask::excerpt(
-            field.text,
-            c.start,
-            c.end,
-            rule.evidence.context_chars,
-            rule.evidence.keep_last,
-        )
-    });
     Finding {
         rule: rule.id.clone(),
         severity: rule.severity,
@@ -882,8 +992,14 @@ fn make_finding(rule: &Rule, field: &Field<'_>, c: Candidate) -> Finding {
         field: field.name.to_string(),
         start: c.start,
         end: c.end,
-        excerpt,
+        excerpt: None,
+        related: Vec::new(),
         keep_last: rule.evidence.keep_last,
+        evidence: rule.evidence.masked.then_some(EvidenceSpec {
+            context_chars: rule.evidence.context_chars,
+            keep_last: rule.evidence.keep_last,
+        }),
+        field_index: 0,
     }
 }
 
@@ -904,6 +1020,9 @@ pub(crate) fn decode_limit_finding(field: &str, action: Action, what: &str) -> F
         start: 0,
         end: 0,
         excerpt: None,
+        related: Vec::new(),
         keep_last: 0,
+        evidence: None,
+        field_index: 0,
     }
 }

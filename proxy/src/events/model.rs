@@ -292,8 +292,9 @@ impl FromStr for Severity {
     }
 }
 
-/// Evidence with the matched data masked. The only constructor masks, so an
-/// event can never carry the raw match.
+/// Evidence with the matched data masked. Every constructor masks (or takes
+/// the DLP engine's already-masked [`gatehouse_inspectors::dlp::Evidence`]),
+/// so an event can never carry the raw match.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(transparent)]
 pub struct Masked(String);
@@ -319,6 +320,15 @@ impl Masked {
     /// The masked text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Evidence the DLP engine built as the rule's `[rule.evidence]` says
+/// (context, `keep_last`, neighbouring matches masked); only the engine
+/// makes one, so it is masked already.
+impl From<gatehouse_inspectors::dlp::Evidence> for Masked {
+    fn from(e: gatehouse_inspectors::dlp::Evidence) -> Self {
+        Self(e.into_string())
     }
 }
 
@@ -359,6 +369,12 @@ pub struct DlpFindingEvent {
     pub start: u64,
     /// End offset (exclusive).
     pub end: u64,
+    /// For a rule with `count.conversation` that fired because its
+    /// conversation added up: the `message` events whose matches made the
+    /// count (this finding's message included), oldest first. Kept in the
+    /// event JSON (ClickHouse `event` column); no column of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<Uuid>,
 }
 
 /// A tunnel the gateway cannot read.
@@ -556,6 +572,7 @@ impl FlowStamp {
             evidence: Masked::default(),
             start: 0,
             end: 0,
+            related: Vec::new(),
         }
     }
 }

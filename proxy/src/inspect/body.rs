@@ -30,7 +30,7 @@ pub(super) fn policy_name(rule: Option<&str>) -> String {
     }
 }
 
-/// One `dlp_finding` event; `matched` is masked here and goes no further.
+/// One `dlp_finding` event; see [`finding`].
 pub(super) fn emit_finding(
     events: &dyn EventSink,
     flow: &FlowContext,
@@ -45,8 +45,11 @@ pub(super) fn emit_finding(
     )));
 }
 
-/// The `dlp_finding` event of `f` (not yet emitted); `matched` is masked
-/// here and goes no further.
+/// The `dlp_finding` event of `f` (not yet emitted). Its evidence is the
+/// engine's ([`gatehouse_inspectors::dlp::RuleSet::evidence`], the one
+/// `rules explain` prints): the rule's context, `keep_last` and
+/// `mode = "none"` honoured, other matches in the context masked.
+/// `matched`, the raw match, only checks that it never shows.
 pub(super) fn finding(
     flow: &FlowContext,
     message_id: Option<uuid::Uuid>,
@@ -60,15 +63,35 @@ pub(super) fn finding(
         severity: severity(f.severity),
         score: (f.score * 100.0).round().clamp(0.0, u32::MAX as f64) as u32,
         action: f.action.as_str().into(),
-        evidence: Masked::new(matched),
+        evidence: evidence(f, matched),
         start: f.start as u64,
         end: f.end as u64,
+        related: f
+            .related
+            .iter()
+            .map(|&t| uuid::Uuid::from_u128(t))
+            .collect(),
         // A whole body has no message event of its own: it names the
         // flow's connection event (whose id is the flow id).
         ..flow
             .stamp()
             .finding(app, Some(message_id.unwrap_or(flow.id)), dir)
     }
+}
+
+/// The engine's evidence of `f`; none when the rule says `mode = "none"`.
+/// Should the raw match show in it anyway, nothing is kept (fail closed).
+fn evidence(f: &Finding, matched: &str) -> Masked {
+    let Some(e) = f.excerpt.clone() else {
+        return Masked::default();
+    };
+    let raw = matched.chars().filter(|c| c.is_alphanumeric()).count() >= 4
+        && e.as_str().contains(matched);
+    if raw {
+        tracing::error!(rule = %f.rule, "evidence held the raw match; dropped");
+        return Masked::default();
+    }
+    Masked::from(e)
 }
 
 /// The finding events of a scanned body (or WebSocket message): offsets

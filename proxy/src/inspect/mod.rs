@@ -12,7 +12,8 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use gatehouse_inspectors::dlp::{
-    self, Action, BodyInput, BodyStream, DecodeLimits, Field, MessageInput, RuleSet, ScanResult,
+    self, Action, BodyInput, BodyStream, ConversationTracker, DecodeLimits, Field, MessageInput,
+    RuleSet, ScanResult,
 };
 use gatehouse_inspectors::extract::{self, Extracted, Extractor, XmppExtractor};
 
@@ -111,12 +112,25 @@ fn newest_change(dir: &Path) -> Option<SystemTime> {
     newest.map(|t| t + std::time::Duration::from_nanos(u64::from(count)))
 }
 
+/// Bounds of the conversation counts (`count.conversation`): (user, app,
+/// conversation, rule) entries kept, and messages remembered per entry.
+/// About 2.5 KiB per full entry, so at most some 25 MiB.
+pub const CONVERSATION_ENTRIES: usize = 10_000;
+/// See [`CONVERSATION_ENTRIES`].
+pub const CONVERSATION_MESSAGES: usize = 64;
+
 /// Extraction + DLP + events for every intercepted flow.
 pub struct Inspection {
     rules: Arc<Rules>,
     events: Arc<dyn EventSink>,
     store_text: bool,
     window: usize,
+    /// Per-conversation match counts, shared by every flow of the gateway
+    /// (a conversation spans many connections) and kept across rule
+    /// reloads.
+    conversations: Arc<ConversationTracker>,
+    /// Origin of the monotonic time the tracker counts in.
+    clock: std::time::Instant,
 }
 
 impl Inspection {
@@ -128,6 +142,11 @@ impl Inspection {
             events,
             store_text,
             window: 1024 * 1024,
+            conversations: Arc::new(ConversationTracker::new(
+                CONVERSATION_ENTRIES,
+                CONVERSATION_MESSAGES,
+            )),
+            clock: std::time::Instant::now(),
         }
     }
 
@@ -136,6 +155,11 @@ impl Inspection {
     pub fn with_window(mut self, window: usize) -> Self {
         self.window = window;
         self
+    }
+
+    /// The conversation counts every flow adds to.
+    pub fn conversations(&self) -> &Arc<ConversationTracker> {
+        &self.conversations
     }
 }
 
@@ -163,6 +187,8 @@ impl Interceptor for Inspection {
             bodies: [(scan_up, redact_up), (scan_down, redact_down)],
             started: None,
             rules,
+            conversations: self.conversations.clone(),
+            clock: self.clock,
         })
     }
 }
@@ -212,6 +238,9 @@ struct FlowInspection {
     /// A compressed body's stream, begun on its window by `on_request` /
     /// `on_response` and handed to the relay by `stream_body` right after.
     started: Option<BodyStream>,
+    /// The gateway's conversation counts, and the origin of their clock.
+    conversations: Arc<ConversationTracker>,
+    clock: std::time::Instant,
 }
 
 impl FlowInspection {
@@ -239,10 +268,22 @@ impl FlowInspection {
         }
         let mut judged = Judged::default();
         for m in extracted.messages {
-            let result = self.rules.scan(&message_input(&m));
+            let id = uuid::Uuid::now_v7();
+            // Counted per user + app + conversation, across connections;
+            // the message id names it in a finding the count makes.
+            let key = conversation_key(flow, &m);
+            let input = MessageInput {
+                conversation: Some(&key),
+                ..message_input(&m)
+            };
+            let result = self.rules.scan_counted(
+                &input,
+                &self.conversations,
+                self.clock.elapsed(),
+                id.as_u128(),
+            );
             let action = result.verdict();
             judged.verdict = judged.verdict.max(action);
-            let id = uuid::Uuid::now_v7();
             let chars = m.texts.iter().map(|t| t.text.chars().count() as u64).sum();
             let message = MessageEvent {
                 conversation: m.conversation.clone(),
@@ -725,6 +766,21 @@ fn normalized(matched: &str) -> String {
         .collect()
 }
 
+/// Whose conversation a message is in: the identity's user, else its
+/// device, else the client's IP address; then the app and the app's
+/// conversation id. A message without one counts in one per-app bucket for
+/// that user (stricter: it adds up with every such message).
+fn conversation_key(flow: &FlowContext, m: &extract::Message) -> String {
+    let who = match (&flow.user, &flow.device) {
+        (Some(u), _) if !u.is_empty() => format!("user:{u}"),
+        (_, Some(d)) if !d.is_empty() => format!("device:{d}"),
+        _ => format!("ip:{}", flow.client.ip()),
+    };
+    let conversation = m.conversation.as_deref().unwrap_or("");
+    // Unit separators: no user, app or conversation id holds them.
+    format!("{who}\u{1f}{}\u{1f}{conversation}", m.app)
+}
+
 fn message_input(m: &extract::Message) -> MessageInput<'_> {
     MessageInput {
         app: Some(&m.app),
@@ -966,5 +1022,74 @@ impl FlowHooks for FlowInspection {
 
     fn block_event(&self) -> Option<uuid::Uuid> {
         self.block_event
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(user: Option<&str>, device: Option<&str>, ip: &str) -> FlowContext {
+        FlowContext {
+            id: uuid::Uuid::now_v7(),
+            client: format!("{ip}:40000").parse().unwrap(),
+            user: user.map(Into::into),
+            device: device.map(Into::into),
+            host: "slack.com".into(),
+            app: Some("slack".into()),
+            alpn: None,
+        }
+    }
+
+    fn msg(app: &str, conversation: Option<&str>) -> extract::Message {
+        let mut m = extract::Message::new(app, Direction::Outbound);
+        m.conversation = conversation.map(Into::into);
+        m
+    }
+
+    #[test]
+    fn conversations_are_counted_per_user_else_device_else_ip_and_app() {
+        let key = |f: &FlowContext, app, c| conversation_key(f, &msg(app, c));
+        let alice = flow(Some("alice"), Some("phone-1"), "10.0.0.1");
+        // The user, whatever connection or address it comes from.
+        assert_eq!(
+            key(&alice, "slack", Some("C1")),
+            key(&flow(Some("alice"), None, "10.0.0.9"), "slack", Some("C1"))
+        );
+        assert_ne!(
+            key(&alice, "slack", Some("C1")),
+            key(
+                &flow(Some("bob"), Some("phone-1"), "10.0.0.1"),
+                "slack",
+                Some("C1")
+            )
+        );
+        assert_ne!(
+            key(&alice, "slack", Some("C1")),
+            key(&alice, "slack", Some("C2"))
+        );
+        assert_ne!(
+            key(&alice, "slack", Some("C1")),
+            key(&alice, "discord", Some("C1"))
+        );
+        // No user: the device; neither: the client's IP address.
+        let device = flow(None, Some("phone-1"), "10.0.0.1");
+        assert_eq!(
+            key(&device, "slack", Some("C1")),
+            key(
+                &flow(None, Some("phone-1"), "10.0.0.2"),
+                "slack",
+                Some("C1")
+            )
+        );
+        let anon = flow(None, None, "10.0.0.1");
+        assert_ne!(
+            key(&anon, "slack", Some("C1")),
+            key(&device, "slack", Some("C1"))
+        );
+        assert_ne!(
+            key(&anon, "slack", Some("C1")),
+            key(&flow(None, None, "10.0.0.2"), "slack", Some("C1"))
+        );
     }
 }
