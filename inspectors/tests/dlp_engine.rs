@@ -479,7 +479,9 @@ fn body_scan_decodes_gzip_json_and_reports_bombs() {
     );
     assert_eq!(r.findings.len(), 1);
     assert_eq!(&*r.findings[0].rule, DECODE_LIMIT_RULE);
-    assert_eq!(r.verdict(), Some(Action::Alert));
+    // Fail closed: what could not be decoded gets the strictest action of
+    // the rules that could have applied to it (this set has a block rule).
+    assert_eq!(r.verdict(), Some(Action::Block));
 }
 
 #[test]
