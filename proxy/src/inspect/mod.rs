@@ -505,23 +505,7 @@ impl FlowInspection {
         payload: &[u8],
         redactions: &[(String, ScanResult)],
     ) -> Verdict {
-        let mut texts: Vec<(&str, usize)> = Vec::new();
-        for (t, result) in redactions {
-            for f in result
-                .findings
-                .iter()
-                .filter(|f| f.action >= Action::Redact)
-            {
-                if let Some(matched) = t.get(f.start..f.end) {
-                    texts.push((matched, f.keep_last()));
-                }
-            }
-        }
-        let rule = redactions
-            .iter()
-            .flat_map(|(_, r)| &r.findings)
-            .find(|f| f.action == Action::Redact)
-            .map(|f| f.rule.to_string());
+        let (texts, rule) = redacted_matches(redactions);
         let json = matches!(payload.trim_ascii_start().first(), Some(b'{' | b'['));
         let input = BodyInput {
             content_type: json.then_some("application/json"),
@@ -684,18 +668,7 @@ impl FlowInspection {
         headers: &[(&str, &[u8])],
         redactions: &[(String, ScanResult)],
     ) -> Verdict {
-        let mut texts: Vec<(&str, usize)> = Vec::new();
-        for (text, result) in redactions {
-            for f in result
-                .findings
-                .iter()
-                .filter(|f| f.action >= Action::Redact)
-            {
-                if let Some(matched) = text.get(f.start..f.end) {
-                    texts.push((matched, f.keep_last()));
-                }
-            }
-        }
+        let (texts, rule) = redacted_matches(redactions);
         let input = BodyInput {
             content_type: msg
                 .headers
@@ -707,11 +680,6 @@ impl FlowInspection {
                 .and_then(|v| v.to_str().ok()),
             body: msg.body,
         };
-        let rule = redactions
-            .iter()
-            .flat_map(|(_, r)| &r.findings)
-            .find(|f| f.action == Action::Redact)
-            .map(|f| f.rule.to_string());
         let clean = dlp::redact_texts(&input, &texts, &DecodeLimits::default()).filter(|new| {
             // Extract again from what would be sent: nothing may be left.
             let mut again = Extractor::new(flow.app.as_deref(), &flow.host);
@@ -730,6 +698,29 @@ impl FlowInspection {
             },
         }
     }
+}
+
+/// The matched texts of the findings that ask for redaction (with how
+/// many characters each keeps visible), and the first redacting rule.
+fn redacted_matches(redactions: &[(String, ScanResult)]) -> (Vec<(&str, usize)>, Option<String>) {
+    let mut texts = Vec::new();
+    for (text, result) in redactions {
+        for f in result
+            .findings
+            .iter()
+            .filter(|f| f.action >= Action::Redact)
+        {
+            if let Some(matched) = text.get(f.start..f.end) {
+                texts.push((matched, f.keep_last()));
+            }
+        }
+    }
+    let rule = redactions
+        .iter()
+        .flat_map(|(_, r)| &r.findings)
+        .find(|f| f.action == Action::Redact)
+        .map(|f| f.rule.to_string());
+    (texts, rule)
 }
 
 /// One `message` event per end-to-end encrypted message: where it went and
