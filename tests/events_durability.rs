@@ -139,7 +139,13 @@ fn sigkill_mid_stream_then_restart_loses_no_journaled_event_and_shows_none_twice
     let cfg = gw.path("gatehouse.toml");
     let mut journaled = unique_ids(gw.dir.path(), &cfg, &[]);
     journaled.extend(unique_ids(gw.dir.path(), &cfg, &["--journal"]));
-    assert!(journaled.len() as u64 <= sent);
+    // The gateway records a refusal before it answers it, so the one
+    // request in flight at the kill may be journaled but never answered.
+    assert!(
+        journaled.len() as u64 <= sent + 1,
+        "{} journaled, {sent} answered",
+        journaled.len()
+    );
     assert!(
         journaled.len() as u64 + 50 >= sent,
         "only {} of {sent} answered events journaled",
