@@ -137,3 +137,60 @@ fn tail_without_a_journal_says_so_and_fails() {
         "{err}"
     );
 }
+
+#[test]
+fn an_unreachable_or_unresolvable_upstream_is_an_error_not_a_block() {
+    let gw = Gatehouse::start_in(tempfile::tempdir().unwrap(), BASE);
+    // A port nobody listens on (allowed destination), a name that cannot
+    // resolve (RFC 6761 .invalid), and a denied destination.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let status = |target: &str| {
+        let mut s = TcpStream::connect(gw.proxy).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        String::from_utf8_lossy(&head).into_owned()
+    };
+    assert!(status(&closed.to_string()).contains("502"));
+    let unresolved = status("no-such-host.invalid:443");
+    assert!(
+        unresolved.contains("502") || unresolved.contains("504"),
+        "{unresolved}"
+    );
+    assert!(status("10.255.255.1:443").contains("403"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let decision_of = |dest: &str| loop {
+        let found = events(gw.dir.path(), "connection")
+            .into_iter()
+            .find(|e| e["destination"].as_str() == Some(dest));
+        if let Some(e) = found {
+            break e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event for {dest}\n{}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let e = decision_of(&closed.to_string());
+    assert_eq!(e["decision"], "error", "{e}");
+    let e = decision_of("no-such-host.invalid:443");
+    assert_eq!(e["decision"], "error", "{e}");
+    assert!(e["reason"].as_str().unwrap().contains("resolv"), "{e}");
+    let e = decision_of("10.255.255.1:443");
+    assert_eq!(e["decision"], "block", "{e}");
+    // Stats count errors apart from blocks.
+    let (code, out, err) =
+        common::gatehouse(gw.dir.path(), &["events", "stats", "--journal", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let errors = out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["dimension"] == "action" && v["value"] == "error");
+    assert_eq!(errors.map(|v| v["count"].clone()), Some(2.into()), "{out}");
+}

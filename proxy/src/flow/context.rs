@@ -48,6 +48,9 @@ pub enum Decision {
     Passthrough,
     /// Refused.
     Block,
+    /// Could not be carried out: the destination did not resolve or did
+    /// not answer (not a policy decision).
+    Error,
 }
 
 impl Decision {
@@ -59,6 +62,7 @@ impl Decision {
             Self::Intercept => "intercept",
             Self::Passthrough => "passthrough",
             Self::Block => "block",
+            Self::Error => "error",
         }
     }
 }

@@ -140,7 +140,15 @@ fn refuse(flow: &mut Flow, kind: DialError, why: String) -> DialError {
         let _in = flow.span.enter();
         tracing::info!(reason = %why, "flow refused before connecting");
     }
-    flow.decide(Decision::Block, why);
+    // A denied destination is policy; a name that does not resolve or a
+    // server that does not answer is an error, not a block (browsers'
+    // background lookups would otherwise count as blocks).
+    let decision = if kind == DialError::Denied {
+        Decision::Block
+    } else {
+        Decision::Error
+    };
+    flow.decide(decision, why);
     flow.flagged = kind == DialError::Denied;
     let side = if kind == DialError::Denied {
         Side::Client
