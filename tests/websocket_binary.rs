@@ -24,7 +24,7 @@ fn words(len: usize, seed: u32) -> String {
         x ^= x >> 17;
         x ^= x << 5;
         s.push(char::from(b'a' + (x % 26) as u8));
-        if x % 7 == 0 {
+        if x.is_multiple_of(7) {
             s.push(' ');
         }
     }
