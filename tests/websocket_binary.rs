@@ -110,6 +110,7 @@ fn a_card_at_the_end_of_a_3_mib_message_is_blocked_by_the_binary() {
     }
     // The server never received a message holding the card.
     let _ = server.kill();
+    let _ = server.wait();
     let mut rest = String::new();
     let _ = std::io::Read::read_to_string(&mut out, &mut rest);
     assert!(!rest.contains("card=True"), "{rest}");
