@@ -194,3 +194,54 @@ fn an_unreachable_or_unresolvable_upstream_is_an_error_not_a_block() {
         .find(|v| v["dimension"] == "action" && v["value"] == "error");
     assert_eq!(errors.map(|v| v["count"].clone()), Some(2.into()), "{out}");
 }
+
+#[test]
+fn blocks_of_plain_http_and_non_tls_flows_are_policy_events_too() {
+    let echo = common::echo_server();
+    let config = format!(
+        "{BASE}[[intercept.rules]]\nhosts = [\"blocked.test\", \"{}\"]\naction = \"block\"\n\
+         reason = \"not approved\"\n",
+        echo.ip()
+    );
+    let gw = Gatehouse::start_in(tempfile::tempdir().unwrap(), &config);
+    // Absolute-form plain HTTP to a blocked host.
+    let mut s = TcpStream::connect(gw.proxy).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET http://blocked.test/ HTTP/1.1\r\nHost: blocked.test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    // Plain bytes through a CONNECT tunnel to a blocked address.
+    let mut t = tunnel(gw.proxy, echo);
+    let _ = t.write_all(b"hello, not TLS at all\r\n");
+    let mut sink = [0u8; 64];
+    let _ = t.read(&mut sink);
+    drop(t);
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let policies = events(gw.dir.path(), "policy");
+        let blocked = |host: &str| {
+            policies
+                .iter()
+                .any(|p| p["host"].as_str() == Some(host) && p["action"] == "block")
+        };
+        if blocked("blocked.test") && blocked(&echo.ip().to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{policies:#?}\n{}", gw.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let conns = events(gw.dir.path(), "connection");
+    let http = conns
+        .iter()
+        .find(|c| c["mode"] == "explicit-http")
+        .expect("the absolute-form request's connection event");
+    assert_eq!(http["protocol"], "http", "{http}");
+    assert_eq!(http["class"], "inspectable", "{http}");
+    assert_eq!(http["decision"], "block", "{http}");
+}

@@ -121,7 +121,7 @@ pub fn on_first_bytes(flow: &mut Flow, shared: &Shared, peeked: Peeked) -> Plan 
                     reason: decision.reason,
                     close: CloseReason::Blocked,
                     flagged: false,
-                    policy_event: None,
+                    policy_event: Some("policy_block"),
                     tls_alert: false,
                 })
             } else if id.protocol == Protocol::Xmpp && decision.action == PolicyAction::Intercept {
@@ -349,6 +349,9 @@ pub fn blocked_before_dial(flow: &Flow, shared: &Shared) -> bool {
 /// Decides on one absolute-form plain-HTTP request to `host`. Returns the
 /// policy action (recorded in `flow`).
 pub fn on_http_request(flow: &mut Flow, shared: &Shared, host: &str) -> PolicyAction {
+    // Plain HTTP, read (when intercepted) by the same inspection.
+    flow.seen.protocol = Some("http".into());
+    flow.seen.class = Some("inspectable".into());
     flow.seen.app = shared.catalog.lookup_host(host).map(|a| a.id.clone());
     let decision =
         shared

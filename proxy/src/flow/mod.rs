@@ -409,6 +409,12 @@ pub async fn plain_http(
         let action = decide::on_http_request(&mut flow, shared, &host);
         let reply = if action == PolicyAction::Block {
             flow.end(CloseReason::Blocked);
+            flow.policy_event(
+                &*shared.events,
+                "policy_block",
+                "block",
+                &flow.reason.clone(),
+            );
             // The flow's connection event (its id is the flow id) records it.
             blocked_page(&flow.reason, Some(flow.id), wants_json(req.headers()))
         } else {
