@@ -140,3 +140,50 @@ fn a_card_at_the_end_of_a_3_mib_message_is_blocked_by_the_binary() {
     assert_eq!(blocked, 2, "{found}");
     assert!(!found.contains("8689"), "evidence is masked: {found}");
 }
+
+#[test]
+fn a_socket_the_server_pushes_to_is_not_idle_while_the_client_only_listens() {
+    let root = TestCa::root("WS Push Root");
+    let sdir = tempfile::tempdir().unwrap();
+    let (cert, key) = root
+        .leaf(&LeafSpec::new(&["feed.test"]))
+        .write_pem(sdir.path(), "ws");
+    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/ws_push.py");
+    // 12 pushes 0.4 s apart: 4.8 s of a socket the client never writes to.
+    let mut server = Command::new("python3")
+        .arg(&py)
+        .arg("server")
+        .arg(&cert)
+        .arg(&key)
+        .args(["12", "0.4"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(server.stdout.as_mut().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.pem"), root.pem()).unwrap();
+    // An idle timeout far shorter than the session.
+    let config = "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\n\
+                  idle_timeout = \"1500ms\"\n[upstream]\nextra_roots = [\"root.pem\"]\n\
+                  [admin]\nlisten = \"127.0.0.1:0\"\n";
+    let gw = Gatehouse::start_in(dir, config);
+    let out = Command::new("python3")
+        .arg(&py)
+        .arg("client")
+        .arg(format!("http://{}", gw.proxy))
+        .arg(format!("127.0.0.1:{}", port.trim()))
+        .arg("feed.test")
+        .arg(&gw.ca_cert)
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(v["received"], 12, "{v}\n{}", gw.log());
+    assert_eq!(v["code"], 1000, "closed by the server, not cut: {v}");
+}

@@ -96,10 +96,13 @@ pub async fn relay<C, U>(
         hooks,
         hold,
     };
+    // Idle means no bytes either way: a socket the server pushes to while
+    // the client only listens is not idle.
+    let moved = Activity::default();
     let both = async {
         tokio::select! {
-            _ = out.run(cr, &uw, &cw, idle) => {}
-            _ = inb.run(ur, &cw, &cw, idle) => {}
+            _ = out.run(cr, &uw, &cw, Idle::new(idle, &moved)) => {}
+            _ = inb.run(ur, &cw, &cw, Idle::new(idle, &moved)) => {}
         }
     };
     tokio::select! {
@@ -189,6 +192,67 @@ struct Streamed {
     inspected: bool,
 }
 
+/// When bytes last moved on a socket, either way.
+struct Activity {
+    since: std::time::Instant,
+    /// Milliseconds after `since`.
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+/// One direction's view of the socket's idle timeout.
+struct Idle<'a> {
+    limit: Duration,
+    activity: &'a Activity,
+}
+
+impl<'a> Idle<'a> {
+    fn new(limit: Duration, activity: &'a Activity) -> Self {
+        Self { limit, activity }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.activity.since.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn moved(&self) {
+        let now = self.now_ms();
+        self.activity
+            .last
+            .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How long to wait for this direction before asking again.
+    fn wait(&self) -> Duration {
+        let quiet = self.now_ms().saturating_sub(
+            self.activity
+                .last
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        self.limit
+            .saturating_sub(Duration::from_millis(quiet))
+            .max(Duration::from_millis(10))
+    }
+
+    /// No bytes either way for the whole limit.
+    fn over(&self) -> bool {
+        let quiet = self.now_ms().saturating_sub(
+            self.activity
+                .last
+                .load(std::sync::atomic::Ordering::Relaxed),
+        );
+        Duration::from_millis(quiet) >= self.limit
+    }
+}
+
 /// Unmasks `bytes` that start `at` bytes into a frame's payload.
 fn unmask(bytes: &mut [u8], mask: Option<[u8; 4]>, at: usize) {
     if let Some(mask) = mask {
@@ -205,7 +269,7 @@ impl Pump {
         mut reader: R,
         forward: &AsyncMutex<W>,
         client: &AsyncMutex<C>,
-        idle: Duration,
+        idle: Idle<'_>,
     ) where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -307,9 +371,17 @@ impl Pump {
                 });
             }
             buf.reserve(64 * 1024);
-            match tokio::time::timeout(idle, reader.read_buf(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return,
-                Ok(Ok(_)) => {}
+            loop {
+                match tokio::time::timeout(idle.wait(), reader.read_buf(&mut buf)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(_)) => {
+                        idle.moved();
+                        break;
+                    }
+                    // Quiet this way: idle only if the other way was too.
+                    Err(_) if idle.over() => return,
+                    Err(_) => {}
+                }
             }
         }
     }
