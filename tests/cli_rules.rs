@@ -425,7 +425,7 @@ fn explain_json_carries_findings_contributions_and_rejections() {
         f["action"].is_string() && f["confidence"].is_string() && f["score"].is_f64(),
         "{out}"
     );
-    assert_eq!(f["field"].as_str().is_some(), true, "{out}");
+    assert!(f["field"].as_str().is_some(), "{out}");
     assert!(
         f["contributions"]
             .as_array()
