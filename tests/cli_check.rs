@@ -122,3 +122,81 @@ fn check_compiles_the_rules_as_run_does_and_names_the_place_of_an_error() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("DLP rule(s) in rules"), "{out}");
 }
+
+#[test]
+fn check_json_is_one_document_with_each_problem_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[proxy]\nallowed_clients = [\"10.0.0.0/33\"]\nlisten_port = 8080\n",
+    )
+    .unwrap();
+    let (code, out, err) =
+        common::gatehouse(dir.path(), &["check", "--config", "bad.toml", "--json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert_eq!(out.lines().count(), 1, "one document: {out}");
+    let doc: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(doc["ok"], false, "{out}");
+    let problems = doc["problems"].as_array().unwrap();
+    let has = |key: &str, text: &str| {
+        problems.iter().any(|p| {
+            p["severity"] == "error"
+                && p["area"] == "config"
+                && p["key"] == key
+                && p["file"].as_str().is_some_and(|f| f.ends_with("bad.toml"))
+                && p["message"].as_str().unwrap().contains(text)
+        })
+    };
+    assert!(has("proxy.listen_port", "unknown field"), "{out}");
+    assert!(has("proxy.allowed_clients[0]", "10.0.0.0/33"), "{out}");
+}
+
+#[test]
+fn check_json_on_the_example_config_says_ok_with_the_rule_count() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (code, out, err) = common::gatehouse(
+        root,
+        &["check", "--config", "gatehouse.example.toml", "--json"],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(doc["ok"], true, "{out}");
+    assert_eq!(doc["config"], "gatehouse.example.toml", "{out}");
+    assert!(
+        doc["problems"].is_array() && doc["notes"].is_array(),
+        "{out}"
+    );
+    assert!(doc["rules"]["count"].as_u64().unwrap() > 0, "{out}");
+    assert!(doc["rules"]["dir"].as_str().is_some(), "{out}");
+}
+
+#[test]
+fn check_json_reports_rule_errors_under_rules_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("bad.toml"),
+        "[[rule]]\nid = \"bad-regex\"\nname = \"Bad\"\ndescription = \"d\"\nseverity = \"high\"\naction = \"block\"\npattern = \"(unclosed\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        "[rules]\ndir = \"rules\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = common::gatehouse(dir.path(), &["check", "--json"]);
+    assert_eq!(code, 1, "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(doc["ok"], false, "{out}");
+    assert!(
+        doc["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["area"] == "rules"
+                && p["key"] == "rules.dir"
+                && p["message"].as_str().unwrap().contains("bad.toml:")),
+        "{out}"
+    );
+}

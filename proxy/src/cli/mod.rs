@@ -34,7 +34,7 @@ enum Command {
     /// Run the gateway.
     Run(RunArgs),
     /// Check the configuration, reporting every problem; exit 1 on any.
-    Check,
+    Check(check::CheckArgs),
     /// The interception CA: init, import, show, export.
     #[command(subcommand)]
     Ca(ca::CaCommand),
@@ -61,7 +61,7 @@ pub struct RunArgs {
 /// Runs the chosen subcommand.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check => Ok(check::main(cli.config.as_deref())),
+        Command::Check(args) => Ok(check::main(cli.config.as_deref(), args)),
         Command::Identify(args) => Ok(identify::main(args)),
         Command::Rules(cmd) => {
             let Some(loaded) = load_or_report(cli.config.as_deref())? else {
