@@ -318,7 +318,7 @@ fn create_parent(path: &Path) -> Result<(), CertError> {
     Ok(())
 }
 
-fn pem_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, CertError> {
+pub(crate) fn pem_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, CertError> {
     CertificateDer::pem_slice_iter(pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CertError::CaRejected {

@@ -8,7 +8,7 @@ use x509_parser::public_key::PublicKey;
 use crate::mint::system_time;
 use crate::names::describe_general_name;
 use crate::validate::parse_cert;
-use crate::{Ca, CertError};
+use crate::{Ca, CaCert, CertError};
 
 /// A description of the CA certificate. It holds nothing secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +42,13 @@ pub struct CaDescription {
 }
 
 impl Ca {
+    /// Describes the CA certificate for `gatehouse ca show`.
+    pub fn describe(&self) -> Result<CaDescription, CertError> {
+        self.certificate().describe()
+    }
+}
+
+impl CaCert {
     /// Describes the CA certificate for `gatehouse ca show`.
     pub fn describe(&self) -> Result<CaDescription, CertError> {
         let der = self.cert_der().as_ref();
@@ -88,8 +95,8 @@ impl Ca {
             path_len,
             permitted,
             excluded,
-            self_signed: self.facts.self_issued,
-            chain_len: self.chain_der().len(),
+            self_signed: self.self_signed,
+            chain_len: self.chain_len,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! `gatehouse ca export`: the CA certificate for devices to trust, as PEM,
-//! DER, or an Apple configuration profile. The key is never exported.
+//! DER, an Apple configuration profile, or a certificate-only PKCS#12. The
+//! key is never exported.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,7 +11,7 @@ use uuid::Uuid;
 use crate::describe::hex;
 use crate::mint::sha256;
 use crate::validate::parse_cert;
-use crate::{Ca, CertError};
+use crate::{Ca, CaCert, CertError};
 
 /// The forms the CA certificate can be exported in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +23,9 @@ pub enum ExportFormat {
     Der,
     /// An Apple configuration profile (`.mobileconfig`, iOS and macOS).
     MobileConfig,
+    /// PKCS#12 (`.p12`) holding the certificate only, no key, empty
+    /// password (Windows, macOS, Android certificate installers).
+    P12,
 }
 
 impl ExportFormat {
@@ -31,6 +35,7 @@ impl ExportFormat {
             Self::Pem => "pem",
             Self::Der => "cer",
             Self::MobileConfig => "mobileconfig",
+            Self::P12 => "p12",
         }
     }
 }
@@ -41,10 +46,11 @@ impl FromStr for ExportFormat {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "pem" => Ok(Self::Pem),
-            "der" => Ok(Self::Der),
+            "der" | "cer" => Ok(Self::Der),
             "mobileconfig" => Ok(Self::MobileConfig),
+            "p12" | "pfx" => Ok(Self::P12),
             _ => Err(format!(
-                "unknown export format {s:?}; expected pem, der or mobileconfig"
+                "unknown export format {s:?}; expected pem, der (or cer), mobileconfig or p12"
             )),
         }
     }
@@ -56,6 +62,7 @@ impl fmt::Display for ExportFormat {
             Self::Pem => "pem",
             Self::Der => "der",
             Self::MobileConfig => "mobileconfig",
+            Self::P12 => "p12",
         })
     }
 }
@@ -64,17 +71,44 @@ impl fmt::Display for ExportFormat {
 /// always yields the same UUIDs, so re-installing replaces, not duplicates.
 const PROFILE_NAMESPACE: Uuid = Uuid::from_u128(0x6761_7465_686f_7573_6500_0000_0000_0001);
 
+/// The organisation the certificate names in its subject, unless it is the
+/// product name a created CA carries (`O=Gatehouse`), which names no one.
+fn cert_organization(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<String> {
+    cert.subject()
+        .iter_organization()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::trim)
+        .filter(|o| !o.is_empty() && *o != "Gatehouse")
+        .map(str::to_string)
+}
+
 impl Ca {
     /// The CA certificate (only the certificate, never the key) in `format`.
     pub fn export(&self, format: ExportFormat) -> Result<Vec<u8>, CertError> {
+        self.certificate().export(format, None)
+    }
+}
+
+impl CaCert {
+    /// The CA certificate in `format`. `organization` (the `ca.organization`
+    /// setting) names who runs the gateway in the profile's texts; when it
+    /// is `None` or empty, the certificate's O is used, else no
+    /// organisation is named.
+    pub fn export(
+        &self,
+        format: ExportFormat,
+        organization: Option<&str>,
+    ) -> Result<Vec<u8>, CertError> {
         match format {
             ExportFormat::Pem => Ok(self.cert_pem().as_bytes().to_vec()),
             ExportFormat::Der => Ok(self.cert_der().to_vec()),
-            ExportFormat::MobileConfig => self.mobileconfig(),
+            ExportFormat::MobileConfig => self.mobileconfig(organization),
+            ExportFormat::P12 => Ok(crate::p12::cert_only(self.cert_der().as_ref())),
         }
     }
 
-    fn mobileconfig(&self) -> Result<Vec<u8>, CertError> {
+    fn mobileconfig(&self, organization: Option<&str>) -> Result<Vec<u8>, CertError> {
         let der = self.cert_der().as_ref();
         let cert = parse_cert(der)?;
         let cn = cert
@@ -84,13 +118,11 @@ impl Ca {
             .and_then(|a| a.as_str().ok())
             .unwrap_or("Gatehouse Interception CA")
             .to_string();
-        let org = cert
-            .subject()
-            .iter_organization()
-            .next()
-            .and_then(|a| a.as_str().ok())
-            .unwrap_or("Gatehouse")
-            .to_string();
+        let org = organization
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(str::to_string)
+            .or_else(|| cert_organization(&cert));
         let fp = hex(&sha256(der), "").to_ascii_lowercase();
         let identifier = format!("com.gatehouse.ca.{}", &fp[..16]);
         let uuid = |role: &str| {
@@ -108,7 +140,10 @@ impl Ca {
         payload.insert("PayloadContent".into(), Value::Data(der.to_vec()));
         payload.insert(
             "PayloadDescription".into(),
-            Value::String("Adds the interception CA certificate as a trusted root.".into()),
+            Value::String(match &org {
+                Some(org) => format!("Adds {org}'s interception CA certificate as a trusted root."),
+                None => "Adds the interception CA certificate as a trusted root.".into(),
+            }),
         );
         payload.insert("PayloadDisplayName".into(), Value::String(cn.clone()));
         payload.insert(
@@ -129,14 +164,22 @@ impl Ca {
         );
         profile.insert(
             "PayloadDescription".into(),
-            Value::String(format!(
-                "Lets {org}'s Gatehouse gateway inspect TLS traffic on the corporate network \
-                 by trusting its interception CA ({cn})."
-            )),
+            Value::String(match &org {
+                Some(org) => format!(
+                    "Lets {org}'s Gatehouse gateway inspect TLS traffic on the corporate \
+                     network by trusting its interception CA ({cn})."
+                ),
+                None => format!(
+                    "Lets the Gatehouse gateway inspect TLS traffic on this network by \
+                     trusting its interception CA ({cn})."
+                ),
+            }),
         );
         profile.insert("PayloadDisplayName".into(), Value::String(cn));
         profile.insert("PayloadIdentifier".into(), Value::String(identifier));
-        profile.insert("PayloadOrganization".into(), Value::String(org));
+        if let Some(org) = org {
+            profile.insert("PayloadOrganization".into(), Value::String(org));
+        }
         profile.insert("PayloadRemovalDisallowed".into(), Value::Boolean(false));
         profile.insert("PayloadType".into(), Value::String("Configuration".into()));
         profile.insert("PayloadUUID".into(), Value::String(uuid("profile")));

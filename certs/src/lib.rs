@@ -23,12 +23,14 @@
 
 mod ca;
 mod cache;
+mod cert;
 mod describe;
 mod error;
 mod export;
 mod keyfile;
 mod mint;
 mod names;
+mod p12;
 mod validate;
 
 #[cfg(test)]
@@ -36,6 +38,7 @@ mod tests;
 
 pub use ca::{Ca, CaFiles, CaImport, CaInit};
 pub use cache::{LeafCache, LeafCacheConfig};
+pub use cert::CaCert;
 pub use describe::CaDescription;
 pub use error::{CertError, Refusal};
 pub use export::ExportFormat;

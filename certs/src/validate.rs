@@ -109,7 +109,7 @@ pub(crate) fn validate_ca(
     Ok((facts, send))
 }
 
-fn check_is_ca(cert: &X509Certificate<'_>, what: &str) -> Result<(), CertError> {
+pub(crate) fn check_is_ca(cert: &X509Certificate<'_>, what: &str) -> Result<(), CertError> {
     let bc = cert
         .basic_constraints()
         .map_err(|e| rejected(format!("{what}: bad basicConstraints: {e}")))?;

@@ -147,7 +147,9 @@ fn export_format_names() {
     assert_eq!("pem".parse(), Ok(ExportFormat::Pem));
     assert_eq!("DER".parse(), Ok(ExportFormat::Der));
     assert_eq!("mobileconfig".parse(), Ok(ExportFormat::MobileConfig));
-    assert!("p12".parse::<ExportFormat>().is_err());
+    assert_eq!("cer".parse(), Ok(ExportFormat::Der));
+    assert_eq!("p12".parse(), Ok(ExportFormat::P12));
+    assert!("jks".parse::<ExportFormat>().is_err());
     assert_eq!(ExportFormat::MobileConfig.to_string(), "mobileconfig");
     assert_eq!(ExportFormat::Der.extension(), "cer");
 }

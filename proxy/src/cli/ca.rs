@@ -8,7 +8,10 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use gatehouse::config::Config;
 use gatehouse::gateway::ca_files;
-use gatehouse_certs::{Ca, CaFiles, CaImport, CaInit, CaKeyAlgorithm, ExportFormat};
+use gatehouse_certs::{
+    check_key_mode, Ca, CaCert, CaDescription, CaFiles, CaImport, CaInit, CaKeyAlgorithm,
+    ExportFormat,
+};
 
 /// `gatehouse ca …`
 #[derive(Debug, Subcommand)]
@@ -18,10 +21,19 @@ pub enum CaCommand {
     /// Import a CA certificate + key issued by the corporate PKI (an
     /// intermediate), with the chain sent to clients after each leaf.
     Import(ImportArgs),
-    /// Show subject, validity, fingerprints and constraints.
-    Show,
-    /// Write the CA certificate (never the key) for clients to install.
+    /// Show subject, validity, fingerprints and constraints (needs only the
+    /// certificate).
+    Show(ShowArgs),
+    /// Write the CA certificate (never the key) for clients to install
+    /// (needs only the certificate).
     Export(ExportArgs),
+}
+
+impl CaCommand {
+    /// `show` and `export` read the certificate alone: no key, no rules.
+    pub fn needs_only_the_certificate(&self) -> bool {
+        matches!(self, Self::Show(_) | Self::Export(_))
+    }
 }
 
 /// Options of `ca init`.
@@ -61,10 +73,20 @@ pub struct ImportArgs {
     dir: Option<PathBuf>,
 }
 
+/// Options of `ca show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// One JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Options of `ca export`.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
-    /// pem, der, or mobileconfig (an iOS configuration profile).
+    /// pem; der (alias cer) for Android/Windows; mobileconfig (an iOS/macOS
+    /// configuration profile); p12 (PKCS#12, the certificate only, empty
+    /// password).
     #[arg(long, default_value = "pem")]
     format: ExportFormat,
     /// Output file [default: standard output].
@@ -98,15 +120,17 @@ pub fn main(config: &Config, cmd: CaCommand) -> anyhow::Result<ExitCode> {
             println!("imported into {}", dir.display());
             print!("{}", ca.describe()?);
         }
-        CaCommand::Show => {
-            let ca = Ca::load(&ca_files(config))
-                .context("loading the CA (create one with `gatehouse ca init`)")?;
-            print!("{}", ca.describe()?);
+        CaCommand::Show(a) => {
+            let d = load_cert(config)?.describe()?;
+            if a.json {
+                println!("{}", describe_json(&d));
+            } else {
+                println!("{d}");
+            }
         }
         CaCommand::Export(a) => {
-            let ca = Ca::load(&ca_files(config))
-                .context("loading the CA (create one with `gatehouse ca init`)")?;
-            let bytes = ca.export(a.format)?;
+            let cert = load_cert(config)?;
+            let bytes = cert.export(a.format, Some(&config.ca.organization))?;
             match a.out {
                 Some(path) => {
                     std::fs::write(&path, &bytes)
@@ -118,4 +142,63 @@ pub fn main(config: &Config, cmd: CaCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The CA certificate alone, as `show` and `export` need it: `ca.cert` when
+/// set, else `ca.dir/ca.pem`; the chain from `ca.chain`, else (for a CA in
+/// `ca.dir`) `ca.dir/chain.pem`. The key is not read, but a key file that
+/// group or others can read is still refused, as `run` would refuse it.
+fn load_cert(config: &Config) -> anyhow::Result<CaCert> {
+    let files = ca_files(config);
+    let (cert, chain) = match &config.ca.cert {
+        Some(cert) => (cert.clone(), config.ca.chain.clone()),
+        None => (
+            config.ca.dir.join("ca.pem"),
+            Some(
+                config
+                    .ca
+                    .chain
+                    .clone()
+                    .unwrap_or_else(|| files.chain.clone()),
+            ),
+        ),
+    };
+    if files.key.exists() {
+        check_key_mode(&files.key)?;
+    }
+    CaCert::load(&cert, chain.as_deref()).with_context(|| {
+        format!(
+            "loading the CA certificate {} (create a CA with `gatehouse ca init`)",
+            cert.display()
+        )
+    })
+}
+
+/// `ca show --json`: one object, times in RFC 3339.
+fn describe_json(d: &CaDescription) -> serde_json::Value {
+    let time = |t: std::time::SystemTime| {
+        time::OffsetDateTime::from(t)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default()
+    };
+    serde_json::json!({
+        "subject": d.subject,
+        "issuer": d.issuer,
+        "kind": if d.self_signed { "root" } else { "intermediate" },
+        "self_signed": d.self_signed,
+        "serial": d.serial,
+        "not_before": time(d.not_before),
+        "not_after": time(d.not_after),
+        "key_algorithm": d.key_algorithm,
+        "fingerprints": {
+            "sha256": d.sha256_fingerprint,
+            "sha1": d.sha1_fingerprint,
+        },
+        "constraints": {
+            "path_len": d.path_len,
+            "permitted": d.permitted,
+            "excluded": d.excluded,
+        },
+        "chain_sent": d.chain_len,
+    })
 }

@@ -70,7 +70,16 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             rules::main(&loaded.config, cmd)
         }
         Command::Ca(cmd) => {
-            let Some(loaded) = load_or_report(cli.config.as_deref())? else {
+            // `show` and `export` need only the certificate: the config is
+            // parsed, not checked (no CA key, no rules, no warnings).
+            let loaded = if cmd.needs_only_the_certificate() {
+                config::load_unvalidated(cli.config.as_deref())
+                    .map_err(|problems| report(&problems))
+                    .ok()
+            } else {
+                load_or_report(cli.config.as_deref())?
+            };
+            let Some(loaded) = loaded else {
                 return Ok(ExitCode::FAILURE);
             };
             ca::main(&loaded.config, cmd)
@@ -122,12 +131,16 @@ fn load_or_report(path: Option<&std::path::Path>) -> anyhow::Result<Option<Loade
     match config::load(path) {
         Ok(l) => Ok(Some(l)),
         Err(problems) => {
-            eprint!("{problems}");
-            eprintln!(
-                "{} problem(s); see gatehouse.example.toml",
-                problems.error_count()
-            );
+            report(&problems);
             Ok(None)
         }
     }
+}
+
+fn report(problems: &config::Problems) {
+    eprint!("{problems}");
+    eprintln!(
+        "{} problem(s); see gatehouse.example.toml",
+        problems.error_count()
+    );
 }

@@ -74,6 +74,58 @@ pub fn load_str(text: &str, path: &Path) -> Result<Loaded, Problems> {
     )
 }
 
+/// Loads the configuration as [`load`] does, but only parses it: syntax,
+/// unknown keys and wrong types are problems; nothing it names is checked
+/// (no CA key, no rules directory). For `gatehouse ca show | export`, which
+/// need only the CA certificate.
+pub fn load_unvalidated(path: Option<&Path>) -> Result<Loaded, Problems> {
+    let path = match path {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
+    };
+    let Some(path) = path else {
+        return Ok(Loaded {
+            config: Config::default(),
+            source: ConfigSource::Defaults,
+            warnings: Vec::new(),
+        });
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        Problems(vec![Problem::error(
+            Some(&path),
+            "",
+            format!("cannot read config file: {e}"),
+        )])
+    })?;
+    let (config, mut problems) = parse(&text, &path);
+    add_lines(&mut problems, &text);
+    let (errors, warnings): (Vec<_>, Vec<_>) = problems.into_iter().partition(Problem::is_error);
+    if !errors.is_empty() {
+        return Problems(errors).into_err();
+    }
+    let mut config = config.unwrap_or_default();
+    config.resolve_paths(path.parent().unwrap_or(Path::new("")));
+    Ok(Loaded {
+        config,
+        source: ConfigSource::File(path),
+        warnings,
+    })
+}
+
+/// Adds the line of the key each problem names, when found in `text`.
+fn add_lines(problems: &mut [Problem], text: &str) {
+    for p in problems {
+        let key: Vec<String> = p
+            .key
+            .split('.')
+            .map(|k| k.split('[').next().unwrap_or(k).to_string())
+            .collect();
+        if let Some(line) = find_line(text, &key).filter(|_| !p.key.is_empty()) {
+            p.message.push_str(&format!(" (line {line})"));
+        }
+    }
+}
+
 fn finish(
     config: Config,
     source: ConfigSource,
@@ -86,16 +138,7 @@ fn finish(
     };
     problems.extend(validate(&config, file));
     if let Some(text) = text {
-        for p in &mut problems {
-            let key: Vec<String> = p
-                .key
-                .split('.')
-                .map(|k| k.split('[').next().unwrap_or(k).to_string())
-                .collect();
-            if let Some(line) = find_line(text, &key).filter(|_| !p.key.is_empty()) {
-                p.message.push_str(&format!(" (line {line})"));
-            }
-        }
+        add_lines(&mut problems, text);
     }
     let (errors, warnings): (Vec<_>, Vec<_>) = problems.into_iter().partition(Problem::is_error);
     if errors.is_empty() {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use gatehouse_inspectors::identify::catalog::Catalog;
 use serde::{Deserialize, Serialize};
 
-pub use load::{load, load_str, ConfigSource, Loaded};
+pub use load::{load, load_str, load_unvalidated, ConfigSource, Loaded};
 pub use net::{canonical as canonical_ip, Cidr};
 pub use validate::{Problem, Problems, Severity};
 
@@ -107,6 +107,9 @@ pub struct CaConfig {
     pub chain: Option<PathBuf>,
     /// Common name of a CA created on first run.
     pub name: String,
+    /// Who runs the gateway, named in the texts of `ca export --format
+    /// mobileconfig`; empty → the certificate's organisation, if any.
+    pub organization: String,
 }
 
 impl Default for CaConfig {
@@ -117,6 +120,7 @@ impl Default for CaConfig {
             key: None,
             chain: None,
             name: "Gatehouse Interception CA".into(),
+            organization: String::new(),
         }
     }
 }
