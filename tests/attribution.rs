@@ -132,3 +132,35 @@ fn an_address_named_for_two_apps_attributes_nothing() {
     let e = connection_to(&gw, c);
     assert!(e["app"].is_null(), "a shared address names no app: {e}");
 }
+
+/// A ClientHello without SNI (Python's ssl, no server_hostname).
+fn client_hello_without_sni() -> Vec<u8> {
+    let script = "import ssl,sys\nc=ssl.create_default_context()\nc.check_hostname=False\n\
+                  i=ssl.MemoryBIO();o=ssl.MemoryBIO()\ns=c.wrap_bio(i,o)\ntry:\n  s.do_handshake()\n\
+                  except ssl.SSLWantReadError:\n  pass\nsys.stdout.buffer.write(o.read())\n";
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(out.status.success() && out.stdout[0] == 0x16, "{out:?}");
+    out.stdout
+}
+
+/// The attack: name an address after an app that policy lets through
+/// unread, then send a flow that names nothing to it. Attribution is for
+/// the record only, so policy never lets that flow through: it is
+/// intercepted against the address (and refused here, the server being no
+/// TLS server), while its event still names the app.
+#[test]
+fn a_taught_name_never_picks_the_policy_rule_of_a_later_flow() {
+    let config =
+        format!("{CONFIG}[[intercept.rules]]\napps = [\"whatsapp\"]\naction = \"passthrough\"\n");
+    let gw = Gatehouse::start_in(tempfile::tempdir().unwrap(), &config);
+    let (named, later) = (common::echo_server(), common::echo_server());
+    send(gw.proxy, named, &client_hello("web.whatsapp.com"));
+    assert_eq!(connection_to(&gw, named)["decision"], "passthrough");
+    send(gw.proxy, later, &client_hello_without_sni());
+    let e = connection_to(&gw, later);
+    assert_ne!(e["decision"], "passthrough", "relayed unread: {e}");
+    assert_eq!(e["app"], "whatsapp", "{e}");
+}

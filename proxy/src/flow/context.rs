@@ -214,6 +214,10 @@ pub struct Seen {
     pub ech: bool,
     /// The catalog says the app's clients pin their certificates.
     pub pinned: bool,
+    /// The app named for this flow by what an earlier flow taught about its
+    /// server address (see `peek::attribute_by_address`): recorded when the
+    /// flow recognised no app itself, never decided on.
+    pub attributed_app: Option<String>,
 }
 
 /// Both TLS legs as negotiated.

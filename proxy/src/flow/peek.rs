@@ -104,15 +104,15 @@ pub fn record(flow: &mut Flow, shared: &Shared, peeked: &Peeked) {
     let sni = hello.and_then(|h| h.sni.as_deref());
     let cls = shared.catalog.classify(id, sni, flow.port());
     record_identity(flow, id, &cls);
-    attribute_by_address(flow, shared, id, sni);
+    attribute_by_address(flow, shared, sni);
 }
 
 /// Teaches the address book the name this flow reached its server by (its
 /// SNI, else a CONNECT host name) and the app it used there; a flow that
-/// names nothing and was not recognised takes the app of the name its
-/// address was reached by earlier — for the record only: it never makes a
-/// flow pass through as pinned.
-fn attribute_by_address(flow: &mut Flow, shared: &Shared, id: &Identification, sni: Option<&str>) {
+/// names nothing and was not recognised is recorded with the app of the
+/// name its address was reached by earlier — for the record only: policy
+/// and pinning never see it.
+fn attribute_by_address(flow: &mut Flow, shared: &Shared, sni: Option<&str>) {
     // Dialed or not yet (a redirected flow is dialed after the decision):
     // the address the client was going to.
     let server = flow.server_addr.map(|a| a.ip()).or_else(|| {
@@ -133,10 +133,11 @@ fn attribute_by_address(flow: &mut Flow, shared: &Shared, id: &Identification, s
         Some(name) => shared.addresses.learn_name(&shared.catalog, server, &name),
         None if flow.seen.app.is_none() => {
             if let Some(name) = shared.addresses.name_of(server) {
-                let by_name = shared.catalog.classify(id, Some(&name), flow.port());
-                if by_name.app.is_some() {
-                    record_identity(flow, id, &by_name);
-                    flow.seen.pinned = false;
+                // Only for the record: policy decides on what the flow
+                // itself shows, so a client that taught the book a name
+                // cannot choose which rule its next flow falls under.
+                if let Some(app) = shared.catalog.lookup_host(&name) {
+                    flow.seen.attributed_app = Some(app.id.clone());
                     flow.seen.evidence.push(format!(
                         "address {server} was reached as {name} by an earlier flow"
                     ));

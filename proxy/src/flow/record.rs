@@ -39,7 +39,7 @@ impl Flow {
             o.bytes_down = self.bytes_down;
             o.reason = self.seen.class_reasons.join(",");
             o.evidence = self.seen.evidence.join("; ");
-            o.confidence = if self.seen.app.is_some() {
+            o.confidence = if self.seen.app.is_some() || self.seen.attributed_app.is_some() {
                 "high"
             } else {
                 "low"
@@ -81,7 +81,7 @@ impl Flow {
                 user: identity.user.unwrap_or_default(),
                 device: identity.device.unwrap_or_default(),
                 host,
-                app: seen.app,
+                app: seen.app.or(seen.attributed_app),
                 protocol: seen.protocol,
                 duration_ms,
                 mode: mode.as_str().into(),
