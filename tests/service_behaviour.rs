@@ -107,6 +107,69 @@ fn logs_to_a_file_carry_no_colour_codes() {
     );
 }
 
+/// The log lines on stderr, each parsed as JSON (panics on one that is not).
+fn json_log_lines(stderr: &str) -> Vec<serde_json::Value> {
+    stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {l}"))
+        })
+        .collect()
+}
+
+#[test]
+fn log_format_and_log_section_apply_to_every_command_not_only_run() {
+    // The flag, on a command other than `run`.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = common::gatehouse(dir.path(), &["--log-format", "json", "ca", "init"]);
+    assert_eq!(code, 0, "{err}");
+    let lines = json_log_lines(&err);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "created interception CA"),
+        "{err}"
+    );
+
+    // `log.format` from the file, with no flag.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        "[log]\nformat = \"json\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = common::gatehouse(dir.path(), &["ca", "init"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        json_log_lines(&err)
+            .iter()
+            .any(|l| l["message"] == "created interception CA"),
+        "{err}"
+    );
+
+    // `log.filter` from the file silences the same line.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        "[log]\nfilter = \"error\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = common::gatehouse(dir.path(), &["ca", "init"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("created interception CA"), "{err}");
+
+    // Human by default: the same line, not JSON.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = common::gatehouse(dir.path(), &["ca", "init"]);
+    assert_eq!(code, 0, "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("created interception CA"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(!line.trim_start().starts_with('{'), "{line}");
+}
+
 #[test]
 fn an_address_in_use_is_reported_once() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

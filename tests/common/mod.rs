@@ -201,6 +201,8 @@ pub fn gatehouse(dir: &Path, args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
         .args(args)
         .current_dir(dir)
+        // The command's own `log.*` decides, not the runner's environment.
+        .env_remove("RUST_LOG")
         .output()
         .expect("run gatehouse");
     (

@@ -22,7 +22,7 @@ pub struct Cli {
     /// Config file [default: gatehouse.toml in the working directory if present, else built-in defaults].
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
-    /// Log output format [default: from config, else human].
+    /// Log output format of every command [default: `log.format` from config, else human].
     #[arg(long, global = true, value_enum)]
     log_format: Option<LogFormat>,
     #[command(subcommand)]
@@ -61,12 +61,30 @@ pub struct RunArgs {
 /// Runs the chosen subcommand.
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Check(args) => Ok(check::main(cli.config.as_deref(), args)),
-        Command::Identify(args) => Ok(identify::main(args)),
+        Command::Check(args) => {
+            // `check` reports problems itself; its logs follow the file's
+            // `log.*` when the file parses at all (a bad `log.filter` is one
+            // of the problems it reports, so that one falls back).
+            let log = config::load_unvalidated(cli.config.as_deref())
+                .map(|l| l.config.log)
+                .unwrap_or_default();
+            if logging::init(&log, cli.log_format).is_err() {
+                logging::init(&config::LogConfig::default(), cli.log_format)?;
+            }
+            Ok(check::main(cli.config.as_deref(), args))
+        }
+        Command::Identify(args) => {
+            let log = config::load_unvalidated(cli.config.as_deref())
+                .map(|l| l.config.log)
+                .unwrap_or_default();
+            logging::init(&log, cli.log_format)?;
+            Ok(identify::main(args))
+        }
         Command::Rules(cmd) => {
             let Some(loaded) = load_or_report(cli.config.as_deref())? else {
                 return Ok(ExitCode::FAILURE);
             };
+            logging::init(&loaded.config.log, cli.log_format)?;
             rules::main(&loaded.config, cmd)
         }
         Command::Ca(cmd) => {
@@ -82,6 +100,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(loaded) = loaded else {
                 return Ok(ExitCode::FAILURE);
             };
+            logging::init(&loaded.config.log, cli.log_format)?;
             ca::main(&loaded.config, cmd)
         }
         Command::Run(args) => {
@@ -98,6 +117,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(loaded) = load_or_report(cli.config.as_deref())? else {
                 return Ok(ExitCode::FAILURE);
             };
+            logging::init(&loaded.config.log, cli.log_format)?;
             events::main(loaded.config, args)
         }
     }
