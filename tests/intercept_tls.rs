@@ -545,4 +545,38 @@ async fn intercepted_request_heads_obey_max_header_bytes() {
         assert!(reply.starts_with(expect), "{filler}-byte header: {reply}");
     }
     gw.stop().await;
+
+    // The same limit over HTTP/2 (hyper's own default there is 16 KiB): a
+    // limit below it refuses a head above the limit.
+    let gw = TestGateway::start(&[&root.pem()], |c| c.proxy.max_header_bytes = 8 * 1024).await;
+    let ca = gw.ca_file();
+    for (filler, reaches) in [(4 * 1024, true), (12 * 1024, false)] {
+        let out = tokio::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "20",
+                "--http2",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code} %{http_version}",
+            ])
+            .args(["--proxy", &format!("http://{}", gw.proxy)])
+            .args(["--cacert", ca.to_str().unwrap()])
+            .args(["--connect-to", &format!("heads.test:443:{server}")])
+            .args(["-H", &format!("X-Filler: {}", "a".repeat(filler))])
+            .arg("https://heads.test/hello")
+            .output()
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            body.contains("hello from heads.test over HTTP/2.0"),
+            reaches,
+            "{filler}-byte header over h2: {body} / {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    gw.stop().await;
 }

@@ -101,6 +101,9 @@ where
         Box::pin(
             hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
+                // `proxy.max_header_bytes` bounds an HTTP/2 head as it does
+                // an HTTP/1.1 one (hyper's own default is 16 KiB).
+                .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX))
                 .serve_connection(io, svc),
         )
         .await
