@@ -200,3 +200,41 @@ fn check_json_reports_rule_errors_under_rules_dir() {
         "{out}"
     );
 }
+
+#[test]
+fn check_loads_the_ca_files_run_loads_and_no_others() {
+    // An imported CA (`ca.cert`/`ca.key`) sends a chain only when `ca.chain`
+    // names one: a stray `chain.pem` in `ca.dir` is not read by `run`, so
+    // `check` must not judge it either.
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = common::gatehouse(dir.path(), &["ca", "init", "--dir", "certs"]);
+    assert_eq!(code, 0, "{err}");
+    // A root has no chain: a chain file next to it would be refused.
+    std::fs::copy(
+        dir.path().join("certs/ca.pem"),
+        dir.path().join("certs/chain.pem"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        "[ca]\ncert = \"certs/ca.pem\"\nkey = \"certs/ca.key\"\n",
+    )
+    .unwrap();
+    let (code, out, err) = common::gatehouse(dir.path(), &["check"]);
+    assert_eq!(code, 0, "a file run never reads: {out}{err}");
+
+    // Named in `ca.chain`, the same file is read by both, and refused.
+    std::fs::write(
+        dir.path().join("gatehouse.toml"),
+        "[ca]\ncert = \"certs/ca.pem\"\nkey = \"certs/ca.key\"\nchain = \"certs/chain.pem\"\n",
+    )
+    .unwrap();
+    let (code, out, _) = common::gatehouse(dir.path(), &["check"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("ca.cert") && out.contains("self-signed"),
+        "{out}"
+    );
+    let (code, _, err) = common::gatehouse(dir.path(), &["run"]);
+    assert_eq!(code, 1, "run refuses the same chain: {err}");
+}

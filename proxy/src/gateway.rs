@@ -181,21 +181,9 @@ impl Gateway {
     }
 }
 
-/// Where the configured CA lives: the imported files, or `ca.dir`.
-pub fn ca_files(config: &Config) -> CaFiles {
-    match (&config.ca.cert, &config.ca.key) {
-        (Some(cert), Some(key)) => CaFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-            chain: config.ca.chain.clone().unwrap_or_default(),
-        },
-        _ => CaFiles::in_dir(&config.ca.dir),
-    }
-}
-
 fn load_ca(config: &Config) -> Result<Ca, GatewayError> {
     let ca = match (&config.ca.cert, &config.ca.key) {
-        (Some(_), Some(_)) => Ca::load(&ca_files(config))?,
+        (Some(_), Some(_)) => Ca::load(&config.ca.files())?,
         _ => Ca::load_or_create(
             &CaFiles::in_dir(&config.ca.dir),
             &CaInit {

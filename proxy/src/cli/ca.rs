@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use gatehouse::config::Config;
-use gatehouse::gateway::ca_files;
 use gatehouse_certs::{
     check_key_mode, Ca, CaCert, CaDescription, CaFiles, CaImport, CaInit, CaKeyAlgorithm,
     ExportFormat,
@@ -149,7 +148,7 @@ pub fn main(config: &Config, cmd: CaCommand) -> anyhow::Result<ExitCode> {
 /// `ca.dir`) `ca.dir/chain.pem`. The key is not read, but a key file that
 /// group or others can read is still refused, as `run` would refuse it.
 fn load_cert(config: &Config) -> anyhow::Result<CaCert> {
-    let files = ca_files(config);
+    let files = config.ca.files();
     let (cert, chain) = match &config.ca.cert {
         Some(cert) => (cert.clone(), config.ca.chain.clone()),
         None => (

@@ -112,6 +112,22 @@ pub struct CaConfig {
     pub organization: String,
 }
 
+impl CaConfig {
+    /// Where the CA lives: the imported files (with `chain` only when
+    /// configured), or `ca.pem`, `ca.key` and `chain.pem` in `dir`. The one
+    /// answer for `run`, `check` and `gatehouse ca`.
+    pub fn files(&self) -> gatehouse_certs::CaFiles {
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => gatehouse_certs::CaFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                chain: self.chain.clone().unwrap_or_default(),
+            },
+            _ => gatehouse_certs::CaFiles::in_dir(&self.dir),
+        }
+    }
+}
+
 impl Default for CaConfig {
     fn default() -> Self {
         Self {

@@ -382,12 +382,9 @@ fn check_ca(config: &Config, out: &mut Vec<Problem>, file: Option<&Path>) {
             out.push(Problem::error(file, key_key, e.to_string()));
         } else if cert_there {
             // Load it for real: a mismatched key, a non-CA or a bad chain shows here.
-            let files = gatehouse_certs::CaFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-                chain: ca.chain.clone().unwrap_or_else(|| ca.dir.join("chain.pem")),
-            };
-            match gatehouse_certs::Ca::load(&files) {
+            // Exactly the files `run` loads (an imported CA sends a chain
+            // only when `ca.chain` names one).
+            match gatehouse_certs::Ca::load(&ca.files()) {
                 Err(e) => out.push(Problem::error(file, cert_key, e.to_string())),
                 Ok(loaded) => {
                     if let Ok(d) = loaded.describe() {
