@@ -35,11 +35,15 @@ impl Netns {
             nix::unistd::geteuid().is_root(),
             "transparent-mode tests need root to create network namespaces: run ./scripts/test.sh as root"
         );
+        // Namespace names are global: the process id keeps two test runs
+        // on one machine (CI and a developer, two worktrees) apart.
+        let pid = std::process::id();
         let n = Self {
-            client: format!("ghc{tag}"),
-            gateway: format!("ghg{tag}"),
-            server: format!("ghs{tag}"),
+            client: format!("ghc{tag}-{pid}"),
+            gateway: format!("ghg{tag}-{pid}"),
+            server: format!("ghs{tag}-{pid}"),
         };
+        remove_stale(tag);
         n.teardown();
         let (c, g, s) = (&n.client, &n.gateway, &n.server);
         for ns in [c, g, s] {
@@ -89,6 +93,26 @@ impl Netns {
     fn teardown(&self) {
         for ns in [&self.client, &self.gateway, &self.server] {
             let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+/// Namespaces of this tag left by a test process that is gone (killed
+/// before its `Drop` ran).
+fn remove_stale(tag: &str) {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        let Some(pid) = ["ghc", "ghg", "ghs"]
+            .iter()
+            .find_map(|p| name.strip_prefix(p)?.strip_prefix(tag)?.strip_prefix('-'))
+        else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
         }
     }
 }
