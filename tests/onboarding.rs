@@ -370,3 +370,68 @@ fn der_of(pem: &str) -> Vec<u8> {
         .decode(b64)
         .unwrap()
 }
+
+#[test]
+fn https_listen_serves_the_trust_check_with_a_leaf_for_the_host() {
+    let tls_port = free_port();
+    let (gw, page) = start(&format!(
+        "host = \"gatehouse.onboarding\"\nhttps_listen = \"127.0.0.1:{tls_port}\"\n"
+    ));
+    // The page points its probe at that listener's port.
+    let (_, _, body) = curl(&[&format!("http://{page}/")]);
+    let html = String::from_utf8(body).unwrap();
+    assert!(
+        html.contains(&format!(
+            "src=\"https://gatehouse.onboarding:{tls_port}/trust-check.svg\""
+        )),
+        "{html}"
+    );
+    let url = format!("https://gatehouse.onboarding:{tls_port}/trust-check.svg");
+    let resolve = format!("gatehouse.onboarding:{tls_port}:127.0.0.1");
+    let ca = gw.ca_cert.to_str().unwrap().to_string();
+    let (code, h, body) = curl(&["--resolve", &resolve, "--cacert", &ca, &url]);
+    assert_eq!(code, 0, "{h}");
+    assert!(h.contains("content-type: image/svg+xml"), "{h}");
+    assert!(String::from_utf8_lossy(&body).contains("<svg"));
+    // Untrusted: the handshake fails, which is the check's red.
+    let (code, h, _) = curl(&["--resolve", &resolve, &url]);
+    assert_eq!(code, 60, "{h}");
+    // The downloads are there over HTTPS too.
+    let (code, h, _) = curl(&[
+        "--resolve",
+        &resolve,
+        "--cacert",
+        &ca,
+        &format!("https://gatehouse.onboarding:{tls_port}/ca.cer"),
+    ]);
+    assert_eq!(code, 0, "{h}");
+    assert!(h.contains("application/x-x509-ca-cert"), "{h}");
+}
+
+#[test]
+fn the_page_needs_no_proxy_login_but_everything_else_still_does() {
+    let gw = Gatehouse::start(
+        "[identity]\nrequire_proxy_auth = true\n[onboarding]\nhost = \"gatehouse.onboarding\"\n",
+    );
+    let proxy = format!("http://{}", gw.proxy);
+    let (code, h, _) = curl(&["-x", &proxy, "http://gatehouse.onboarding/ca.cer"]);
+    assert_eq!(code, 0, "{h}");
+    assert!(h.starts_with("HTTP/1.1 200"), "{h}");
+    let (_, h, _) = curl(&["-x", &proxy, "http://example.com/"]);
+    assert!(h.starts_with("HTTP/1.1 407"), "{h}");
+}
+
+#[test]
+fn clients_outside_allowed_clients_get_no_page() {
+    let port = free_port();
+    let _gw = Gatehouse::start_in(
+        tempfile::tempdir().unwrap(),
+        &format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_clients = [\"10.0.0.0/8\"]\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n[onboarding]\nlisten = \"127.0.0.1:{port}\"\n"
+        ),
+    );
+    let (code, h, body) = curl(&[&format!("http://127.0.0.1:{port}/ca.pem")]);
+    assert_ne!(code, 0, "{h}");
+    assert!(body.is_empty());
+}

@@ -192,7 +192,7 @@ pub struct AppLabel {
 /// `reason` label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
-    /// pinned, e2ee, non-tls-encryption, unknown, other.
+    /// pinned, e2ee, non-tls-encryption, e2ee-call, media, unknown, other.
     pub reason: &'static str,
 }
 
@@ -280,19 +280,25 @@ impl Traffic {
                     .inc();
             }
             Event::OpaqueTunnel(o) => {
-                let reason = if o.reason.is_empty() {
-                    &o.class
+                // One count per flow, under its first (main) reason, so
+                // the sum over reasons is the number of opaque flows.
+                let first = o.reason.split(',').next().unwrap_or("").trim();
+                let reason = if first.is_empty() {
+                    "unknown"
                 } else {
-                    &o.reason
+                    one_of(
+                        first,
+                        &[
+                            "pinned",
+                            "e2ee",
+                            "non-tls-encryption",
+                            "e2ee-call",
+                            "media",
+                            "unknown",
+                        ],
+                    )
                 };
-                self.opaque
-                    .get_or_create(&ReasonLabel {
-                        reason: one_of(
-                            reason,
-                            &["pinned", "e2ee", "non-tls-encryption", "non_tls", "unknown"],
-                        ),
-                    })
-                    .inc();
+                self.opaque.get_or_create(&ReasonLabel { reason }).inc();
             }
             Event::Policy(_) | Event::Audit(_) | Event::FlowUpdate(_) => {}
         }
@@ -379,6 +385,30 @@ mod tests {
             ),
             "{out}"
         );
+        t.observe(&Event::OpaqueTunnel(crate::events::OpaqueTunnelEvent {
+            flow_id: uuid::Uuid::nil(),
+            client: ([127, 0, 0, 1], 1).into(),
+            user: String::new(),
+            device: String::new(),
+            app: None,
+            host: String::new(),
+            protocol: "tls".into(),
+            class: "opaque".into(),
+            action: "passthrough".into(),
+            bytes_up: 0,
+            bytes_down: 0,
+            reason: "pinned,e2ee".into(),
+            evidence: String::new(),
+            confidence: String::new(),
+            duration_ms: 0,
+        }));
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &r).unwrap();
+        assert!(
+            out.contains("gatehouse_opaque_flows_total{reason=\"pinned\"} 1"),
+            "{out}"
+        );
+        assert!(!out.contains("reason=\"e2ee\""), "{out}");
         assert_eq!(ident("a\"b"), "other");
         assert_eq!(ident("pii/iban"), "pii/iban");
     }
