@@ -401,3 +401,67 @@ fn readyz_is_503_naming_the_journal_when_it_cannot_be_written() {
     // Alive all the same.
     assert_eq!(admin_get(gw.admin, "/healthz", None).0, 200);
 }
+
+#[test]
+fn shipping_to_a_real_clickhouse_moves_the_batch_counters() {
+    let url = common::clickhouse_url();
+    let db = common::unique("gh_metrics");
+    let gw = Gatehouse::start_in(
+        tempfile::tempdir().unwrap(),
+        &format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [clickhouse]\nurl = \"{url}\"\ndatabase = \"{db}\"\nvalidation = false\n\
+             batch_interval = \"100ms\"\n"
+        ),
+    );
+    // A refused CONNECT (private destination) is one recorded flow.
+    let mut s = TcpStream::connect(gw.proxy).unwrap();
+    write!(s, "CONNECT 10.255.255.1:443 HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 403");
+    drop(s);
+    let text = wait_metrics(&gw, "a shipped batch", |t| {
+        value(t, "gatehouse_shipped_batches_total").unwrap_or(0.0) >= 1.0
+    });
+    assert!(
+        value(&text, "gatehouse_shipped_events_total").unwrap() >= 1.0,
+        "{text}"
+    );
+    assert!(
+        value(&text, "gatehouse_shipping_lag_seconds").is_some(),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "gatehouse_failed_batches_total"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "gatehouse_journal_unshipped_bytes"),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        value(
+            &text,
+            "gatehouse_connections_total{mode=\"explicit\",decision=\"block\"}"
+        )
+        .unwrap_or(0.0)
+            + value(
+                &text,
+                "gatehouse_connections_total{mode=\"explicit\",decision=\"error\"}"
+            )
+            .unwrap_or(0.0)
+            >= 1.0,
+        "{text}"
+    );
+    let _ = Command::new("curl")
+        .args([
+            "-sS",
+            "--data-binary",
+            &format!("DROP DATABASE IF EXISTS {db}"),
+            &url,
+        ])
+        .output();
+}
