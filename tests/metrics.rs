@@ -208,8 +208,19 @@ async fn metrics_are_prometheus_text_and_move_with_real_traffic() {
     assert!(out.contains("status=200"), "{out}");
     let out = post(&gw, server, "{\"channel\":\"C042\",\"text\":\"hi\"}", false).await;
     assert!(!out.contains("status=200"), "{out}");
+    // And a server the gateway cannot verify (a root it does not know).
+    let stranger = TestCa::root("Unknown Root");
+    let unverified = https_server("slack.com", stranger.leaf(&LeafSpec::new(&["slack.com"]))).await;
+    let out = post(
+        &gw,
+        unverified,
+        "{\"channel\":\"C042\",\"text\":\"hi\"}",
+        true,
+    )
+    .await;
+    assert!(!out.contains("status=200"), "{out}");
 
-    let text = wait_metrics(&gw, "three explicit connections", |t| {
+    let text = wait_metrics(&gw, "four explicit connections", |t| {
         let n = |d: &str| {
             value(
                 t,
@@ -217,7 +228,7 @@ async fn metrics_are_prometheus_text_and_move_with_real_traffic() {
             )
             .unwrap_or(0.0)
         };
-        n("intercept") + n("block") >= 3.0
+        n("intercept") + n("block") >= 4.0
     });
     let (ok, said) = promtool(&text);
     assert!(
@@ -258,9 +269,22 @@ async fn metrics_are_prometheus_text_and_move_with_real_traffic() {
         "{text}\n{}",
         gw.log()
     );
+    assert!(
+        get("gatehouse_tls_handshake_failures_total{side=\"upstream\",reason=\"unknown_issuer\"}")
+            >= 1.0,
+        "{text}\n{}",
+        gw.log()
+    );
     assert!(get("gatehouse_events_total") >= 3.0, "{text}");
     assert!(get("gatehouse_journal_bytes") > 0.0, "{text}");
-    assert_eq!(get("gatehouse_event_queue_depth"), 0.0, "{text}");
+    assert!(
+        value(&text, "gatehouse_event_queue_depth").is_some(),
+        "{text}"
+    );
+    // The journal writer drains the queue.
+    wait_metrics(&gw, "an empty event queue", |t| {
+        value(t, "gatehouse_event_queue_depth") == Some(0.0)
+    });
 
     // A rule reload counts.
     let pack = std::fs::read_to_string(gw.path("rules/code-names.toml")).unwrap();

@@ -160,8 +160,8 @@ pub struct DirectionLabel {
 pub struct SideReason {
     /// client, upstream or internal.
     pub side: &'static str,
-    /// The flow's close reason.
-    pub reason: &'static str,
+    /// The flow's close reason; for the upstream side, why verification failed.
+    pub reason: String,
 }
 
 /// `rule`, `severity`, `action` labels.
@@ -249,6 +249,13 @@ impl Traffic {
                     .get_or_create(&DirectionLabel { direction: "down" })
                     .inc_by(c.bytes_down);
                 if let Some((side, reason)) = tls_failure(&c.close_reason) {
+                    // An unverified upstream says why: the upstream leg's
+                    // reasons are a fixed set of short names (`expired`,
+                    // `wrong_host`, `unknown_issuer`, …).
+                    let reason = match c.verification.as_deref() {
+                        Some(v) if side == "upstream" && short_name(v) => v.to_string(),
+                        _ => reason.to_string(),
+                    };
                     self.tls_failures
                         .get_or_create(&SideReason { side, reason })
                         .inc();
@@ -340,6 +347,11 @@ impl Traffic {
     }
 }
 
+/// A lowercase `snake_case` name of at most 40 bytes.
+fn short_name(v: &str) -> bool {
+    !v.is_empty() && v.len() <= 40 && v.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+}
+
 /// The side and reason of a close reason that is a failed TLS handshake.
 fn tls_failure(close_reason: &str) -> Option<(&'static str, &'static str)> {
     Some(match close_reason {
@@ -409,6 +421,23 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("reason=\"e2ee\""), "{out}");
+        for verification in ["expired", "exception: something odd"] {
+            t.observe(&Event::Connection(ConnectionEvent {
+                mode: "transparent".into(),
+                decision: "block".into(),
+                close_reason: "upstream_unverified".into(),
+                verification: Some(verification.into()),
+                ..ConnectionEvent::default()
+            }));
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &r).unwrap();
+        for series in [
+            "gatehouse_tls_handshake_failures_total{side=\"upstream\",reason=\"expired\"} 1",
+            "gatehouse_tls_handshake_failures_total{side=\"upstream\",reason=\"upstream_unverified\"} 1",
+        ] {
+            assert!(out.contains(series), "{series}: {out}");
+        }
         assert_eq!(ident("a\"b"), "other");
         assert_eq!(ident("pii/iban"), "pii/iban");
     }
