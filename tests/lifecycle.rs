@@ -187,7 +187,13 @@ fn admin_operations_need_the_bearer_token() {
         admin_get(gw.admin, "/metrics", Some("wrong-token-wrong-token"))
             .starts_with("HTTP/1.1 401")
     );
+    assert!(admin_get(gw.admin, "/metrics.json", None).starts_with("HTTP/1.1 401"));
+    assert!(admin_get(gw.admin, "/readyz", None).starts_with("HTTP/1.1 200"));
     let ok = admin_get(gw.admin, "/metrics", Some(token));
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("gatehouse_connections_in_flight"), "{ok}");
+    // The JSON form of the counters moved to /metrics.json.
+    let ok = admin_get(gw.admin, "/metrics.json", Some(token));
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
     let body = ok.split("\r\n\r\n").nth(1).unwrap();
     let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap();

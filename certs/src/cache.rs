@@ -64,6 +64,7 @@ pub struct LeafCache<T = Arc<Leaf>> {
     prepare: Box<dyn Fn(Leaf) -> T + Send + Sync>,
     state: Mutex<State<T>>,
     mints: AtomicU64,
+    hits: AtomicU64,
 }
 
 impl LeafCache<Arc<Leaf>> {
@@ -90,6 +91,7 @@ impl<T: Clone + Send + Sync + 'static> LeafCache<T> {
                 clock: VecDeque::with_capacity(capacity.min(1 << 16)),
             }),
             mints: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
         }
     }
 
@@ -98,6 +100,7 @@ impl<T: Clone + Send + Sync + 'static> LeafCache<T> {
     pub fn get_or_mint(&self, req: &LeafRequest, now: SystemTime) -> Result<T, CertError> {
         let slot = self.slot_for(req, now);
         if let Some(Some(ready)) = slot.get() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(ready.value.clone());
         }
         let mut leader_error = None;
@@ -183,6 +186,11 @@ impl<T: Clone + Send + Sync + 'static> LeafCache<T> {
     /// single flight).
     pub fn mint_count(&self) -> u64 {
         self.mints.load(Ordering::Relaxed)
+    }
+
+    /// How many requests a cached leaf answered (a metric).
+    pub fn hit_count(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
     }
 
     /// How many entries are cached (including ones being minted).

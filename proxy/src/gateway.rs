@@ -26,6 +26,8 @@ pub struct Gateway {
     proxy: TcpListener,
     transparent: Option<TcpListener>,
     admin: TcpListener,
+    onboarding: Option<TcpListener>,
+    onboarding_tls: Option<TcpListener>,
 }
 
 impl Gateway {
@@ -72,16 +74,36 @@ impl Gateway {
             Some(addr) => Some(bind("proxy.transparent_listen", addr).await?),
             None => None,
         };
+        let onboarding = match config.onboarding.listen {
+            Some(addr) => Some(bind("onboarding.listen", addr).await?),
+            None => None,
+        };
+        let onboarding_tls = match config.onboarding.https_listen {
+            Some(addr) => Some(bind("onboarding.https_listen", addr).await?),
+            None => None,
+        };
+        let onboarding_page = crate::onboarding::Onboarding::new(
+            &config,
+            ca.clone(),
+            proxy.local_addr().unwrap_or(config.proxy.listen),
+        )?
+        .map(Arc::new);
         let policy = Arc::new(Policy::new(&config.intercept));
         let identities = Arc::new(Identities::new(&config.identity));
         let pinning = Arc::new(Pinning::new(
             config.intercept.pinning_threshold,
             config.intercept.pinning_ttl,
         ));
-        let own = [Some(&proxy), Some(&admin), transparent.as_ref()]
-            .into_iter()
-            .flatten()
-            .filter_map(|l| l.local_addr().ok());
+        let own = [
+            Some(&proxy),
+            Some(&admin),
+            transparent.as_ref(),
+            onboarding.as_ref(),
+            onboarding_tls.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.local_addr().ok());
         let shared = Shared {
             access: Arc::new(AccessPolicy::new(&config.proxy)),
             own: Arc::new(OwnListeners::new(own)),
@@ -100,12 +122,15 @@ impl Gateway {
             catalog,
             addresses: Arc::default(),
             leaves,
+            onboarding: onboarding_page,
         };
         Ok(Self {
             shared,
             proxy,
             transparent,
             admin,
+            onboarding,
+            onboarding_tls,
         })
     }
 
@@ -134,6 +159,12 @@ impl Gateway {
             .expect("bound listener has an address")
     }
 
+    /// The bound onboarding page addresses (plain HTTP, HTTPS), if configured.
+    pub fn onboarding_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
+        (addr(&self.onboarding), addr(&self.onboarding_tls))
+    }
+
     /// The interception CA in use.
     pub fn ca(&self) -> &Ca {
         &self.shared.ca
@@ -148,11 +179,26 @@ impl Gateway {
             proxy,
             transparent,
             admin,
+            onboarding,
+            onboarding_tls,
         } = self;
         let accept = tokio::spawn(listener::explicit::accept_loop(proxy, shared.clone()));
         let transparent = transparent
             .map(|l| tokio::spawn(listener::transparent::accept_loop(l, shared.clone())));
         let admin = tokio::spawn(listener::admin::accept_loop(admin, shared.clone()));
+        let mut onboarding_loops = Vec::new();
+        if let Some(page) = &shared.onboarding {
+            for (l, tls) in [(onboarding, false), (onboarding_tls, true)] {
+                if let Some(l) = l {
+                    onboarding_loops.push(tokio::spawn(listener::onboarding::accept_loop(
+                        l,
+                        shared.clone(),
+                        page.clone(),
+                        tls,
+                    )));
+                }
+            }
+        }
 
         shutdown.await;
         let grace = shared.config.proxy.shutdown_grace;
@@ -163,6 +209,9 @@ impl Gateway {
             let _ = t.await;
         }
         let _ = admin.await;
+        for l in onboarding_loops {
+            let _ = l.await;
+        }
         shared.tracker.close();
         if tokio::time::timeout(grace, shared.tracker.wait())
             .await

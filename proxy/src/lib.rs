@@ -15,6 +15,7 @@ pub mod flow;
 pub mod gateway;
 pub mod inspect;
 pub mod listener;
+pub mod onboarding;
 pub mod policy;
 pub mod relay;
 pub mod state;

@@ -2,7 +2,7 @@
 //! cache, the upstream TLS client, the event sink and the lifecycle tokens.
 //!
 //! A bottom-level module: it may import `config`, `events`, `policy`,
-//! `tls`, `relay::hooks` and the certs/inspectors crates, and nothing that
+//! `tls`, `relay::hooks`, `onboarding` and the certs/inspectors crates, and nothing that
 //! imports it (`flow`, `listener`, `gateway`, `admin`).
 
 use std::sync::Arc;
@@ -58,4 +58,6 @@ pub struct Shared {
     pub addresses: Arc<AddressBook>,
     /// Minted leaves, ready for rustls, by name and upstream certificate.
     pub leaves: Arc<LeafCache<Arc<rustls::sign::CertifiedKey>>>,
+    /// The onboarding page, when `[onboarding]` is on.
+    pub onboarding: Option<Arc<crate::onboarding::Onboarding>>,
 }

@@ -82,6 +82,13 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(t) = gateway.transparent_addr() {
             println!("gatehouse: transparent listener on {t}");
         }
+        let (page, page_tls) = gateway.onboarding_addrs();
+        if let Some(page) = page {
+            println!("gatehouse: onboarding page on http://{page}/");
+        }
+        if let Some(tls) = page_tls {
+            println!("gatehouse: onboarding over HTTPS on {tls}");
+        }
         println!("gatehouse: interception CA certificate: {}", ca.display());
         let abort = gateway.abort_token();
         let stop = async move {

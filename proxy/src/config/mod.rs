@@ -43,6 +43,8 @@ pub struct Config {
     pub clickhouse: Option<ClickHouseConfig>,
     /// The admin endpoint.
     pub admin: AdminConfig,
+    /// The employees' onboarding page (CA downloads, PAC, trust check); off by default.
+    pub onboarding: OnboardingConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -522,8 +524,10 @@ impl Default for RetentionDays {
 pub struct AdminConfig {
     /// Listener; loopback by default.
     pub listen: SocketAddr,
-    /// File holding the bearer token that operations endpoints require
-    /// (mode 0600). Without it only `/healthz` answers.
+    /// File holding the bearer token `/metrics` and `/metrics.json` then
+    /// require (mode 0600). Without it they answer without authentication
+    /// (keep `listen` on loopback or a management network). `/healthz` and
+    /// `/readyz` never need it.
     pub token_file: Option<PathBuf>,
     /// Admin connections open at once; more are closed at accept.
     pub max_connections: usize,
@@ -536,6 +540,39 @@ impl Default for AdminConfig {
             token_file: None,
             max_connections: 64,
         }
+    }
+}
+
+/// `[onboarding]`: where employees fetch the CA and the PAC file. Off
+/// unless `listen`, `host` or `https_listen` is set.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnboardingConfig {
+    /// Plain-HTTP listener of the page (the CA is not trusted yet).
+    pub listen: Option<SocketAddr>,
+    /// A host name the explicit proxy answers for itself, mitm.it style:
+    /// `http://HOST/` through the proxy is the page, and a CONNECT to
+    /// `HOST` (any port) is the page over HTTPS with a leaf from the CA,
+    /// which is what the trust check loads. Never relayed anywhere.
+    pub host: Option<String>,
+    /// HTTPS listener serving the page and the trust check with a leaf for
+    /// `host` (for devices that reach `host` without the explicit proxy,
+    /// e.g. by DNS on the VPN). Needs `host`.
+    pub https_listen: Option<SocketAddr>,
+    /// What `/proxy.pac` sends to `DIRECT`: IPv4 CIDRs (`10.0.0.0/8`),
+    /// domain suffixes (`.corp.example`, which also matches `corp.example`)
+    /// or exact host names. Everything else goes to the proxy, with no
+    /// `DIRECT` fallback (fail closed).
+    pub direct: Vec<String>,
+    /// `host:port` the PAC file names as the proxy; default `proxy.listen`
+    /// (required when that is a wildcard address).
+    pub pac_proxy: Option<String>,
+}
+
+impl OnboardingConfig {
+    /// Whether anything of onboarding is on.
+    pub fn enabled(&self) -> bool {
+        self.listen.is_some() || self.host.is_some() || self.https_listen.is_some()
     }
 }
 

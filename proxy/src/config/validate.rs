@@ -2,6 +2,7 @@
 //! are missing or unsafe, conflicting listeners, unusable URLs.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::Config;
@@ -109,6 +110,12 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
     ];
     if let Some(t) = config.proxy.transparent_listen {
         listeners.push(("proxy.transparent_listen", t));
+    }
+    if let Some(t) = config.onboarding.listen {
+        listeners.push(("onboarding.listen", t));
+    }
+    if let Some(t) = config.onboarding.https_listen {
+        listeners.push(("onboarding.https_listen", t));
     }
     for (i, (ka, a)) in listeners.iter().enumerate() {
         for (kb, b) in &listeners[i + 1..] {
@@ -226,6 +233,8 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
         }
     }
 
+    check_onboarding(config, &mut out, file);
+
     if config.intercept.app_catalog.is_some() {
         if let Err(e) = super::load_catalog(config) {
             let e = e.trim_start_matches("intercept.app_catalog: ").to_string();
@@ -325,6 +334,80 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
         err(&mut out, "log.filter", format!("invalid filter: {e}"));
     }
     out
+}
+
+/// `[onboarding]`: names and ranges that go into the page and the PAC.
+fn check_onboarding(config: &Config, out: &mut Vec<Problem>, file: Option<&Path>) {
+    let err =
+        |out: &mut Vec<Problem>, key: &str, msg: String| out.push(Problem::error(file, key, msg));
+    let ob = &config.onboarding;
+    let name_ok = |h: &str| {
+        !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !h.starts_with('.')
+            && !h.ends_with('.')
+    };
+    if let Some(host) = &ob.host {
+        if !name_ok(host) || host.parse::<std::net::IpAddr>().is_ok() {
+            err(
+                out,
+                "onboarding.host",
+                format!("{host:?}: must be a DNS name (letters, digits, '-' and '.')"),
+            );
+        }
+    }
+    if ob.https_listen.is_some() && ob.host.is_none() {
+        err(
+            out,
+            "onboarding.https_listen",
+            "needs onboarding.host (the name its certificate is for)".into(),
+        );
+    }
+    for (i, d) in ob.direct.iter().enumerate() {
+        let key = format!("onboarding.direct[{i}]");
+        if d.contains('/') {
+            match d.parse::<ipnet::IpNet>() {
+                Ok(ipnet::IpNet::V4(_)) => {}
+                Ok(ipnet::IpNet::V6(_)) => err(
+                    out,
+                    &key,
+                    format!("{d:?}: PAC files can only test IPv4 ranges (isInNet)"),
+                ),
+                Err(e) => err(out, &key, format!("{d:?}: not a CIDR: {e}")),
+            }
+        } else if !name_ok(d.strip_prefix('.').unwrap_or(d)) {
+            err(
+                out,
+                &key,
+                format!("{d:?}: expected an IPv4 CIDR, a .domain suffix or a host name"),
+            );
+        }
+    }
+    match &ob.pac_proxy {
+        Some(p) => {
+            let ok = p.parse::<SocketAddr>().is_ok()
+                || p.rsplit_once(':')
+                    .is_some_and(|(h, port)| port.parse::<u16>().is_ok() && name_ok(h));
+            if !ok {
+                err(
+                    out,
+                    "onboarding.pac_proxy",
+                    format!("{p:?}: expected host:port"),
+                );
+            }
+        }
+        None if ob.enabled() && config.proxy.listen.ip().is_unspecified() => err(
+            out,
+            "onboarding.pac_proxy",
+            format!(
+                "needed: proxy.listen ({}) is a wildcard address devices cannot connect to",
+                config.proxy.listen
+            ),
+        ),
+        None => {}
+    }
 }
 
 fn check_ca(config: &Config, out: &mut Vec<Problem>, file: Option<&Path>) {

@@ -19,7 +19,7 @@ pub mod shipper;
 mod state;
 
 pub use columns::Columns;
-pub use metrics::MetricsSnapshot;
+pub use metrics::{MetricsSnapshot, Traffic};
 pub use model::Encryption;
 pub use model::{
     AuditEvent, ConnectionEvent, Direction, DlpFindingEvent, Event, EventType, FlowStamp,
@@ -72,6 +72,11 @@ pub trait EventSink: Send + Sync + 'static {
 
     /// Counters of the pipeline behind this sink, for the admin endpoint.
     fn metrics(&self) -> Option<MetricsSnapshot> {
+        None
+    }
+
+    /// Traffic counters of the events this sink accepted, for `/metrics`.
+    fn traffic(&self) -> Option<Traffic> {
         None
     }
 }

@@ -7,6 +7,7 @@
 //! inspectors crate; never `flow`, `state` or `listener`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
@@ -19,7 +20,7 @@ use gatehouse_inspectors::extract::{self, Extracted, Extractor, XmppExtractor};
 
 use crate::events::{DlpFindingEvent, Encryption, Event, EventSink, MessageEvent};
 use crate::relay::hooks::{
-    BodyHooks, Direction, FlowContext, FlowHooks, HttpMessage, Interceptor, Verdict,
+    BodyHooks, Direction, FlowContext, FlowHooks, HttpMessage, Interceptor, RulesStatus, Verdict,
 };
 
 mod body;
@@ -32,6 +33,8 @@ pub struct Rules {
     dir: PathBuf,
     current: RwLock<Arc<RuleSet>>,
     stamp: RwLock<Option<SystemTime>>,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
 }
 
 impl Rules {
@@ -47,6 +50,8 @@ impl Rules {
             dir: dir.to_path_buf(),
             current: RwLock::new(Arc::new(set)),
             stamp: RwLock::new(newest_change(dir)),
+            reloads: AtomicU64::new(0),
+            reload_failures: AtomicU64::new(0),
         })
     }
 
@@ -63,6 +68,7 @@ impl Rules {
         let n = set.len();
         *self.current.write().expect("rules lock") = Arc::new(set);
         *self.stamp.write().expect("rules lock") = stamp;
+        self.reloads.fetch_add(1, Relaxed);
         Ok(n)
     }
 
@@ -80,6 +86,7 @@ impl Rules {
         match self.reload() {
             Ok(n) => tracing::info!(rules = n, %why, "DLP rules reloaded"),
             Err(errors) => {
+                self.reload_failures.fetch_add(1, Relaxed);
                 *self.stamp.write().expect("rules lock") = newest_change(&self.dir);
                 for e in &errors {
                     tracing::error!(error = %e, "rule error");
@@ -164,6 +171,14 @@ impl Inspection {
 }
 
 impl Interceptor for Inspection {
+    fn rules_status(&self) -> Option<RulesStatus> {
+        Some(RulesStatus {
+            rules: self.rules.snapshot().len(),
+            reloads: self.rules.reloads.load(Relaxed),
+            reload_failures: self.rules.reload_failures.load(Relaxed),
+        })
+    }
+
     fn open(&self, flow: &FlowContext) -> Box<dyn FlowHooks> {
         let rules = self.rules.snapshot();
         let scope = |d| {

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -17,6 +18,7 @@ use tracing::Instrument;
 use crate::flow::admit::admit;
 use crate::flow::context::Slot;
 use crate::flow::{self, FlowStart, Mode, Target};
+use crate::onboarding::Onboarding;
 use crate::policy::Identity;
 use crate::relay::http::Body;
 use crate::state::Shared;
@@ -101,11 +103,19 @@ async fn serve(stream: TcpStream, peer: SocketAddr, conn: Conn, shared: Shared) 
 type Reply = Response<Body>;
 
 async fn handle(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     peer: SocketAddr,
     conn: Conn,
     shared: Shared,
 ) -> Result<Reply, Infallible> {
+    // The onboarding host is answered here, before proxy authentication
+    // (a device being onboarded may have no credentials yet): never
+    // relayed, whatever the port or path.
+    if let Some(page) = shared.onboarding.clone() {
+        if let Some(reply) = onboarding(&mut req, &page, &shared) {
+            return Ok(reply);
+        }
+    }
     let auth = req
         .headers()
         .get(http::header::PROXY_AUTHORIZATION)
@@ -129,6 +139,54 @@ async fn handle(
         return Ok(connect(req, peer, identity, conn, shared).await);
     }
     Ok(plain_http(req, peer, identity, conn, shared).await)
+}
+
+/// The onboarding page when `req` is for `onboarding.host`: absolute-form
+/// `http://host/…`, origin-form with that `Host`, or a CONNECT to it (the
+/// page over TLS with a leaf from the CA: the trust check).
+fn onboarding(
+    req: &mut Request<Incoming>,
+    page: &Arc<Onboarding>,
+    shared: &Shared,
+) -> Option<Reply> {
+    let uri_host = req.uri().host();
+    if req.method() == Method::CONNECT {
+        if !uri_host.is_some_and(|h| page.is_host(h)) {
+            return None;
+        }
+        let upgrade = hyper::upgrade::on(&mut *req);
+        let page = page.clone();
+        let head_timeout = shared.config.proxy.header_read_timeout;
+        let stopping = shared.stopping.clone();
+        shared.tracker.spawn(async move {
+            let Ok(upgraded) = upgrade.await else {
+                return;
+            };
+            tokio::select! {
+                _ = page.serve_tls(TokioIo::new(upgraded), head_timeout) => {}
+                _ = stopping.cancelled() => {}
+            }
+        });
+        return Some(
+            Response::builder()
+                .status(StatusCode::OK)
+                .body(full(Bytes::new()))
+                .expect("static response"),
+        );
+    }
+    let ours = match uri_host {
+        Some(h) => page.is_host(h),
+        None => req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| h.parse::<http::uri::Authority>().ok())
+            .is_some_and(|a| page.is_host(a.host())),
+    };
+    ours.then(|| {
+        page.respond(req, false)
+            .map(|b| b.map_err(|never| match never {}).boxed())
+    })
 }
 
 /// Absolute-form plain HTTP (`GET http://host/path`): readable, so a flow

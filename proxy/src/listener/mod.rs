@@ -7,4 +7,5 @@
 pub mod admin;
 pub mod backoff;
 pub mod explicit;
+pub mod onboarding;
 pub mod transparent;

@@ -177,6 +177,23 @@ pub trait BodyHooks: Send {
 pub trait Interceptor: Send + Sync + 'static {
     /// Hooks for a new flow.
     fn open(&self, flow: &FlowContext) -> Box<dyn FlowHooks>;
+
+    /// The DLP rules behind these hooks, for `/readyz` and `/metrics`;
+    /// `None` when they scan nothing (no rules loaded).
+    fn rules_status(&self) -> Option<RulesStatus> {
+        None
+    }
+}
+
+/// The DLP rules in force and how their reloads went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RulesStatus {
+    /// Rules in the set in force.
+    pub rules: usize,
+    /// Reloads that put a new set in force.
+    pub reloads: u64,
+    /// Reloads rejected (the previous set stayed in force).
+    pub reload_failures: u64,
 }
 
 /// Hooks that allow everything.

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ClickHouseConfig, EventsConfig, FullPolicy};
 use crate::events::journal::{self, JournalWriter};
-use crate::events::metrics::{Metrics, MetricsSnapshot};
+use crate::events::metrics::{Metrics, MetricsSnapshot, Traffic};
 use crate::events::shipper::Shipper;
 use crate::events::state::PipelineState as Shared;
 use crate::events::{EmitError, Event, EventSink, Record};
@@ -78,11 +78,16 @@ impl EventSink for JournalSink {
         Some(JournalSink::metrics(self))
     }
 
+    fn traffic(&self) -> Option<Traffic> {
+        Some(self.shared.metrics.traffic.clone())
+    }
+
     fn emit(&self, event: Event) {
         self.emit_as(uuid::Uuid::now_v7(), event);
     }
 
     fn emit_as(&self, id: uuid::Uuid, event: Event) {
+        self.shared.metrics.traffic.observe(&event);
         let Some(bytes) = self.encode(id, event) else {
             return;
         };
@@ -111,13 +116,18 @@ impl EventSink for JournalSink {
         if self.shared.policy == FullPolicy::FailClosed && !self.accepting() {
             return Err(EmitError::Full);
         }
+        // Counted only once taken, so a refused event is not counted.
+        let counted = event.clone();
         let bytes = self
             .encode(uuid::Uuid::now_v7(), event)
             .ok_or(EmitError::Closed)?;
         let len = bytes.len();
         self.enqueue(len);
         match self.tx.try_send(Msg::Record(bytes)) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.shared.metrics.traffic.observe(&counted);
+                Ok(())
+            }
             Err(e) => {
                 self.dequeue(len);
                 self.shared.metrics.emitted.fetch_sub(1, Relaxed);
