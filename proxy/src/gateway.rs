@@ -26,6 +26,7 @@ pub struct Gateway {
     proxy: TcpListener,
     transparent: Option<TcpListener>,
     admin: TcpListener,
+    quic: Option<tokio::net::UdpSocket>,
 }
 
 impl Gateway {
@@ -72,6 +73,14 @@ impl Gateway {
             Some(addr) => Some(bind("proxy.transparent_listen", addr).await?),
             None => None,
         };
+        let quic = match &config.quic {
+            Some(q) => Some(crate::quic::bind(q).map_err(|source| GatewayError::Bind {
+                what: "quic.listen",
+                addr: q.listen,
+                source,
+            })?),
+            None => None,
+        };
         let policy = Arc::new(Policy::new(&config.intercept));
         let identities = Arc::new(Identities::new(&config.identity));
         let pinning = Arc::new(Pinning::new(
@@ -106,7 +115,13 @@ impl Gateway {
             proxy,
             transparent,
             admin,
+            quic,
         })
+    }
+
+    /// The bound QUIC (UDP) listener address, if configured.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.quic.as_ref().and_then(|s| s.local_addr().ok())
     }
 
     /// Cancelling this cuts every connection at once, as the end of the
@@ -148,11 +163,15 @@ impl Gateway {
             proxy,
             transparent,
             admin,
+            quic,
         } = self;
         let accept = tokio::spawn(listener::explicit::accept_loop(proxy, shared.clone()));
         let transparent = transparent
             .map(|l| tokio::spawn(listener::transparent::accept_loop(l, shared.clone())));
         let admin = tokio::spawn(listener::admin::accept_loop(admin, shared.clone()));
+        let quic = quic
+            .zip(shared.config.quic.clone())
+            .map(|(s, cfg)| tokio::spawn(crate::quic::accept_loop(s, shared.clone(), cfg)));
 
         shutdown.await;
         let grace = shared.config.proxy.shutdown_grace;
@@ -163,6 +182,9 @@ impl Gateway {
             let _ = t.await;
         }
         let _ = admin.await;
+        if let Some(q) = quic {
+            let _ = q.await;
+        }
         shared.tracker.close();
         if tokio::time::timeout(grace, shared.tracker.wait())
             .await

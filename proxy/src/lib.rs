@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod inspect;
 pub mod listener;
 pub mod policy;
+pub mod quic;
 pub mod relay;
 pub mod state;
 pub mod tls;
