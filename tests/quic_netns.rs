@@ -6,8 +6,10 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::netns::{Netns, SERVER_V4, SERVER_V6};
@@ -167,6 +169,69 @@ fn aioquic_get(
     })
 }
 
+/// One quinn connection attempt (ALPN h3) from the client namespace: `Ok`
+/// once the handshake completed (the server's certificate verified against
+/// `ca`), else the error; with the time it took.
+fn quinn_connect(
+    net: &Netns,
+    server: SocketAddr,
+    name: &str,
+    ca: &Path,
+) -> (Result<(), String>, Duration) {
+    use rustls::pki_types::pem::PemObject;
+    let ns_path = format!("/var/run/netns/{}", net.client);
+    let ca = std::fs::read(ca).unwrap();
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        // Sockets made on this thread from now on live in the client's namespace.
+        let ns = std::fs::File::open(&ns_path).unwrap();
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            tls.alpn_protocols = vec![b"h3".to_vec()];
+            let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+            let bind: SocketAddr = if server.is_ipv4() {
+                "0.0.0.0:0"
+            } else {
+                "[::]:0"
+            }
+            .parse()
+            .unwrap();
+            let mut endpoint = quinn::Endpoint::client(bind).unwrap();
+            endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+            let start = Instant::now();
+            let connecting = endpoint.connect(server, &name).unwrap();
+            let r = match tokio::time::timeout(Duration::from_secs(10), connecting).await {
+                Ok(Ok(conn)) => {
+                    conn.close(0u32.into(), b"done");
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no answer in 10 s".into()),
+            };
+            let took = start.elapsed();
+            endpoint.close(0u32.into(), b"");
+            (r, took)
+        })
+    })
+    .join()
+    .unwrap()
+}
+
 /// A pass flow, retried while the server binds in its namespace.
 fn pass_get(e: &Egress, address: &str) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
@@ -252,6 +317,13 @@ fn quic_is_blocked_fast_or_passed_unchanged_over_ipv4_and_ipv6() {
         assert!(c["bytes_down"].as_u64().unwrap() > 50_000, "{c}");
         assert!(c["bytes_up"].as_u64().unwrap() > 1_200, "{c}");
 
+        // A second, independent client: quinn completes its handshake with
+        // the real server through the pass relay.
+        let server: SocketAddr = SocketAddr::new(address.parse().unwrap(), 443);
+        let (r, took) = quinn_connect(&e.net, server, "chat.google.com", &e.root_pem);
+        assert!(r.is_ok(), "quinn through pass: {r:?}\n{}", e.gw.log());
+        eprintln!("quinn pass handshake to {address}: {took:?}");
+
         // block (no rule lets h3.test use QUIC): the client is refused at
         // once, well within a second.
         let r = aioquic_get(&e.net, &address, "h3.test", &e.root_pem, 10.0);
@@ -262,6 +334,15 @@ fn quic_is_blocked_fast_or_passed_unchanged_over_ipv4_and_ipv6() {
             "refusal took {elapsed}s: {r}\n{}",
             e.gw.log()
         );
+        eprintln!("aioquic refused ({address}): {r}");
+        let (r, took) = quinn_connect(&e.net, server, "h3.test", &e.root_pem);
+        let err = r.expect_err("quinn must be refused");
+        assert!(
+            took < Duration::from_secs(1),
+            "quinn refusal took {took:?}: {err}"
+        );
+        assert!(err.contains("refused") || err.contains("REFUSED"), "{err}");
+        eprintln!("quinn refused ({address}) in {took:?}: {err}");
         let c = wait_connection(&e.gw, "h3.test", |c| {
             c["destination"] == destination.as_str() && c["transport"] == "udp"
         });
