@@ -113,6 +113,10 @@ async fn migrations_from_empty_then_again_change_nothing_and_rows_round_trip() {
         .await
         .unwrap();
     assert_eq!(back, vec![r], "a replayed row shows once, unchanged");
+    assert_eq!(
+        back[0].transport, "tcp",
+        "migration 3's column is written and read"
+    );
     c.query(&format!("DROP DATABASE {db}"))
         .execute()
         .await
