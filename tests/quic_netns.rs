@@ -385,6 +385,35 @@ fn quic_is_blocked_fast_or_passed_unchanged_over_ipv4_and_ipv6() {
     }
 }
 
+/// Sends one datagram from the client namespace.
+fn send_from_client(net: &Netns, to: SocketAddr, datagram: Vec<u8>) {
+    let ns_path = format!("/var/run/netns/{}", net.client);
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&ns_path).unwrap();
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.send_to(&datagram, to).unwrap();
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn a_gquic_hello_is_identified_and_blocked() {
+    use gatehouse_inspectors::identify::gquic::{build_chlo, build_client_packet, GquicVersion};
+    let tag = format!("g{}", std::process::id() % 100_000);
+    let e = egress(&tag, "");
+    let q046 = GquicVersion::from_wire(u32::from_be_bytes(*b"Q046")).unwrap();
+    let chlo = build_chlo(&[(b"SNI\0", b"gquic.test"), (b"VER\0", b"Q046")]);
+    let packet = build_client_packet(q046, b"\x11\x22\x33\x44\x55\x66\x77\x88", &chlo, 1350);
+    send_from_client(&e.net, format!("{SERVER_V4}:443").parse().unwrap(), packet);
+    let c = wait_connection(&e.gw, "gquic.test", |c| c["transport"] == "udp");
+    assert_eq!(c["protocol"], "quic", "{c}");
+    assert_eq!(c["sni"], "gquic.test", "{c}");
+    assert_eq!(c["decision"], "block", "{c}");
+    assert_eq!(c["destination"], format!("{SERVER_V4}:443"), "{c}");
+}
+
 #[test]
 fn a_flood_of_junk_and_random_initials_leaves_the_gateway_up_and_bounded() {
     let tag = format!("f{}", std::process::id() % 100_000);

@@ -39,8 +39,10 @@ pub struct Ctx {
     pub table: FlowTable,
 }
 
-/// Largest UDP payload.
-const MAX_DATAGRAM: usize = 65_535;
+/// Largest datagram a flow reads (a jumbo frame): QUIC keeps datagrams
+/// within the path MTU, and a flow's buffers are what the flow table's
+/// bound multiplies.
+const MAX_DATAGRAM: usize = 9_216;
 /// Answers to retransmitted Initials of a refused flow, at most.
 const MAX_REFUSALS: u32 = 4;
 
@@ -131,10 +133,6 @@ impl Served<'_> {
                     ech: q.hello.ech,
                 };
                 let id = Identification::from_parts(Protocol::Quic, Details::Quic(q), bytes);
-                flow.tls.alpn = hello
-                    .alpn
-                    .first()
-                    .map(|a| String::from_utf8_lossy(a).into_owned());
                 peek::record(flow, shared, &Peeked::Tls(hello, Box::new(id)));
                 flow.host_name()
             }
