@@ -81,7 +81,7 @@ impl Policy {
         host: Option<&str>,
         app: Option<&str>,
         who: &Identity,
-    ) -> (QuicAction, String) {
+    ) -> QuicDecision {
         for (i, rule) in self.rules.iter().enumerate() {
             if rule_matches(rule, host, app, who) {
                 let reason = if rule.reason.is_empty() {
@@ -94,14 +94,31 @@ impl Policy {
                 } else {
                     rule.quic
                 };
-                return (action, reason);
+                return QuicDecision {
+                    action,
+                    reason,
+                    by_rule: true,
+                };
             }
         }
-        (
-            QuicAction::Block,
-            "QUIC is blocked unless a rule says otherwise: the client falls back to TCP".into(),
-        )
+        QuicDecision {
+            action: QuicAction::Block,
+            reason: "QUIC is blocked unless a rule says otherwise: the client falls back to TCP"
+                .into(),
+            by_rule: false,
+        }
     }
+}
+
+/// What a QUIC flow gets, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuicDecision {
+    /// The action.
+    pub action: QuicAction,
+    /// Why, for events.
+    pub reason: String,
+    /// A rule decided (else the default block, which is no policy event).
+    pub by_rule: bool,
 }
 
 fn rule_matches(rule: &PolicyRule, host: Option<&str>, app: Option<&str>, who: &Identity) -> bool {
@@ -195,18 +212,15 @@ mod tests {
         };
         let p = Policy::new(&cfg);
         let anon = Identity::default();
+        let d = p.decide_quic(Some("a.pass.test"), None, &anon);
         assert_eq!(
-            p.decide_quic(Some("a.pass.test"), None, &anon),
-            (QuicAction::Pass, "quic ok".to_string())
+            (d.action, d.reason.as_str(), d.by_rule),
+            (QuicAction::Pass, "quic ok", true)
         );
-        assert_eq!(
-            p.decide_quic(Some("a.blocked.test"), None, &anon).0,
-            QuicAction::Block
-        );
-        assert_eq!(
-            p.decide_quic(Some("other.test"), None, &anon).0,
-            QuicAction::Block
-        );
+        let d = p.decide_quic(Some("a.blocked.test"), None, &anon);
+        assert_eq!((d.action, d.by_rule), (QuicAction::Block, true));
+        let d = p.decide_quic(Some("other.test"), None, &anon);
+        assert_eq!((d.action, d.by_rule), (QuicAction::Block, false));
     }
 
     #[test]

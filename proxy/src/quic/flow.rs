@@ -157,14 +157,15 @@ impl Served<'_> {
                 flow.host_name()
             }
         };
-        let (action, reason) =
+        let decision =
             shared
                 .policy
                 .decide_quic(Some(&host), flow.seen.app.as_deref(), &flow.identity);
-        match action {
+        let reason = decision.reason;
+        match decision.action {
             QuicAction::Block => {
                 self.refuse(flow, reason, CloseReason::Blocked).await;
-                if !flow.reason.starts_with("QUIC is blocked unless") {
+                if decision.by_rule {
                     flow.policy_event(
                         &*shared.events,
                         "policy_block",
