@@ -375,6 +375,13 @@ fn check_quic(config: &Config, out: &mut Vec<Problem>, file: Option<&Path>) {
                 "\"intercept\" needs action = \"intercept\" (the real server is verified over TCP first)",
             ));
         }
+        if rule.quic == QuicAction::Intercept && rule.action == PolicyAction::Intercept {
+            out.push(Problem::warning(
+                file,
+                &key,
+                "QUIC interception is not available yet: these flows are refused so the client falls back to TCP, where this rule intercepts them",
+            ));
+        }
         if rule.quic != QuicAction::Block && config.quic.is_none() {
             out.push(Problem::warning(
                 file,
