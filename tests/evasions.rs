@@ -38,6 +38,7 @@ fn rule(hosts: &[&str], users: &[&str], action: PolicyAction, reason: &str) -> P
         groups: vec![],
         action,
         reason: reason.into(),
+        quic: Default::default(),
     }
 }
 

@@ -69,6 +69,7 @@ async fn policy_can_block_an_app() {
             groups: vec![],
             action: gatehouse::config::PolicyAction::Block,
             reason: "Telegram is not approved".into(),
+            quic: Default::default(),
         }];
     })
     .await;

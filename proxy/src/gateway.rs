@@ -28,6 +28,7 @@ pub struct Gateway {
     admin: TcpListener,
     onboarding: Option<TcpListener>,
     onboarding_tls: Option<TcpListener>,
+    quic: Option<tokio::net::UdpSocket>,
 }
 
 impl Gateway {
@@ -88,6 +89,14 @@ impl Gateway {
             proxy.local_addr().unwrap_or(config.proxy.listen),
         )?
         .map(Arc::new);
+        let quic = match &config.quic {
+            Some(q) => Some(crate::quic::bind(q).map_err(|source| GatewayError::Bind {
+                what: "quic.listen",
+                addr: q.listen,
+                source,
+            })?),
+            None => None,
+        };
         let policy = Arc::new(Policy::new(&config.intercept));
         let identities = Arc::new(Identities::new(&config.identity));
         let pinning = Arc::new(Pinning::new(
@@ -131,7 +140,13 @@ impl Gateway {
             admin,
             onboarding,
             onboarding_tls,
+            quic,
         })
+    }
+
+    /// The bound QUIC (UDP) listener address, if configured.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.quic.as_ref().and_then(|s| s.local_addr().ok())
     }
 
     /// Cancelling this cuts every connection at once, as the end of the
@@ -181,6 +196,7 @@ impl Gateway {
             admin,
             onboarding,
             onboarding_tls,
+            quic,
         } = self;
         let accept = tokio::spawn(listener::explicit::accept_loop(proxy, shared.clone()));
         let transparent = transparent
@@ -199,6 +215,9 @@ impl Gateway {
                 }
             }
         }
+        let quic = quic
+            .zip(shared.config.quic.clone())
+            .map(|(s, cfg)| tokio::spawn(crate::quic::accept_loop(s, shared.clone(), cfg)));
 
         shutdown.await;
         let grace = shared.config.proxy.shutdown_grace;
@@ -211,6 +230,9 @@ impl Gateway {
         let _ = admin.await;
         for l in onboarding_loops {
             let _ = l.await;
+        }
+        if let Some(q) = quic {
+            let _ = q.await;
         }
         shared.tracker.close();
         if tokio::time::timeout(grace, shared.tracker.wait())

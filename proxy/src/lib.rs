@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod listener;
 pub mod onboarding;
 pub mod policy;
+pub mod quic;
 pub mod relay;
 pub mod state;
 pub mod tls;

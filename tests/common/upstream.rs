@@ -99,7 +99,17 @@ async fn answer(req: Request<Incoming>, name: String) -> Result<Response<Body>, 
         }
         _ => full(format!("{path}\n")),
     };
-    Ok(Response::new(body))
+    let mut resp = Response::new(body);
+    if path == "/alt-svc" {
+        // What a server offering HTTP/3 sends (`tests/quic_alt_svc.rs`).
+        resp.headers_mut().insert(
+            "alt-svc",
+            http::HeaderValue::from_static(
+                r#"h3=":443"; ma=86400, h3-29=":443", h2="alt.example:443""#,
+            ),
+        );
+    }
+    Ok(resp)
 }
 
 fn full(s: String) -> Body {

@@ -336,6 +336,42 @@ mod tests {
     }
 
     #[test]
+    fn quic_mistakes_name_their_key_and_file() {
+        let text = "[quic]\nlisten = \"[::]:8443\"\nmax_flows = 0\nidle_timeout = \"0s\"\n\n\
+                    [[intercept.rules]]\nhosts = [\"a.test\"]\naction = \"passthrough\"\nquic = \"intercept\"\n";
+        let joined = errors(text).join("\n");
+        assert!(joined.contains("quic.max_flows"), "{joined}");
+        assert!(joined.contains("quic.idle_timeout"), "{joined}");
+        assert!(joined.contains("intercept.rules[0].quic"), "{joined}");
+        assert!(joined.contains("/nonexistent/gatehouse.toml"), "{joined}");
+        let bad =
+            errors("[[intercept.rules]]\naction = \"intercept\"\nquic = \"maybe\"\n").join("\n");
+        assert!(bad.contains("intercept.rules[0].quic"), "{bad}");
+        let ok = load_str(
+            "[quic]\nlisten = \"0.0.0.0:8443\"\n[[intercept.rules]]\napps = [\"slack\"]\naction = \"intercept\"\nquic = \"pass\"\n",
+            Path::new("/nonexistent/gatehouse.toml"),
+        )
+        .map(|l| l.config)
+        .expect("valid");
+        assert_eq!(ok.intercept.rules[0].quic, crate::config::QuicAction::Pass);
+        assert!(!ok.strip_alt_svc(), "a rule passes QUIC: Alt-Svc stays");
+        assert!(crate::config::Config::default().strip_alt_svc());
+        let later = load_str(
+            "[quic]\nlisten = \"0.0.0.0:8443\"\n[[intercept.rules]]\naction = \"intercept\"\nquic = \"intercept\"\n",
+            Path::new("/nonexistent/gatehouse.toml"),
+        )
+        .expect("valid, with a warning");
+        assert!(
+            later
+                .warnings
+                .iter()
+                .any(|w| w.to_string().contains("intercept.rules[0].quic")),
+            "{:?}",
+            later.warnings
+        );
+    }
+
+    #[test]
     fn every_problem_is_reported_with_its_key() {
         let text = "[proxy]\nlisten = \"127.0.0.1:8080\"\nbogus = 1\nallowed_clients = [\"10.0.0.0/33\"]\n\n[admin]\nlisten = \"nowhere\"\n\n[surprise]\nx = 1\n";
         let errs = errors(text);

@@ -45,6 +45,8 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The employees' onboarding page (CA downloads, PAC, trust check); off by default.
     pub onboarding: OnboardingConfig,
+    /// The transparent UDP (QUIC) listener; absent means UDP is not proxied.
+    pub quic: Option<QuicConfig>,
     /// Logging.
     pub log: LogConfig,
 }
@@ -306,6 +308,102 @@ pub struct PolicyRule {
     /// Why, recorded in events.
     #[serde(default)]
     pub reason: String,
+    /// What a QUIC (UDP 443) flow matching this rule gets: `block`
+    /// (default: the client falls back to TCP, where `action` applies),
+    /// `pass` (datagrams relayed unread, metadata only) or `intercept`.
+    /// A rule whose `action` is `block` blocks QUIC whatever this says.
+    #[serde(default)]
+    pub quic: QuicAction,
+}
+
+/// `intercept.rules[].quic`: what a QUIC flow gets.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QuicAction {
+    /// Refuse at once (CONNECTION_CLOSE in a server Initial) so the client
+    /// falls back to TCP.
+    #[default]
+    Block,
+    /// Relay the datagrams both ways unread (metadata only).
+    Pass,
+    /// Terminate QUIC and HTTP/3 and inspect.
+    Intercept,
+}
+
+impl QuicAction {
+    /// Stable name for events and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Block => "block",
+            Self::Pass => "pass",
+            Self::Intercept => "intercept",
+        }
+    }
+}
+
+/// `[quic]`: the transparent UDP listener for QUIC (UDP 443 redirected
+/// with nftables TPROXY). Decisions come from `[[intercept.rules]]`'
+/// `quic` key; no rule matching means `block`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuicConfig {
+    /// Where TPROXY delivers the datagrams (needs `CAP_NET_ADMIN` for
+    /// `IP_TRANSPARENT`); `[::]` takes IPv4 and IPv6.
+    pub listen: SocketAddr,
+    /// QUIC flows tracked at once (blocked flows included, for as long as
+    /// they are remembered); a new flow beyond it is dropped.
+    pub max_flows: usize,
+    /// A flow with no datagram either way for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Time the client has to complete its ClientHello in Initial packets.
+    #[serde(with = "humantime_serde")]
+    pub initial_timeout: Duration,
+    /// Bytes of client datagrams held while the ClientHello is reassembled;
+    /// a hello that does not fit is refused as malformed.
+    pub initial_max_bytes: usize,
+    /// New flows one client address may open per second (burst of twice
+    /// as many); more are dropped unrecorded.
+    pub new_flows_per_second: u32,
+    /// Remove `h3` alternatives from `Alt-Svc` in intercepted TCP responses
+    /// so clients stop trying QUIC; absent: on unless some rule passes or
+    /// intercepts QUIC.
+    pub strip_alt_svc: Option<bool>,
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            max_flows: 10_000,
+            idle_timeout: Duration::from_secs(30),
+            initial_timeout: Duration::from_secs(2),
+            initial_max_bytes: 16 * 1024,
+            new_flows_per_second: 50,
+            strip_alt_svc: None,
+        }
+    }
+}
+
+impl Config {
+    /// Whether intercepted TCP responses lose their `h3` Alt-Svc
+    /// alternatives: `quic.strip_alt_svc`, else on unless a rule lets QUIC
+    /// through (pass or intercept) — with no `[quic]` at all, UDP 443 is
+    /// expected to be dropped, so advertising h3 only costs clients a
+    /// timeout.
+    pub fn strip_alt_svc(&self) -> bool {
+        match self.quic.as_ref().and_then(|q| q.strip_alt_svc) {
+            Some(v) => v,
+            None => {
+                self.quic.is_none()
+                    || self
+                        .intercept
+                        .rules
+                        .iter()
+                        .all(|r| r.quic == QuicAction::Block || r.action == PolicyAction::Block)
+            }
+        }
+    }
 }
 
 /// `[identity]`: who is behind a client address or proxy login.

@@ -117,6 +117,7 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
     if let Some(t) = config.onboarding.https_listen {
         listeners.push(("onboarding.https_listen", t));
     }
+    // The QUIC listener is UDP: it may share a port with any TCP listener.
     for (i, (ka, a)) in listeners.iter().enumerate() {
         for (kb, b) in &listeners[i + 1..] {
             // Port 0 asks the OS for a free port; a wildcard address overlaps every address.
@@ -330,6 +331,8 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
         }
     }
 
+    check_quic(config, &mut out, file);
+
     if let Err(e) = config.log.filter.parse::<tracing_subscriber::EnvFilter>() {
         err(&mut out, "log.filter", format!("invalid filter: {e}"));
     }
@@ -407,6 +410,71 @@ fn check_onboarding(config: &Config, out: &mut Vec<Problem>, file: Option<&Path>
             ),
         ),
         None => {}
+    }
+}
+
+fn check_quic(config: &Config, out: &mut Vec<Problem>, file: Option<&Path>) {
+    use super::{PolicyAction, QuicAction};
+    if let Some(q) = &config.quic {
+        for (key, zero) in [
+            ("quic.max_flows", q.max_flows == 0),
+            ("quic.initial_max_bytes", q.initial_max_bytes < 1200),
+            ("quic.new_flows_per_second", q.new_flows_per_second == 0),
+        ] {
+            if zero {
+                let min = if key == "quic.initial_max_bytes" {
+                    1200
+                } else {
+                    1
+                };
+                out.push(Problem::error(file, key, format!("must be at least {min}")));
+            }
+        }
+        for (key, d) in [
+            ("quic.idle_timeout", q.idle_timeout),
+            ("quic.initial_timeout", q.initial_timeout),
+        ] {
+            if d.is_zero() {
+                out.push(Problem::error(file, key, "must be longer than zero"));
+            }
+        }
+    }
+    for (i, rule) in config.intercept.rules.iter().enumerate() {
+        let key = format!("intercept.rules[{i}].quic");
+        if rule.quic != QuicAction::Block && rule.action == PolicyAction::Block {
+            out.push(Problem::warning(
+                file,
+                &key,
+                format!(
+                    "\"{}\" on a rule whose action is block: QUIC is blocked too",
+                    rule.quic.as_str()
+                ),
+            ));
+        }
+        if rule.quic == QuicAction::Intercept && rule.action != PolicyAction::Intercept {
+            out.push(Problem::error(
+                file,
+                &key,
+                "\"intercept\" needs action = \"intercept\" (the real server is verified over TCP first)",
+            ));
+        }
+        if rule.quic == QuicAction::Intercept && rule.action == PolicyAction::Intercept {
+            out.push(Problem::warning(
+                file,
+                &key,
+                "QUIC interception is not available yet: these flows are refused so the client falls back to TCP, where this rule intercepts them",
+            ));
+        }
+        if rule.quic != QuicAction::Block && config.quic.is_none() {
+            out.push(Problem::warning(
+                file,
+                &key,
+                format!(
+                    "\"{}\" has no effect without a [quic] listener",
+                    rule.quic.as_str()
+                ),
+            ));
+        }
     }
 }
 

@@ -124,6 +124,13 @@ pub struct ConnectionEvent {
     /// Why the connection ended.
     #[serde(default)]
     pub close_reason: String,
+    /// `tcp`, or `udp` for QUIC; events written before it existed were TCP.
+    #[serde(default = "tcp")]
+    pub transport: String,
+}
+
+fn tcp() -> String {
+    "tcp".into()
 }
 
 impl Default for ConnectionEvent {
@@ -159,6 +166,7 @@ impl Default for ConnectionEvent {
             started_ms: 0,
             ended_ms: 0,
             close_reason: String::new(),
+            transport: tcp(),
         }
     }
 }
@@ -767,6 +775,11 @@ mod tests {
         let json = r#"{"id":"0193a2b4-0000-7000-8000-000000000001","ts_ms":1,"node":"n","type":"connection","client":"127.0.0.1:1","destination":null,"decision":"block","reason":"r","bytes_up":0,"bytes_down":0}"#;
         let r: Record = serde_json::from_str(json).unwrap();
         assert_eq!(r.event.kind(), EventType::Connection);
+        // Written before QUIC was proxied: every such flow was TCP.
+        let Event::Connection(c) = &r.event else {
+            unreachable!()
+        };
+        assert_eq!(c.transport, "tcp");
     }
 
     #[test]

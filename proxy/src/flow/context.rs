@@ -275,6 +275,8 @@ pub struct Flow {
     pub started_ms: u64,
     /// The span every log line of the flow runs in.
     pub span: tracing::Span,
+    /// `tcp`, or `udp` for a QUIC flow.
+    pub transport: &'static str,
     /// Held until the flow is recorded.
     _slot: Option<Slot>,
 }
@@ -314,6 +316,7 @@ impl Flow {
             bytes_down: 0,
             started_ms: now_ms(),
             span,
+            transport: "tcp",
             _slot: start.slot,
         }
     }

@@ -55,6 +55,7 @@ pub fn http_relay(shared: &Shared, ctx: &Arc<FlowContext>, hooks: &Hooks) -> Htt
         abort: shared.abort.clone(),
         tracker: tokio_util::task::TaskTracker::new(),
         requests: Arc::default(),
+        strip_alt_svc: shared.config.strip_alt_svc(),
     }
 }
 

@@ -22,17 +22,19 @@
 //! May import: `state`, `relay`, `tls`, `policy`, `events`, `config`,
 //! `error`; never `listener`, `gateway` or `cli`.
 //!
-//! **How a UDP (QUIC) flow joins.** The context, admission, decision,
-//! mint and record steps take no socket: a QUIC listener admits the
-//! client's address exactly like a TCP listener, builds a [`FlowStart`]
-//! (mode transparent, the original destination as target), records what
-//! its Initial says with the same identification as [`peek::record`], and
-//! asks [`decide::on_tls`] with the Initial's SNI. `block` and `pass` are
+//! **How a UDP (QUIC) flow joins** (`crate::quic`). The context, admission,
+//! decision and record steps take no socket: the QUIC listener admits the
+//! client's address exactly like a TCP listener ([`admit`]), builds a
+//! [`FlowStart`] (mode transparent, the original destination as target,
+//! `transport = "udp"`), records what its Initials say with the same
+//! identification as [`peek::record`], and decides with the same policy
+//! rules (their `quic` key, `Policy::decide_quic`). `block` and `pass` are
 //! carried out on datagrams by the QUIC listener and recorded through the
-//! same [`Flow::record`]; `intercept` verifies the upstream over TCP with
-//! [`upstream::verify`], mints with [`mint::leaf_for`], and hands each
-//! HTTP/3 request to the same inspection hooks ([`inspect::open`]) and the
-//! HTTP relay towards the upstream. No third pipeline.
+//! same [`Flow::record`]. `intercept` is refused for now (the client falls
+//! back to TCP, where the rule intercepts); when it lands it verifies the
+//! upstream over TCP with [`upstream::verify`], mints with [`mint`], and
+//! hands each HTTP/3 request to the same inspection hooks
+//! ([`inspect::open`]) and HTTP relay. No third pipeline.
 
 pub mod act;
 pub mod admit;

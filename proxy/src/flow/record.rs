@@ -64,6 +64,7 @@ impl Flow {
             bytes_up,
             bytes_down,
             started_ms,
+            transport,
             ..
         } = self;
         // The connection event's id is the flow id: findings of whole
@@ -101,6 +102,7 @@ impl Flow {
                 started_ms,
                 ended_ms,
                 close_reason: close.as_str().into(),
+                transport: transport.into(),
             }),
         );
     }

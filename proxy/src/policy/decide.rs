@@ -1,6 +1,6 @@
 //! Per-flow decision: intercept, passthrough or block.
 
-use crate::config::{InterceptConfig, PolicyAction, PolicyRule};
+use crate::config::{InterceptConfig, PolicyAction, PolicyRule, QuicAction};
 
 use super::identity::Identity;
 
@@ -72,6 +72,55 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Decides for a QUIC flow: the first matching rule's `quic` (a rule
+    /// whose `action` is block blocks QUIC too); no rule matching: block,
+    /// so the client falls back to TCP where the full policy applies.
+    pub fn decide_quic(
+        &self,
+        host: Option<&str>,
+        app: Option<&str>,
+        who: &Identity,
+    ) -> QuicDecision {
+        for (i, rule) in self.rules.iter().enumerate() {
+            if rule_matches(rule, host, app, who) {
+                let reason = if rule.reason.is_empty() {
+                    format!("intercept.rules[{i}].quic")
+                } else {
+                    rule.reason.clone()
+                };
+                let action = if rule.action == PolicyAction::Block {
+                    QuicAction::Block
+                } else {
+                    rule.quic
+                };
+                return QuicDecision {
+                    action,
+                    reason,
+                    by_rule: true,
+                };
+            }
+        }
+        QuicDecision {
+            action: QuicAction::Block,
+            reason: "QUIC is blocked unless a rule says otherwise: the client falls back to TCP"
+                .into(),
+            by_rule: false,
+        }
+    }
+}
+
+/// What a QUIC flow gets, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuicDecision {
+    /// The action.
+    pub action: QuicAction,
+    /// Why, for events.
+    pub reason: String,
+    /// A rule decided (else the default block, which is no policy event).
+    pub by_rule: bool,
+}
+
 fn rule_matches(rule: &PolicyRule, host: Option<&str>, app: Option<&str>, who: &Identity) -> bool {
     let app_ok = rule.apps.is_empty() || app.is_some_and(|a| rule.apps.iter().any(|r| r == a));
     let host_ok = rule.hosts.is_empty()
@@ -119,6 +168,7 @@ mod tests {
                 groups: vec![],
                 action: PolicyAction::Block,
                 reason: "Telegram is not approved".into(),
+                quic: QuicAction::Block,
             }],
             ..InterceptConfig::default()
         };
@@ -136,6 +186,44 @@ mod tests {
     }
 
     #[test]
+    fn quic_follows_the_first_rule_and_is_blocked_by_default() {
+        let cfg = InterceptConfig {
+            rules: vec![
+                PolicyRule {
+                    hosts: vec!["*.blocked.test".into()],
+                    apps: vec![],
+                    users: vec![],
+                    groups: vec![],
+                    action: PolicyAction::Block,
+                    reason: String::new(),
+                    quic: QuicAction::Pass,
+                },
+                PolicyRule {
+                    hosts: vec!["*.pass.test".into()],
+                    apps: vec![],
+                    users: vec![],
+                    groups: vec![],
+                    action: PolicyAction::Intercept,
+                    reason: "quic ok".into(),
+                    quic: QuicAction::Pass,
+                },
+            ],
+            ..InterceptConfig::default()
+        };
+        let p = Policy::new(&cfg);
+        let anon = Identity::default();
+        let d = p.decide_quic(Some("a.pass.test"), None, &anon);
+        assert_eq!(
+            (d.action, d.reason.as_str(), d.by_rule),
+            (QuicAction::Pass, "quic ok", true)
+        );
+        let d = p.decide_quic(Some("a.blocked.test"), None, &anon);
+        assert_eq!((d.action, d.by_rule), (QuicAction::Block, true));
+        let d = p.decide_quic(Some("other.test"), None, &anon);
+        assert_eq!((d.action, d.by_rule), (QuicAction::Block, false));
+    }
+
+    #[test]
     fn rules_first_match_then_pinned_then_default() {
         let cfg = InterceptConfig {
             rules: vec![
@@ -146,6 +234,7 @@ mod tests {
                     groups: vec![],
                     action: PolicyAction::Block,
                     reason: "no telegram".into(),
+                    quic: QuicAction::Block,
                 },
                 PolicyRule {
                     hosts: vec![],
@@ -154,6 +243,7 @@ mod tests {
                     groups: vec!["execs".into()],
                     action: PolicyAction::Passthrough,
                     reason: String::new(),
+                    quic: QuicAction::Pass,
                 },
             ],
             ..InterceptConfig::default()

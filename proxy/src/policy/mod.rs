@@ -12,7 +12,7 @@ mod pinning;
 
 pub use access::{is_special_destination, AccessPolicy};
 pub use addresses::AddressBook;
-pub use decide::{host_matches, Decision, Policy};
+pub use decide::{host_matches, Decision, Policy, QuicDecision};
 pub use identity::{AuthError, Identities, Identity};
 pub use listeners::OwnListeners;
 pub use pinning::{subject as pinning_subject, Pinning};

@@ -70,6 +70,8 @@ pub struct HttpRelay {
     pub tracker: tokio_util::task::TaskTracker,
     /// Requests relayed on this flow so far (for `flow_update` events).
     pub requests: Arc<std::sync::atomic::AtomicU64>,
+    /// Remove `h3` alternatives from responses' `Alt-Svc` (QUIC is refused).
+    pub strip_alt_svc: bool,
 }
 
 /// Relays HTTP between `client` and `upstream` until either side closes.
@@ -354,6 +356,9 @@ async fn forward(
         inspect_window(relay, Direction::Inbound, &msg)
     };
     strip_hop_by_hop(&mut parts.headers);
+    if relay.strip_alt_svc {
+        super::alt_svc::strip_h3(&mut parts.headers);
+    }
     let body = match verdict {
         Verdict::Block { policy } => {
             let mut page = blocked_response_page(&policy, block_event(relay), json);

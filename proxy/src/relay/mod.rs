@@ -8,6 +8,7 @@
 //! `flow`, `listener`, `state` or `gateway` (the flow chooses a relay, a
 //! relay knows nothing of flows beyond the [`hooks::FlowContext`]).
 
+pub mod alt_svc;
 pub mod count;
 pub mod hooks;
 pub mod http;

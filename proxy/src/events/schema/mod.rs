@@ -66,7 +66,23 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "flow_update table",
         statements: create_event_tables,
     },
+    Migration {
+        version: 3,
+        name: "transport column (tcp / udp)",
+        statements: no_statements,
+    },
 ];
+
+/// Columns added to every event table after version 1, with the migration
+/// that adds them. Tables are created without them and altered by that
+/// migration, so an old database and a new one end up alike; the column is
+/// added only where missing (ClickHouse 18 has no `ADD COLUMN IF NOT
+/// EXISTS`), so a migration cut short is simply applied again.
+pub const ADDED_COLUMNS: &[(u32, &str, &str)] = &[(3, "transport", "String")];
+
+fn no_statements(_db: &str) -> Vec<String> {
+    Vec::new()
+}
 
 /// The schema version this gatehouse writes.
 pub fn latest_version() -> u32 {
@@ -78,6 +94,7 @@ pub fn latest_version() -> u32 {
 fn create_event_tables(db: &str) -> Vec<String> {
     let columns = COLUMNS
         .iter()
+        .filter(|(n, _)| !ADDED_COLUMNS.iter().any(|(_, a, _)| a == n))
         .map(|(n, t)| format!("{n} {t}"))
         .collect::<Vec<_>>()
         .join(", ");
@@ -115,6 +132,7 @@ pub async fn migrate(client: &Client, db: &str) -> Result<Vec<u32>, clickhouse::
         for statement in (m.statements)(db) {
             client.query(&statement).execute().await?;
         }
+        add_columns(client, db, m.version).await?;
         client
             .query(&format!(
                 "INSERT INTO {db}.{MIGRATIONS_TABLE} (version, name, applied_at) VALUES (?, ?, now())"
@@ -132,6 +150,33 @@ pub async fn migrate(client: &Client, db: &str) -> Result<Vec<u32>, clickhouse::
         now.push(m.version);
     }
     Ok(now)
+}
+
+/// Adds the columns of migration `version` to every event table that lacks them.
+async fn add_columns(
+    client: &Client,
+    db: &str,
+    version: u32,
+) -> Result<(), clickhouse::error::Error> {
+    for (_, col, ty) in ADDED_COLUMNS.iter().filter(|(v, _, _)| *v == version) {
+        for kind in EventType::ALL {
+            let name = table(kind);
+            let have = client
+                .query("SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?")
+                .bind(db)
+                .bind(name)
+                .bind(*col)
+                .fetch_one::<u64>()
+                .await?;
+            if have == 0 {
+                client
+                    .query(&format!("ALTER TABLE {db}.{name} ADD COLUMN {col} {ty}"))
+                    .execute()
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn applied(client: &Client, db: &str) -> Result<Vec<u32>, clickhouse::error::Error> {

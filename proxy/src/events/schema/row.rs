@@ -46,6 +46,8 @@ pub struct EventRow {
     pub bytes_down: u64,
     /// The whole event, JSON.
     pub event: String,
+    /// `tcp` or `udp` for connection events; "" for the others.
+    pub transport: String,
 }
 
 impl EventRow {
@@ -73,6 +75,10 @@ impl EventRow {
             bytes_up: c.bytes_up,
             bytes_down: c.bytes_down,
             event: json,
+            transport: match &record.event {
+                crate::events::Event::Connection(e) => e.transport.clone(),
+                _ => String::new(),
+            },
         }
     }
 }
@@ -96,4 +102,5 @@ pub const COLUMNS: &[(&str, &str)] = &[
     ("bytes_up", "UInt64"),
     ("bytes_down", "UInt64"),
     ("event", "String"),
+    ("transport", "String"),
 ];
