@@ -69,7 +69,7 @@ impl CryptoStream {
         Ok(())
     }
 
-    fn insert(&mut self, offset: u64, data: &[u8]) -> Result<(), InspectError> {
+    pub(crate) fn insert(&mut self, offset: u64, data: &[u8]) -> Result<(), InspectError> {
         let start = usize::try_from(offset).map_err(|_| malformed("CRYPTO offset too large"))?;
         let end = start
             .checked_add(data.len())
