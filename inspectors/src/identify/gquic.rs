@@ -172,7 +172,12 @@ pub fn parse(d: &[u8]) -> Result<Option<GquicHello>, InspectError> {
 /// packets so far hold all of it, `Ok(None)` while they do not.
 pub fn parse_flow(datagrams: &[&[u8]]) -> Result<Option<GquicHello>, InspectError> {
     let mut a = ChloAssembler::new();
-    for d in datagrams.iter().take(MAX_HELLO_PACKETS) {
+    for (i, d) in datagrams.iter().take(MAX_HELLO_PACKETS).enumerate() {
+        if i > 0 && looks_like_gquic(d) != Some(true) {
+            // Not a long- or public-header client packet: the CHLO did not
+            // go on (a later packet of the connection, or something else).
+            break;
+        }
         if let Some(h) = a.push(d)? {
             return Ok(Some(h));
         }
@@ -881,6 +886,9 @@ mod tests {
             .iter()
             .all(|r| matches!(r, Ok(None))));
         assert!(outcome[MAX_HELLO_PACKETS].is_err());
+        // A short-header packet after an incomplete CHLO: it did not go on.
+        let short = [0x40u8; 60];
+        assert_eq!(parse_flow(&[&packets[0], &short]).unwrap(), None);
         // A second packet of another connection, or another version.
         let chlo = chlo_with_pad(2000);
         let ours = build_client_packets(v(b"Q048"), &[5; 8], &chlo, 1350);
