@@ -28,6 +28,8 @@
 //! provider rustls uses here); rustls's own `quic::Keys` only knows the
 //! IETF salts, so it cannot open these.
 
+use std::borrow::Cow;
+
 use ring::aead::quic::{HeaderProtectionKey, AES_128};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
 use ring::hkdf::{self, KeyType, Prk, Salt, HKDF_SHA256};
@@ -261,13 +263,14 @@ fn wire_version(b: &[u8]) -> Result<GquicVersion, InspectError> {
     GquicVersion::from_wire(v).ok_or_else(|| malformed("version"))
 }
 
-/// One client packet, opened: its destination connection id and frames.
-struct Opened {
+/// One client packet, opened: its destination connection id and frames
+/// (borrowed from the datagram unless decrypted).
+struct Opened<'a> {
     dcid: Vec<u8>,
-    frames: Vec<u8>,
+    frames: Cow<'a, [u8]>,
 }
 
-fn open(d: &[u8], version: GquicVersion) -> Result<Opened, InspectError> {
+fn open(d: &[u8], version: GquicVersion) -> Result<Opened<'_>, InspectError> {
     if d[0] & 0x80 == 0 {
         return public_header(d, version);
     }
@@ -285,15 +288,15 @@ fn open(d: &[u8], version: GquicVersion) -> Result<Opened, InspectError> {
 
 /// The frames after a null-encrypted packet's 12-byte hash (the hash is
 /// not checked: it protects nothing against a sender).
-fn after_hash(payload: Option<&[u8]>) -> Result<Vec<u8>, InspectError> {
+fn after_hash(payload: Option<&[u8]>) -> Result<Cow<'_, [u8]>, InspectError> {
     payload
         .and_then(|p| p.get(NULL_HASH..))
-        .map(<[u8]>::to_vec)
+        .map(Cow::Borrowed)
         .ok_or_else(|| malformed("packet cut short"))
 }
 
 /// Q043 and older: flags, connection id, version, packet number.
-fn public_header(d: &[u8], version: GquicVersion) -> Result<Opened, InspectError> {
+fn public_header(d: &[u8], version: GquicVersion) -> Result<Opened<'_>, InspectError> {
     let flags = d[0];
     if version.number > 43 {
         return Err(malformed("public header with a long-header version"));
@@ -311,7 +314,7 @@ fn public_header(d: &[u8], version: GquicVersion) -> Result<Opened, InspectError
 
 /// Q044–Q048: long header with packed connection-id lengths, no length
 /// field, no encryption.
-fn packed_cids(d: &[u8], version: GquicVersion) -> Result<Opened, InspectError> {
+fn packed_cids(d: &[u8], version: GquicVersion) -> Result<Opened<'_>, InspectError> {
     if d[0] & 0x30 != 0 {
         return Err(malformed("client packet is not an Initial"));
     }
@@ -335,7 +338,7 @@ fn packed_cids(d: &[u8], version: GquicVersion) -> Result<Opened, InspectError> 
 
 /// Q049: invariants-06 long header (a length byte before each connection
 /// id), token length and Length varints; null-encrypted.
-fn length_prefixed_cids(d: &[u8]) -> Result<Opened, InspectError> {
+fn length_prefixed_cids(d: &[u8]) -> Result<Opened<'_>, InspectError> {
     let h = long_header(d)?;
     let pn_len = usize::from(d[0] & 3) + 1;
     // Bytes past Length belong to a coalesced packet; a datagram cut
@@ -379,7 +382,7 @@ fn long_header(d: &[u8]) -> Result<LongHeader<'_>, InspectError> {
 }
 
 /// Q050/T050/T051: an RFC 9001-style protected Initial.
-fn protected(d: &[u8], version: GquicVersion) -> Result<Opened, InspectError> {
+fn protected(d: &[u8], version: GquicVersion) -> Result<Opened<'_>, InspectError> {
     let h = long_header(d)?;
     let cut = || malformed("Initial cut short");
     let end = h.pn_offset.checked_add(h.length).ok_or_else(cut)?;
@@ -390,7 +393,7 @@ fn protected(d: &[u8], version: GquicVersion) -> Result<Opened, InspectError> {
     let keys = InitialKeys::client(version, h.dcid);
     Ok(Opened {
         dcid: h.dcid.to_vec(),
-        frames: keys.open(packet, h.pn_offset)?,
+        frames: Cow::Owned(keys.open(packet, h.pn_offset)?),
     })
 }
 
