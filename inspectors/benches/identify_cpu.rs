@@ -80,13 +80,24 @@ mod new_cases {
         });
         let v = |s: &[u8; 4]| gquic::GquicVersion::from_wire(u32::from_be_bytes(*s)).unwrap();
         let chlo = gquic::build_chlo(&[(b"SNI\0", b"www.google.com"), (b"PAD\0", &[0x2d; 900])]);
-        for ver in [b"Q043", b"Q046", b"Q050"] {
+        for ver in [b"Q043", b"Q046", b"Q048", b"Q049", b"Q050"] {
             let p = gquic::build_client_packet(v(ver), &[1; 8], &chlo, 1350);
             let name = format!("gquic {} identify+classify", String::from_utf8_lossy(ver));
             measure(&name, || {
                 let id = identify(black_box(&p), Transport::Udp, 443);
                 classify(&id, None, 443)
             });
+        }
+        // A CHLO over three packets, put back together.
+        let big = gquic::build_chlo(&[(b"SNI\0", b"www.google.com"), (b"PAD\0", &[0x2d; 3000])]);
+        for ver in [b"Q046", b"Q050"] {
+            let packets = gquic::build_client_packets(v(ver), &[1; 8], &big, 1350);
+            let refs: Vec<&[u8]> = packets.iter().map(Vec::as_slice).collect();
+            let name = format!(
+                "gquic {} 3-packet CHLO identify",
+                String::from_utf8_lossy(ver)
+            );
+            measure(&name, || identify_datagrams(black_box(&refs), 443));
         }
         let media: Vec<Vec<u8>> = (0..8u16)
             .map(|i| rtp::build_rtp(111, i, 960 * u32::from(i), 42, &[0x55; 160]))

@@ -124,6 +124,53 @@ fn context_raises_and_lowers_score() {
     assert!(ex.rejected[0].reason.starts_with("score 0.20"));
 }
 
+/// A context check adds its weight when its validator passes: a number in
+/// a card network's range scores alone, any other Luhn-valid one needs
+/// the word.
+const CARDISH: &str = r#"
+[[rule]]
+id = "card"
+name = "card"
+severity = "critical"
+pattern = '\b\d{16}\b'
+validators = [{ kind = "luhn" }]
+[rule.context]
+before = 20
+after = 10
+base = 0.2
+threshold = 0.5
+checks = [{ validator = { kind = "card" }, weight = 0.5 }]
+[[rule.context.terms]]
+words = ["card"]
+weight = 0.35
+"#;
+
+#[test]
+fn context_checks_add_weight_only_when_they_pass() {
+    let s = set(CARDISH);
+    // Visa range: 0.2 + 0.5.
+    let r = s.scan_text("4526018159083012");
+    assert_eq!(r.findings.len(), 1);
+    let f = &r.findings[0];
+    assert!((f.score - 0.7).abs() < 1e-9);
+    assert_eq!(f.contributions[1].source, "check:card");
+    // Luhn-valid, in no network's range: only with the word.
+    assert!(s.scan_text("3512345678901236").findings.is_empty());
+    let r = s.scan_text("card 3512345678901236");
+    assert_eq!(r.findings.len(), 1);
+    assert!((r.findings[0].score - 0.55).abs() < 1e-9);
+    assert!(r.findings[0]
+        .contributions
+        .iter()
+        .all(|c| c.source != "check:card"));
+    // A check's weight must be a number.
+    let bad = CARDISH.replace("weight = 0.5 }", "weight = nan }");
+    let errs = RuleSet::from_sources(&[("t.toml", bad.as_str())]).unwrap_err();
+    assert!(errs
+        .iter()
+        .any(|e| e.to_string().contains("context check's weight")));
+}
+
 #[test]
 fn count_per_message_and_per_conversation() {
     let s = set(r#"

@@ -91,29 +91,34 @@ fn libphonenumber_example_numbers_are_found() {
 #[test]
 fn faker_made_values_are_found_without_false_positives() {
     // Values and formats from Faker's providers in 23 locales
-    // (eval/faker_corpus.py), held-out seed. Not the targets yet:
-    // payment-card recall is ~0.86 — the misses are 14/13-digit Diners and
-    // Visa numbers in 4-4-4-2 / 4-4-4-1 groups, Faker "JCB" numbers outside
-    // JCB's IIN range and 12-digit Maestro in groups — and Faker's phone
-    // numbers include formats no numbering plan allows. This guards the
-    // measured level: precision stays perfect, recall does not fall.
-    let report = run("faker_heldout");
-    for (ty, t) in &report.per_type {
-        assert!(
-            t.precision() >= 0.99,
-            "{ty}: precision {:.4}",
-            t.precision()
-        );
-    }
-    for (ty, min) in [
-        ("iban", 0.99),
-        ("us-ssn", 0.99),
-        ("us-bank-routing", 0.99),
-        ("email-address", 0.99),
-        ("payment-card", 0.85),
-        ("phone-number", 0.75),
-    ] {
-        let r = report.per_type[ty].recall();
-        assert!(r >= min, "{ty}: recall {r:.4} < {min}");
+    // (eval/faker_corpus.py). The targets hold on both parts:
+    // micro precision >= 0.99 and recall >= 0.97 over high and critical
+    // types, every type >= 0.95. What is still missed (about 1 in 100
+    // cards: Luhn-valid numbers outside every network's range next to
+    // "charge … order" only; 2-3 in 100 phone numbers: Faker formats no
+    // numbering plan allows, such as "+45 0102 4645" or "+67(7)…") is
+    // listed by `cargo run --example dlp_eval` for the dev part.
+    for part in ["faker", "faker_heldout"] {
+        let report = run(part);
+        let (p, r) = report.micro();
+        assert!(p >= 0.99 && r >= 0.97, "{part}: micro {p:.4} / {r:.4}");
+        for (ty, t) in &report.per_type {
+            assert!(
+                t.precision() >= 0.99,
+                "{part}: {ty} precision {:.4}",
+                t.precision()
+            );
+        }
+        for (ty, min) in [
+            ("iban", 0.99),
+            ("us-ssn", 0.99),
+            ("us-bank-routing", 0.99),
+            ("email-address", 0.99),
+            ("payment-card", 0.98),
+            ("phone-number", 0.96),
+        ] {
+            let r = report.per_type[ty].recall();
+            assert!(r >= min, "{part}: {ty} recall {r:.4} < {min}");
+        }
     }
 }

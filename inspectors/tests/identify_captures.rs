@@ -201,3 +201,35 @@ fn flows_that_name_no_app_get_none_and_mtproto_claims_only_telegram() {
     });
     assert_eq!(classic.count(), 1, "pystun3's RFC 3489 request");
 }
+
+const GQUIC_MORE: &[u8] = include_bytes!("fixtures/captures/gquic_more.pcap");
+
+#[test]
+fn gquic_q047_to_q049_and_chlos_over_several_packets_report_their_sni() {
+    let all = classified(GQUIC_MORE);
+    let mut seen: Vec<(String, Option<&str>, bool)> = all
+        .iter()
+        .filter(|(f, _)| f.server.to_string() == "127.0.12.2:443")
+        .map(|(f, _)| {
+            let id = &f.identification;
+            assert_eq!(id.protocol, Protocol::Quic);
+            assert_eq!(id.error, None, "{:?}", id.server_name());
+            let gatehouse_inspectors::identify::Details::Gquic(h) = &id.details else {
+                panic!("not gQUIC: {:?}", id.details);
+            };
+            (h.version.to_string(), id.server_name(), h.uaid.is_some())
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("Q046".to_string(), Some("mail.google.com"), true),
+            ("Q047".to_string(), Some("www.youtube.com"), true),
+            ("Q048".to_string(), Some("chat.google.com"), true),
+            ("Q049".to_string(), Some("meet.google.com"), true),
+            ("Q049".to_string(), Some("www.google.com"), true),
+            ("Q050".to_string(), Some("hangouts.google.com"), true),
+        ]
+    );
+}

@@ -8,7 +8,7 @@ use super::link::{self, Decoded, Segment};
 use super::tcp::StreamStart;
 use crate::identify::dns::{self, DnsMessage};
 use crate::identify::quic::{self, InitialParser};
-use crate::identify::{self, Details, Identification, Protocol, Sniff, Transport};
+use crate::identify::{self, gquic, Details, Identification, Protocol, Sniff, Transport};
 
 /// DNS responses kept per flow.
 const DNS_RESPONSES: usize = 16;
@@ -318,18 +318,24 @@ fn udp_datagram(
     let initial = quic::looks_like_initial(datagram) == Some(true);
     if quic.is_none() {
         if !initial || count > 1 {
+            // A gQUIC CHLO may continue in the next packets.
+            let gquic_first = gquic::looks_like_gquic(first) == Some(true);
             if count == 1 {
-                // Everything but RTP is decided by the first datagram.
+                // Everything but RTP and long CHLOs is decided by the first
+                // datagram.
                 let id = identify::identify_final(first, Transport::Udp, port);
-                if id.protocol != Protocol::Unknown || limits.udp_datagrams <= 1 {
+                let chlo_goes_on = gquic_first && matches!(gquic::parse(first), Ok(None));
+                if (id.protocol != Protocol::Unknown && !chlo_goes_on) || limits.udp_datagrams <= 1
+                {
                     return Some(id);
                 }
             }
             kept.push(datagram[..datagram.len().min(DATAGRAM_BYTES)].to_vec());
-            if kept.len() < limits.udp_datagrams {
+            let refs: Vec<&[u8]> = kept.iter().map(Vec::as_slice).collect();
+            let chlo_done = gquic_first && !matches!(gquic::parse_flow(&refs), Ok(None));
+            if kept.len() < limits.udp_datagrams && !chlo_done {
                 return None;
             }
-            let refs: Vec<&[u8]> = kept.iter().map(Vec::as_slice).collect();
             return Some(identify::identify_datagrams(&refs, port));
         }
         *quic = Some(InitialParser::new());

@@ -181,6 +181,18 @@ pub(crate) struct ContextSpec {
     pub terms: Vec<TermSpec>,
     #[serde(default)]
     pub shapes: Vec<ShapeSpec>,
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+}
+
+/// A validator that adds a weight when it passes instead of deciding
+/// alone: a Luhn-valid number inside a card network's range is surely a
+/// card; one outside it is a card only when words say so.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CheckSpec {
+    pub validator: ValidatorSpec,
+    pub weight: f64,
 }
 
 /// A regex on the match itself (not its surroundings) that adds a weight:

@@ -94,6 +94,38 @@ fn international(d: &[u8]) -> bool {
     false
 }
 
+/// Whether `t` is a calendar date's digits: 2026-12-09, 07.12.2026,
+/// 12/07/2026 (one separator throughout) or 20261209. Eight digits that a
+/// date explains are not a phone number.
+fn is_date(t: &str) -> bool {
+    let year = |g: &str| g.len() == 4 && (g.starts_with("19") || g.starts_with("20"));
+    let two = |g: &str| g.len() == 2;
+    if t.len() == 8 && t.bytes().all(|b| b.is_ascii_digit()) {
+        let month = &t[4..6];
+        let day = &t[6..];
+        return year(&t[..4]) && ("01"..="12").contains(&month) && ("01"..="31").contains(&day);
+    }
+    for sep in ['-', '.', '/'] {
+        let g: Vec<&str> = t.split(sep).collect();
+        if g.len() == 3
+            && g.iter()
+                .all(|x| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return (year(g[0]) && two(g[1]) && two(g[2]))
+                || (two(g[0]) && two(g[1]) && year(g[2]));
+        }
+    }
+    false
+}
+
+/// Whether `t` is a dotted IPv4 address.
+fn is_ipv4(t: &str) -> bool {
+    let g: Vec<&str> = t.split('.').collect();
+    g.len() == 4
+        && g.iter()
+            .all(|x| (1..=3).contains(&x.len()) && x.parse::<u8>().is_ok())
+}
+
 /// Whether `matched` (digits with separators, `+`, brackets) is a
 /// plausible phone number.
 pub(crate) fn phone(matched: &str) -> bool {
@@ -114,16 +146,32 @@ pub(crate) fn phone(matched: &str) -> bool {
     if d.len() >= 2 && d[0] == 0 && d[1] == 0 {
         return international(&d[2..]);
     }
-    match d.first() {
-        // Trunk prefix 0 (most of Europe, Japan, Korea, Australia, India…).
-        Some(0) => (9..=12).contains(&d.len()),
-        // Ten digits starting with 1 are epoch seconds, not phone numbers;
-        // eleven are Chinese mobiles and Brazilian "(11) 9xxxx-xxxx".
-        Some(1) => d.len() == 11,
-        // NANP, Spain, Portugal, Poland, Italian mobiles, Mexico, Brazil.
-        Some(_) => (9..=11).contains(&d.len()),
-        None => false,
+    let bare = matched.trim();
+    if is_date(bare) || is_ipv4(bare) {
+        return false;
     }
+    // Separators between digits: people group phone numbers, machines do
+    // not group timestamps.
+    let grouped = bare
+        .trim_matches(|c: char| !c.is_ascii_digit())
+        .contains(|c: char| !c.is_ascii_digit());
+    let national = match d.first() {
+        // Trunk prefix 0 (most of Europe, Japan, Korea, Australia, India…):
+        // from Stockholm's "08-…" (8 digits) to German numbers with a
+        // five-digit area code (13).
+        Some(0) => (8..=13).contains(&d.len()),
+        // Ten digits starting with 1 are epoch seconds unless grouped
+        // ("(14) 4377-9807" in Brazil); eleven are Chinese mobiles and
+        // Brazilian "(11) 9xxxx-xxxx"; eight are Nordic numbers.
+        Some(1) => matches!(d.len(), 8 | 11) || (d.len() == 10 && grouped),
+        // NANP, Spain, Portugal, Poland, Italian mobiles, Mexico, Brazil;
+        // Denmark, Norway and Singapore have eight digits and no trunk
+        // prefix.
+        Some(_) => (8..=11).contains(&d.len()),
+        None => false,
+    };
+    // "(351) 912 345 678": a country code in brackets, without the "+".
+    national || (bare.starts_with('(') && d.len() > 11 && international(&d))
 }
 
 #[cfg(test)]
@@ -167,6 +215,13 @@ mod tests {
             "090-1234-5678",
             "(11) 91234-5678",
             "０９０－１２３４－５６７８",
+            "08-25 19 13",
+            "29 19 82 28",
+            "426 05 448",
+            "41727108",
+            "(02862) 80738 363",
+            "14 4377-9807",
+            "(351) 920 440 358",
         ] {
             assert!(phone(ok), "{ok}");
         }
@@ -176,6 +231,10 @@ mod tests {
             "12/07/2026",
             "10.0.22",
             "4526 0181 5908 3012",
+            "20261209",
+            "07.12.2026",
+            "10.20.30.40",
+            "1733529600123",
         ] {
             assert!(!phone(bad), "{bad}");
         }

@@ -40,6 +40,8 @@ pub(crate) struct Context {
     pub terms: Vec<Term>,
     /// Regexes on the match itself, with the weight each adds.
     pub shapes: Vec<(Regex, f64)>,
+    /// Validators on the match, with the weight each adds when it passes.
+    pub checks: Vec<(ValidatorSpec, f64)>,
 }
 
 #[derive(Debug, Clone)]

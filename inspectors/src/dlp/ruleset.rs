@@ -432,8 +432,21 @@ fn compile_rule(
                 }),
             }
         }
+        let mut checks = Vec::new();
+        for ch in &c.checks {
+            if ch.weight.is_finite() {
+                checks.push((ch.validator.clone(), ch.weight));
+            } else {
+                errors.push(err_invalid(
+                    p,
+                    s,
+                    "a context check's weight must be a number",
+                ));
+            }
+        }
         context = Some(Context {
             shapes,
+            checks,
             before: c.before,
             after: c.after,
             base: c.base,

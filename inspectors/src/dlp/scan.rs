@@ -893,6 +893,14 @@ impl RuleSet {
                             });
                         }
                     }
+                    for (v, weight) in &c.checks {
+                        if v.check(&field.text[os..oe]) {
+                            contributions.push(Contribution {
+                                source: format!("check:{}", v.name()),
+                                weight: *weight,
+                            });
+                        }
+                    }
                     let sum: f64 = contributions.iter().map(|c| c.weight).sum();
                     let score = sum.clamp(0.0, 1.0);
                     if score < c.threshold {

@@ -42,11 +42,24 @@ pub(super) fn other(buf: &[u8], port: u16) -> Identification {
 }
 
 /// Judges a flow on its first client datagrams: RTP needs three in
-/// sequence on one SSRC; everything else is the first datagram's verdict.
+/// sequence on one SSRC, a gQUIC CHLO may span several; everything else
+/// is the first datagram's verdict.
 pub(super) fn flow(datagrams: &[&[u8]], port: u16) -> Identification {
     let Some(first) = datagrams.first() else {
         return Identification::new(Protocol::Unknown, Details::None, &[]);
     };
+    // A CHLO too large for one packet continues in the next ones.
+    if datagrams.len() > 1 && gquic::looks_like_gquic(first) == Some(true) {
+        return match gquic::parse_flow(datagrams) {
+            Ok(Some(h)) => Identification::new(Protocol::Quic, Details::Gquic(Box::new(h)), first),
+            Ok(None) => Identification::malformed(
+                Protocol::Quic,
+                "gQUIC CHLO continues past the packets seen",
+                first.len(),
+            ),
+            Err(e) => Identification::malformed(Protocol::Quic, &e.to_string(), first.len()),
+        };
+    }
     let id = super::identify_final(first, super::Transport::Udp, port);
     if id.protocol != Protocol::Unknown {
         return id;

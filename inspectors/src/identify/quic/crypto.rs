@@ -69,12 +69,20 @@ impl CryptoStream {
         Ok(())
     }
 
-    fn insert(&mut self, offset: u64, data: &[u8]) -> Result<(), InspectError> {
+    pub(crate) fn insert(&mut self, offset: u64, data: &[u8]) -> Result<(), InspectError> {
         let start = usize::try_from(offset).map_err(|_| malformed("CRYPTO offset too large"))?;
         let end = start
             .checked_add(data.len())
             .filter(|end| *end <= hello_limit())
             .ok_or_else(|| malformed("CRYPTO data past the largest ClientHello we accept"))?;
+        if start == self.contiguous && self.have.len() == self.contiguous {
+            // In order, nothing buffered past it: the common case, appended
+            // without the byte-by-byte bookkeeping.
+            self.data.extend_from_slice(data);
+            self.have.resize(end, true);
+            self.contiguous = end;
+            return Ok(());
+        }
         if end > self.data.len() {
             self.data.resize(end, 0);
             self.have.resize(end, false);
@@ -126,6 +134,19 @@ mod tests {
         s.add_frames(&crypto(0, b"hello")).unwrap();
         s.add_frames(&crypto(1, b"ell")).unwrap();
         assert!(s.add_frames(&crypto(3, b"XY")).is_err());
+    }
+
+    #[test]
+    fn appending_in_order_and_filling_gaps_agree() {
+        let mut s = CryptoStream::default();
+        s.insert(0, b"he").unwrap();
+        s.insert(5, b"world").unwrap();
+        assert_eq!(s.contiguous(), b"he");
+        s.insert(2, b"llo").unwrap();
+        assert_eq!(s.contiguous(), b"helloworld");
+        s.insert(10, b"!").unwrap();
+        assert_eq!(s.contiguous(), b"helloworld!");
+        assert!(s.insert(4, b"X").is_err());
     }
 
     #[test]

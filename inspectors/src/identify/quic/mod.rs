@@ -15,7 +15,7 @@ use rustls::quic::DirectionalKeys;
 
 use crate::identify::tls::{self, ClientHello, HelloTransport};
 use crate::InspectError;
-use crypto::CryptoStream;
+pub(crate) use crypto::CryptoStream;
 use packet::{client_initial_keys, malformed, open, parse_long};
 
 /// A ClientHello recovered from QUIC Initial packets.
