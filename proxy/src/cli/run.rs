@@ -82,6 +82,9 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(t) = gateway.transparent_addr() {
             println!("gatehouse: transparent listener on {t}");
         }
+        if let Some(q) = gateway.quic_addr() {
+            println!("gatehouse: transparent QUIC (UDP) listener on {q}");
+        }
         let (page, page_tls) = gateway.onboarding_addrs();
         if let Some(page) = page {
             println!("gatehouse: onboarding page on http://{page}/");
