@@ -2,10 +2,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,16 +17,15 @@ use crate::events::EventSink;
 use crate::listener;
 use crate::policy::{AccessPolicy, Identities, OwnListeners, Pinning, Policy};
 use crate::relay::hooks::{AllowAll, Interceptor};
-use crate::state::Shared;
+use crate::state::{Current, Shared};
 use crate::tls::upstream::Upstream;
 use crate::GatewayError;
 
 /// A gateway with its listeners bound, ready to [`run`](Gateway::run).
 pub struct Gateway {
-    shared: Shared,
-    proxy: TcpListener,
-    transparent: Option<TcpListener>,
-    admin: TcpListener,
+    current: Current,
+    listeners: Arc<Mutex<Listeners>>,
+    ca: Arc<Ca>,
 }
 
 impl Gateway {
@@ -66,30 +66,30 @@ impl Gateway {
         ));
         let upstream = Upstream::new(&config.upstream).map_err(GatewayError::Upstream)?;
         let catalog = Arc::new(load_catalog(&config).map_err(GatewayError::Catalog)?);
-        let proxy = bind("proxy.listen", config.proxy.listen).await?;
-        let admin = bind("admin.listen", config.admin.listen).await?;
-        let transparent = match config.proxy.transparent_listen {
-            Some(addr) => Some(bind("proxy.transparent_listen", addr).await?),
-            None => None,
-        };
+        let stopping = CancellationToken::new();
+        let mut listeners = Listeners::default();
+        for kind in Kind::ALL {
+            if let Some(addr) = kind.addr(&config) {
+                let socket = bind(kind.key(), addr).await?;
+                listeners
+                    .entries
+                    .push(Entry::new(kind, addr, socket, &stopping)?);
+            }
+        }
         let policy = Arc::new(Policy::new(&config.intercept));
         let identities = Arc::new(Identities::new(&config.identity));
         let pinning = Arc::new(Pinning::new(
             config.intercept.pinning_threshold,
             config.intercept.pinning_ttl,
         ));
-        let own = [Some(&proxy), Some(&admin), transparent.as_ref()]
-            .into_iter()
-            .flatten()
-            .filter_map(|l| l.local_addr().ok());
         let shared = Shared {
             access: Arc::new(AccessPolicy::new(&config.proxy)),
-            own: Arc::new(OwnListeners::new(own)),
+            own: Arc::new(listeners.own()),
             slots: Arc::new(Semaphore::new(config.proxy.max_connections)),
             config: Arc::new(config),
-            ca,
+            ca: ca.clone(),
             events,
-            stopping: CancellationToken::new(),
+            stopping,
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),
             upstream,
@@ -102,67 +102,69 @@ impl Gateway {
             leaves,
         };
         Ok(Self {
-            shared,
-            proxy,
-            transparent,
-            admin,
+            current: Current::new(shared),
+            listeners: Arc::new(Mutex::new(listeners)),
+            ca,
         })
     }
 
     /// Cancelling this cuts every connection at once, as the end of the
     /// grace period does (a second stop signal uses it).
     pub fn abort_token(&self) -> tokio_util::sync::CancellationToken {
-        self.shared.abort.clone()
+        self.current.snapshot().abort
+    }
+
+    /// What reloads this gateway's configuration while it runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            current: self.current.clone(),
+            listeners: self.listeners.clone(),
+        }
     }
 
     /// The bound explicit-proxy address (useful when configured with port 0).
     pub fn proxy_addr(&self) -> SocketAddr {
-        self.proxy
-            .local_addr()
-            .expect("bound listener has an address")
+        self.reloader()
+            .local_addr(Kind::Proxy)
+            .expect("the explicit proxy is always bound")
     }
 
     /// The bound transparent listener address, if configured.
     pub fn transparent_addr(&self) -> Option<SocketAddr> {
-        self.transparent.as_ref().and_then(|l| l.local_addr().ok())
+        self.reloader().local_addr(Kind::Transparent)
     }
 
     /// The bound admin address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("bound listener has an address")
+        self.reloader()
+            .local_addr(Kind::Admin)
+            .expect("the admin listener is always bound")
     }
 
     /// The interception CA in use.
     pub fn ca(&self) -> &Ca {
-        &self.shared.ca
+        &self.ca
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets
     /// in-flight connections finish within `proxy.shutdown_grace`, cuts the
     /// rest and flushes events.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
-        let Self {
-            shared,
-            proxy,
-            transparent,
-            admin,
-        } = self;
-        let accept = tokio::spawn(listener::explicit::accept_loop(proxy, shared.clone()));
-        let transparent = transparent
-            .map(|l| tokio::spawn(listener::transparent::accept_loop(l, shared.clone())));
-        let admin = tokio::spawn(listener::admin::accept_loop(admin, shared.clone()));
+        self.listeners
+            .lock()
+            .expect("listeners lock")
+            .start(&self.current);
 
         shutdown.await;
+        // The state in force at the end: a reload may have changed the grace.
+        let shared = self.current.snapshot();
         let grace = shared.config.proxy.shutdown_grace;
         tracing::info!(grace = ?grace, in_flight = shared.tracker.len(), "shutting down: no new connections");
         shared.stopping.cancel();
-        let _ = accept.await;
-        if let Some(t) = transparent {
-            let _ = t.await;
+        let loops = self.listeners.lock().expect("listeners lock").take_tasks();
+        for task in loops {
+            let _ = task.await;
         }
-        let _ = admin.await;
         shared.tracker.close();
         if tokio::time::timeout(grace, shared.tracker.wait())
             .await
@@ -178,6 +180,281 @@ impl Gateway {
         shared.events.flush();
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// The gateway's TCP listeners, each with the config key of its address.
+/// A new listener is one more variant here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `proxy.listen`: the explicit proxy.
+    Proxy,
+    /// `proxy.transparent_listen`: redirected VPN traffic.
+    Transparent,
+    /// `admin.listen`: health, readiness, metrics.
+    Admin,
+}
+
+impl Kind {
+    const ALL: [Self; 3] = [Self::Proxy, Self::Transparent, Self::Admin];
+
+    /// The config key of its address.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Proxy => "proxy.listen",
+            Self::Transparent => "proxy.transparent_listen",
+            Self::Admin => "admin.listen",
+        }
+    }
+
+    /// Its address in `config`; `None` when it is not configured.
+    fn addr(self, config: &Config) -> Option<SocketAddr> {
+        match self {
+            Self::Proxy => Some(config.proxy.listen),
+            Self::Transparent => config.proxy.transparent_listen,
+            Self::Admin => Some(config.admin.listen),
+        }
+    }
+
+    fn accept(
+        self,
+        socket: TcpListener,
+        current: Current,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        match self {
+            Self::Proxy => tokio::spawn(listener::explicit::accept_loop(socket, current, stop)),
+            Self::Transparent => {
+                tokio::spawn(listener::transparent::accept_loop(socket, current, stop))
+            }
+            Self::Admin => tokio::spawn(listener::admin::accept_loop(socket, current, stop)),
+        }
+    }
+}
+
+/// One bound listener: before [`run`](Gateway::run) its socket, after it
+/// the accept loop that owns the socket. Its connections are not its own:
+/// they live in the gateway's task tracker, so stopping the loop (a
+/// reload moved it) closes the port and nothing else.
+struct Entry {
+    kind: Kind,
+    configured: SocketAddr,
+    local: SocketAddr,
+    socket: Option<TcpListener>,
+    /// Cancelled when the gateway stops accepting, or the listener moves.
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Entry {
+    fn new(
+        kind: Kind,
+        configured: SocketAddr,
+        socket: TcpListener,
+        stopping: &CancellationToken,
+    ) -> Result<Self, GatewayError> {
+        let local = socket.local_addr().map_err(|source| GatewayError::Bind {
+            what: kind.key(),
+            addr: configured,
+            source,
+        })?;
+        Ok(Self {
+            kind,
+            configured,
+            local,
+            socket: Some(socket),
+            stop: stopping.child_token(),
+            task: None,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Listeners {
+    /// Accept loops run (set by [`Gateway::run`]).
+    started: bool,
+    entries: Vec<Entry>,
+    /// Loops of listeners a reload moved or removed, awaited at shutdown.
+    retired: Vec<JoinHandle<()>>,
+}
+
+impl Listeners {
+    /// Every bound address: never a destination.
+    fn own(&self) -> OwnListeners {
+        OwnListeners::new(self.entries.iter().map(|e| e.local))
+    }
+
+    /// Starts the accept loop of every listener not yet started.
+    fn start(&mut self, current: &Current) {
+        self.started = true;
+        for e in &mut self.entries {
+            if let Some(socket) = e.socket.take() {
+                e.task = Some(e.kind.accept(socket, current.clone(), e.stop.clone()));
+            }
+        }
+    }
+
+    fn take_tasks(&mut self) -> Vec<JoinHandle<()>> {
+        let mut tasks: Vec<_> = self.retired.drain(..).collect();
+        tasks.extend(self.entries.iter_mut().filter_map(|e| e.task.take()));
+        tasks
+    }
+
+    fn retire(&mut self, kind: Kind) {
+        if let Some(i) = self.entries.iter().position(|e| e.kind == kind) {
+            let old = self.entries.remove(i);
+            old.stop.cancel();
+            self.retired.extend(old.task);
+        }
+    }
+}
+
+/// Reloads the configuration of a running [`Gateway`]: everything a new
+/// flow reads (access, identity, policy, upstream roots and exceptions,
+/// catalog, limits) is built from the new file and swapped in whole; flows
+/// under way keep the state they started with. Listeners whose address
+/// changed are bound anew; the others, and every open connection, stay.
+#[derive(Clone)]
+pub struct Reloader {
+    current: Current,
+    listeners: Arc<Mutex<Listeners>>,
+}
+
+/// A new state built and its new listeners bound, not yet in force.
+pub struct Prepared {
+    shared: Shared,
+    /// Listeners to move (`Some`: the new socket) or close (`None`).
+    moves: Vec<(Kind, Option<Entry>)>,
+}
+
+impl Reloader {
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.current.snapshot().config
+    }
+
+    /// The bound address of a listener, if it runs.
+    pub fn local_addr(&self, kind: Kind) -> Option<SocketAddr> {
+        let listeners = self.listeners.lock().expect("listeners lock");
+        listeners
+            .entries
+            .iter()
+            .find(|e| e.kind == kind)
+            .map(|e| e.local)
+    }
+
+    /// Builds the state `config` asks for and binds the listeners it
+    /// moves; nothing is in force yet. Every problem found is returned.
+    pub async fn prepare(&self, config: Config) -> Result<Prepared, Vec<String>> {
+        let old = self.current.snapshot();
+        let mut problems = Vec::new();
+        let upstream = Upstream::new(&config.upstream)
+            .map_err(|e| problems.push(format!("upstream: {e}")))
+            .ok();
+        let catalog = load_catalog(&config).map_err(|e| problems.push(e)).ok();
+        let running: Vec<(Kind, SocketAddr, SocketAddr)> = {
+            let listeners = self.listeners.lock().expect("listeners lock");
+            listeners
+                .entries
+                .iter()
+                .map(|e| (e.kind, e.configured, e.local))
+                .collect()
+        };
+        let mut moves = Vec::new();
+        for kind in Kind::ALL {
+            let was = running.iter().find(|r| r.0 == kind).map(|r| r.1);
+            let wanted = kind.addr(&config);
+            if was == wanted {
+                continue;
+            }
+            let Some(addr) = wanted else {
+                moves.push((kind, None));
+                continue;
+            };
+            match bind(kind.key(), addr).await {
+                Ok(socket) => match Entry::new(kind, addr, socket, &old.stopping) {
+                    Ok(entry) => moves.push((kind, Some(entry))),
+                    Err(e) => problems.push(e.to_string()),
+                },
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        let (Some(upstream), Some(catalog), true) = (upstream, catalog, problems.is_empty()) else {
+            return Err(problems);
+        };
+        let own = running
+            .iter()
+            .filter(|r| !moves.iter().any(|m| m.0 == r.0))
+            .map(|r| r.2)
+            .chain(moves.iter().filter_map(|m| m.1.as_ref().map(|e| e.local)));
+        let shared = Shared {
+            access: Arc::new(AccessPolicy::new(&config.proxy)),
+            own: Arc::new(OwnListeners::new(own)),
+            upstream,
+            policy: Arc::new(Policy::new(&config.intercept)),
+            identities: Arc::new(Identities::new(&config.identity)),
+            catalog: Arc::new(catalog),
+            config: Arc::new(config),
+            ..old
+        };
+        Ok(Prepared { shared, moves })
+    }
+
+    /// Puts a prepared state in force: new connections use it from now
+    /// on. Returns what happened to the listeners, one line each.
+    pub fn commit(&self, prepared: Prepared) -> Vec<String> {
+        let Prepared { shared, moves } = prepared;
+        let old = self.current.snapshot();
+        resize_slots(
+            &shared.slots,
+            old.config.proxy.max_connections,
+            shared.config.proxy.max_connections,
+        );
+        let mut listeners = self.listeners.lock().expect("listeners lock");
+        let mut said = Vec::new();
+        for (kind, entry) in moves {
+            let was = listeners
+                .entries
+                .iter()
+                .find(|e| e.kind == kind)
+                .map(|e| e.local);
+            listeners.retire(kind);
+            match entry {
+                Some(entry) => {
+                    said.push(match was {
+                        Some(was) => format!("{} moved from {was} to {}", kind.key(), entry.local),
+                        None => format!("{} opened on {}", kind.key(), entry.local),
+                    });
+                    listeners.entries.push(entry);
+                }
+                None => said.push(format!("{} closed", kind.key())),
+            }
+        }
+        self.current.replace(shared);
+        if listeners.started {
+            listeners.start(&self.current);
+        }
+        said
+    }
+}
+
+/// Gives the connection slots a new size. A smaller one takes effect as
+/// connections end: the slots in use are never taken back.
+fn resize_slots(slots: &Arc<Semaphore>, old: usize, new: usize) {
+    if new > old {
+        slots.add_permits(new - old);
+    } else if new < old {
+        let want = old - new;
+        let left = want - slots.forget_permits(want);
+        if left > 0 {
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                let n = u32::try_from(left).unwrap_or(u32::MAX);
+                if let Ok(permits) = slots.acquire_many_owned(n).await {
+                    permits.forget();
+                }
+            });
+        }
     }
 }
 

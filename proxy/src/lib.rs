@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod listener;
 pub mod policy;
 pub mod relay;
+pub mod reload;
 pub mod state;
 pub mod tls;
 
