@@ -310,17 +310,25 @@ async fn a_moved_listener_answers_on_its_new_address_and_keeps_its_connections()
     assert_eq!(post(&mut open, "hello").await.0, 200);
 
     let new: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let audit = reload(
-        &gw,
-        &config(&new.to_string(), "\"127.0.0.1/32\"", "rules", ""),
-        1,
-    )
-    .await;
+    // The CA's name changes too: only a restart applies that.
+    let moved =
+        config(&new.to_string(), "\"127.0.0.1/32\"", "rules", "") + "[ca]\nname = \"Renamed CA\"\n";
+    let audit = reload(&gw, &moved, 1).await;
     let detail = audit["detail"].as_str().unwrap_or_default();
     assert!(
         detail.starts_with("applied:")
             && detail.contains(&format!("proxy.listen moved from {old} to {new}")),
         "{audit}"
+    );
+    assert!(
+        detail.contains("needs restart (running value kept): ca.name"),
+        "{audit}"
+    );
+    assert!(
+        gw.log()
+            .contains("ca.name changed; it takes effect at restart"),
+        "{}",
+        gw.log()
     );
 
     // The new address answers; the old one no longer accepts.
