@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of Gatehouse on a Debian machine as root: installs what the
 # tests need (ClickHouse, curl, openssl, iproute2, nftables, nginx as an origin,
-# util-linux for prlimit, python peers),
+# util-linux for prlimit, python peers, systemd and dpkg-dev for the package test),
 # starts a
 # throw-away ClickHouse on loopback, checks formatting and lints, runs the
 # whole workspace's tests, and stops ClickHouse again (also on failure).
@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(clickhouse-server clickhouse-client curl openssl iproute2 nftables ca-certificates nginx util-linux procps python3 python3-pip mosquitto prosody)
+packages=(clickhouse-server clickhouse-client curl openssl iproute2 nftables ca-certificates nginx util-linux procps python3 python3-pip mosquitto prosody systemd dpkg-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
