@@ -34,7 +34,16 @@ fn run(cmd: &mut Command) -> (String, String) {
 
 /// Builds the package (cargo-deb repacks; cargo rebuilds only what changed).
 fn build() -> PathBuf {
-    let (stdout, _) = run(Command::new(repo().join("scripts/package.sh")).current_dir(repo()));
+    let mut cmd = Command::new(repo().join("scripts/package.sh"));
+    // Without the variables `cargo test` sets for its tests: build scripts
+    // (ring's) rerun when they change, which would rebuild the dist
+    // binary on every switch between this test and a shell.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CARGO") && key != "CARGO_HOME" {
+            cmd.env_remove(key);
+        }
+    }
+    let (stdout, _) = run(cmd.current_dir(repo()));
     let deb = repo().join(stdout.lines().last().expect("the .deb's path").trim());
     assert!(deb.is_file(), "{} not built", deb.display());
     deb
