@@ -2,7 +2,8 @@
 # Runs every test of Gatehouse on a Debian machine as root: installs what the
 # build needs besides the Rust toolchain (a C compiler for ring, zstd, lz4)
 # and what the tests talk to (ClickHouse, curl, openssl, iproute2, nftables,
-# nginx as an origin, util-linux for prlimit, python peers), starts a
+# nginx as an origin, util-linux for prlimit, python peers, chromium for the
+# browser tests, systemd and dpkg-dev for the package test), starts a
 # throw-away ClickHouse on loopback, checks formatting and lints, runs the
 # whole workspace's tests, and stops ClickHouse again (also on failure).
 set -euo pipefail
@@ -13,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(gcc libc6-dev clickhouse-server clickhouse-client curl openssl iproute2 nftables ca-certificates nginx util-linux procps python3 python3-pip mosquitto prosody prometheus nodejs chromium chromium-driver libnss3-tools)
+packages=(gcc libc6-dev clickhouse-server clickhouse-client curl openssl iproute2 nftables ca-certificates nginx util-linux procps python3 python3-pip mosquitto prosody prometheus nodejs chromium chromium-driver libnss3-tools systemd dpkg-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

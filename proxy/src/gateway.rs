@@ -2,10 +2,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -16,18 +17,16 @@ use crate::events::EventSink;
 use crate::listener;
 use crate::policy::{AccessPolicy, Identities, OwnListeners, Pinning, Policy};
 use crate::relay::hooks::{AllowAll, Interceptor};
-use crate::state::Shared;
+use crate::state::{Current, Shared};
 use crate::tls::upstream::Upstream;
 use crate::GatewayError;
 
 /// A gateway with its listeners bound, ready to [`run`](Gateway::run).
 pub struct Gateway {
-    shared: Shared,
-    proxy: TcpListener,
-    transparent: Option<TcpListener>,
-    admin: TcpListener,
-    onboarding: Option<TcpListener>,
-    onboarding_tls: Option<TcpListener>,
+    current: Current,
+    listeners: Arc<Mutex<Listeners>>,
+    ca: Arc<Ca>,
+    /// The QUIC (UDP) listener: bound at start, not moved by a reload.
     quic: Option<tokio::net::UdpSocket>,
 }
 
@@ -69,26 +68,23 @@ impl Gateway {
         ));
         let upstream = Upstream::new(&config.upstream).map_err(GatewayError::Upstream)?;
         let catalog = Arc::new(load_catalog(&config).map_err(GatewayError::Catalog)?);
-        let proxy = bind("proxy.listen", config.proxy.listen).await?;
-        let admin = bind("admin.listen", config.admin.listen).await?;
-        let transparent = match config.proxy.transparent_listen {
-            Some(addr) => Some(bind("proxy.transparent_listen", addr).await?),
-            None => None,
-        };
-        let onboarding = match config.onboarding.listen {
-            Some(addr) => Some(bind("onboarding.listen", addr).await?),
-            None => None,
-        };
-        let onboarding_tls = match config.onboarding.https_listen {
-            Some(addr) => Some(bind("onboarding.https_listen", addr).await?),
-            None => None,
-        };
-        let onboarding_page = crate::onboarding::Onboarding::new(
-            &config,
-            ca.clone(),
-            proxy.local_addr().unwrap_or(config.proxy.listen),
-        )?
-        .map(Arc::new);
+        let stopping = CancellationToken::new();
+        let mut listeners = Listeners::default();
+        for kind in Kind::ALL {
+            if let Some(addr) = kind.addr(&config) {
+                let socket = bind(kind.key(), addr).await?;
+                listeners
+                    .entries
+                    .push(Entry::new(kind, addr, socket, &stopping)?);
+            }
+        }
+        let proxy_addr = listeners
+            .entries
+            .iter()
+            .find(|e| e.kind == Kind::Proxy)
+            .map_or(config.proxy.listen, |e| e.local);
+        let onboarding =
+            crate::onboarding::Onboarding::new(&config, ca.clone(), proxy_addr)?.map(Arc::new);
         let quic = match &config.quic {
             Some(q) => Some(crate::quic::bind(q).map_err(|source| GatewayError::Bind {
                 what: "quic.listen",
@@ -103,24 +99,14 @@ impl Gateway {
             config.intercept.pinning_threshold,
             config.intercept.pinning_ttl,
         ));
-        let own = [
-            Some(&proxy),
-            Some(&admin),
-            transparent.as_ref(),
-            onboarding.as_ref(),
-            onboarding_tls.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .filter_map(|l| l.local_addr().ok());
         let shared = Shared {
             access: Arc::new(AccessPolicy::new(&config.proxy)),
-            own: Arc::new(OwnListeners::new(own)),
+            own: Arc::new(listeners.own()),
             slots: Arc::new(Semaphore::new(config.proxy.max_connections)),
             config: Arc::new(config),
-            ca,
+            ca: ca.clone(),
             events,
-            stopping: CancellationToken::new(),
+            stopping,
             abort: CancellationToken::new(),
             tracker: TaskTracker::new(),
             upstream,
@@ -131,17 +117,56 @@ impl Gateway {
             catalog,
             addresses: Arc::default(),
             leaves,
-            onboarding: onboarding_page,
+            onboarding,
         };
         Ok(Self {
-            shared,
-            proxy,
-            transparent,
-            admin,
-            onboarding,
-            onboarding_tls,
+            current: Current::new(shared),
+            listeners: Arc::new(Mutex::new(listeners)),
+            ca,
             quic,
         })
+    }
+
+    /// Cancelling this cuts every connection at once, as the end of the
+    /// grace period does (a second stop signal uses it).
+    pub fn abort_token(&self) -> tokio_util::sync::CancellationToken {
+        self.current.snapshot().abort
+    }
+
+    /// What reloads this gateway's configuration while it runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            current: self.current.clone(),
+            listeners: self.listeners.clone(),
+        }
+    }
+
+    /// The bound explicit-proxy address (useful when configured with port 0).
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.reloader()
+            .local_addr(Kind::Proxy)
+            .expect("the explicit proxy is always bound")
+    }
+
+    /// The bound transparent listener address, if configured.
+    pub fn transparent_addr(&self) -> Option<SocketAddr> {
+        self.reloader().local_addr(Kind::Transparent)
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.reloader()
+            .local_addr(Kind::Admin)
+            .expect("the admin listener is always bound")
+    }
+
+    /// The bound onboarding page addresses (plain HTTP, HTTPS), if configured.
+    pub fn onboarding_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
+        let r = self.reloader();
+        (
+            r.local_addr(Kind::Onboarding),
+            r.local_addr(Kind::OnboardingTls),
+        )
     }
 
     /// The bound QUIC (UDP) listener address, if configured.
@@ -149,90 +174,39 @@ impl Gateway {
         self.quic.as_ref().and_then(|s| s.local_addr().ok())
     }
 
-    /// Cancelling this cuts every connection at once, as the end of the
-    /// grace period does (a second stop signal uses it).
-    pub fn abort_token(&self) -> tokio_util::sync::CancellationToken {
-        self.shared.abort.clone()
-    }
-
-    /// The bound explicit-proxy address (useful when configured with port 0).
-    pub fn proxy_addr(&self) -> SocketAddr {
-        self.proxy
-            .local_addr()
-            .expect("bound listener has an address")
-    }
-
-    /// The bound transparent listener address, if configured.
-    pub fn transparent_addr(&self) -> Option<SocketAddr> {
-        self.transparent.as_ref().and_then(|l| l.local_addr().ok())
-    }
-
-    /// The bound admin address.
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("bound listener has an address")
-    }
-
-    /// The bound onboarding page addresses (plain HTTP, HTTPS), if configured.
-    pub fn onboarding_addrs(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
-        let addr = |l: &Option<TcpListener>| l.as_ref().and_then(|l| l.local_addr().ok());
-        (addr(&self.onboarding), addr(&self.onboarding_tls))
-    }
-
     /// The interception CA in use.
     pub fn ca(&self) -> &Ca {
-        &self.shared.ca
+        &self.ca
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets
     /// in-flight connections finish within `proxy.shutdown_grace`, cuts the
     /// rest and flushes events.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
-        let Self {
-            shared,
-            proxy,
-            transparent,
-            admin,
-            onboarding,
-            onboarding_tls,
-            quic,
-        } = self;
-        let accept = tokio::spawn(listener::explicit::accept_loop(proxy, shared.clone()));
-        let transparent = transparent
-            .map(|l| tokio::spawn(listener::transparent::accept_loop(l, shared.clone())));
-        let admin = tokio::spawn(listener::admin::accept_loop(admin, shared.clone()));
-        let mut onboarding_loops = Vec::new();
-        if let Some(page) = &shared.onboarding {
-            for (l, tls) in [(onboarding, false), (onboarding_tls, true)] {
-                if let Some(l) = l {
-                    onboarding_loops.push(tokio::spawn(listener::onboarding::accept_loop(
-                        l,
-                        shared.clone(),
-                        page.clone(),
-                        tls,
-                    )));
-                }
-            }
-        }
-        let quic = quic
-            .zip(shared.config.quic.clone())
-            .map(|(s, cfg)| tokio::spawn(crate::quic::accept_loop(s, shared.clone(), cfg)));
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), GatewayError> {
+        self.listeners
+            .lock()
+            .expect("listeners lock")
+            .start(&self.current);
+        let quic = self.quic.take().and_then(|socket| {
+            let shared = self.current.snapshot();
+            let cfg = shared.config.quic.clone()?;
+            Some(tokio::spawn(crate::quic::accept_loop(
+                socket,
+                self.current.clone(),
+                shared.stopping.child_token(),
+                cfg,
+            )))
+        });
 
         shutdown.await;
+        // The state in force at the end: a reload may have changed the grace.
+        let shared = self.current.snapshot();
         let grace = shared.config.proxy.shutdown_grace;
         tracing::info!(grace = ?grace, in_flight = shared.tracker.len(), "shutting down: no new connections");
         shared.stopping.cancel();
-        let _ = accept.await;
-        if let Some(t) = transparent {
-            let _ = t.await;
-        }
-        let _ = admin.await;
-        for l in onboarding_loops {
-            let _ = l.await;
-        }
-        if let Some(q) = quic {
-            let _ = q.await;
+        let loops = self.listeners.lock().expect("listeners lock").take_tasks();
+        for task in loops.into_iter().chain(quic) {
+            let _ = task.await;
         }
         shared.tracker.close();
         if tokio::time::timeout(grace, shared.tracker.wait())
@@ -252,9 +226,316 @@ impl Gateway {
     }
 }
 
+/// The gateway's TCP listeners, each with the config key of its address.
+/// A new listener is one more variant here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `proxy.listen`: the explicit proxy.
+    Proxy,
+    /// `proxy.transparent_listen`: redirected VPN traffic.
+    Transparent,
+    /// `admin.listen`: health, readiness, metrics.
+    Admin,
+    /// `onboarding.listen`: the employees' CA page over plain HTTP.
+    Onboarding,
+    /// `onboarding.https_listen`: the same page and the trust check over HTTPS.
+    OnboardingTls,
+}
+
+impl Kind {
+    const ALL: [Self; 5] = [
+        Self::Proxy,
+        Self::Transparent,
+        Self::Admin,
+        Self::Onboarding,
+        Self::OnboardingTls,
+    ];
+
+    /// The config key of its address.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Proxy => "proxy.listen",
+            Self::Transparent => "proxy.transparent_listen",
+            Self::Admin => "admin.listen",
+            Self::Onboarding => "onboarding.listen",
+            Self::OnboardingTls => "onboarding.https_listen",
+        }
+    }
+
+    /// Its address in `config`; `None` when it is not configured.
+    fn addr(self, config: &Config) -> Option<SocketAddr> {
+        match self {
+            Self::Proxy => Some(config.proxy.listen),
+            Self::Transparent => config.proxy.transparent_listen,
+            Self::Admin => Some(config.admin.listen),
+            Self::Onboarding => config.onboarding.listen,
+            Self::OnboardingTls => config.onboarding.https_listen,
+        }
+    }
+
+    fn accept(
+        self,
+        socket: TcpListener,
+        current: Current,
+        stop: CancellationToken,
+    ) -> JoinHandle<()> {
+        match self {
+            Self::Proxy => tokio::spawn(listener::explicit::accept_loop(socket, current, stop)),
+            Self::Transparent => {
+                tokio::spawn(listener::transparent::accept_loop(socket, current, stop))
+            }
+            Self::Admin => tokio::spawn(listener::admin::accept_loop(socket, current, stop)),
+            Self::Onboarding => tokio::spawn(listener::onboarding::accept_loop(
+                socket, current, stop, false,
+            )),
+            Self::OnboardingTls => tokio::spawn(listener::onboarding::accept_loop(
+                socket, current, stop, true,
+            )),
+        }
+    }
+}
+
+/// One bound listener: before [`run`](Gateway::run) its socket, after it
+/// the accept loop that owns the socket. Its connections are not its own:
+/// they live in the gateway's task tracker, so stopping the loop (a
+/// reload moved it) closes the port and nothing else.
+struct Entry {
+    kind: Kind,
+    configured: SocketAddr,
+    local: SocketAddr,
+    socket: Option<TcpListener>,
+    /// Cancelled when the gateway stops accepting, or the listener moves.
+    stop: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Entry {
+    fn new(
+        kind: Kind,
+        configured: SocketAddr,
+        socket: TcpListener,
+        stopping: &CancellationToken,
+    ) -> Result<Self, GatewayError> {
+        let local = socket.local_addr().map_err(|source| GatewayError::Bind {
+            what: kind.key(),
+            addr: configured,
+            source,
+        })?;
+        Ok(Self {
+            kind,
+            configured,
+            local,
+            socket: Some(socket),
+            stop: stopping.child_token(),
+            task: None,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Listeners {
+    /// Accept loops run (set by [`Gateway::run`]).
+    started: bool,
+    entries: Vec<Entry>,
+    /// Loops of listeners a reload moved or removed, awaited at shutdown.
+    retired: Vec<JoinHandle<()>>,
+}
+
+impl Listeners {
+    /// Every bound address: never a destination.
+    fn own(&self) -> OwnListeners {
+        OwnListeners::new(self.entries.iter().map(|e| e.local))
+    }
+
+    /// Starts the accept loop of every listener not yet started.
+    fn start(&mut self, current: &Current) {
+        self.started = true;
+        for e in &mut self.entries {
+            if let Some(socket) = e.socket.take() {
+                e.task = Some(e.kind.accept(socket, current.clone(), e.stop.clone()));
+            }
+        }
+    }
+
+    fn take_tasks(&mut self) -> Vec<JoinHandle<()>> {
+        let mut tasks: Vec<_> = self.retired.drain(..).collect();
+        tasks.extend(self.entries.iter_mut().filter_map(|e| e.task.take()));
+        tasks
+    }
+
+    fn retire(&mut self, kind: Kind) {
+        if let Some(i) = self.entries.iter().position(|e| e.kind == kind) {
+            let old = self.entries.remove(i);
+            old.stop.cancel();
+            self.retired.extend(old.task);
+        }
+    }
+}
+
+/// Reloads the configuration of a running [`Gateway`]: everything a new
+/// flow reads (access, identity, policy, upstream roots and exceptions,
+/// catalog, limits) is built from the new file and swapped in whole; flows
+/// under way keep the state they started with. Listeners whose address
+/// changed are bound anew; the others, and every open connection, stay.
+#[derive(Clone)]
+pub struct Reloader {
+    current: Current,
+    listeners: Arc<Mutex<Listeners>>,
+}
+
+/// A new state built and its new listeners bound, not yet in force.
+pub struct Prepared {
+    shared: Shared,
+    /// Listeners to move (`Some`: the new socket) or close (`None`).
+    moves: Vec<(Kind, Option<Entry>)>,
+}
+
+impl Reloader {
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.current.snapshot().config
+    }
+
+    /// The bound address of a listener, if it runs.
+    pub fn local_addr(&self, kind: Kind) -> Option<SocketAddr> {
+        let listeners = self.listeners.lock().expect("listeners lock");
+        listeners
+            .entries
+            .iter()
+            .find(|e| e.kind == kind)
+            .map(|e| e.local)
+    }
+
+    /// Builds the state `config` asks for and binds the listeners it
+    /// moves; nothing is in force yet. Every problem found is returned.
+    pub async fn prepare(&self, config: Config) -> Result<Prepared, Vec<String>> {
+        let old = self.current.snapshot();
+        let mut problems = Vec::new();
+        let upstream = Upstream::new(&config.upstream)
+            .map_err(|e| problems.push(format!("upstream: {e}")))
+            .ok();
+        let catalog = load_catalog(&config).map_err(|e| problems.push(e)).ok();
+        let running: Vec<(Kind, SocketAddr, SocketAddr)> = {
+            let listeners = self.listeners.lock().expect("listeners lock");
+            listeners
+                .entries
+                .iter()
+                .map(|e| (e.kind, e.configured, e.local))
+                .collect()
+        };
+        let mut moves = Vec::new();
+        for kind in Kind::ALL {
+            let was = running.iter().find(|r| r.0 == kind).map(|r| r.1);
+            let wanted = kind.addr(&config);
+            if was == wanted {
+                continue;
+            }
+            let Some(addr) = wanted else {
+                moves.push((kind, None));
+                continue;
+            };
+            match bind(kind.key(), addr).await {
+                Ok(socket) => match Entry::new(kind, addr, socket, &old.stopping) {
+                    Ok(entry) => moves.push((kind, Some(entry))),
+                    Err(e) => problems.push(e.to_string()),
+                },
+                Err(e) => problems.push(e.to_string()),
+            }
+        }
+        let (Some(upstream), Some(catalog), true) = (upstream, catalog, problems.is_empty()) else {
+            return Err(problems);
+        };
+        let own = running
+            .iter()
+            .filter(|r| !moves.iter().any(|m| m.0 == r.0))
+            .map(|r| r.2)
+            .chain(moves.iter().filter_map(|m| m.1.as_ref().map(|e| e.local)));
+        let shared = Shared {
+            access: Arc::new(AccessPolicy::new(&config.proxy)),
+            own: Arc::new(OwnListeners::new(own)),
+            upstream,
+            policy: Arc::new(Policy::new(&config.intercept)),
+            identities: Arc::new(Identities::new(&config.identity)),
+            catalog: Arc::new(catalog),
+            config: Arc::new(config),
+            ..old
+        };
+        Ok(Prepared { shared, moves })
+    }
+
+    /// Puts a prepared state in force: new connections use it from now
+    /// on. Returns what happened to the listeners, one line each.
+    pub fn commit(&self, prepared: Prepared) -> Vec<String> {
+        let Prepared { shared, moves } = prepared;
+        let old = self.current.snapshot();
+        resize_slots(
+            &shared.slots,
+            old.config.proxy.max_connections,
+            shared.config.proxy.max_connections,
+        );
+        let mut listeners = self.listeners.lock().expect("listeners lock");
+        let mut said = Vec::new();
+        for (kind, entry) in moves {
+            let was = listeners
+                .entries
+                .iter()
+                .find(|e| e.kind == kind)
+                .map(|e| e.local);
+            listeners.retire(kind);
+            match entry {
+                Some(entry) => {
+                    said.push(match was {
+                        Some(was) => format!("{} moved from {was} to {}", kind.key(), entry.local),
+                        None => format!("{} opened on {}", kind.key(), entry.local),
+                    });
+                    listeners.entries.push(entry);
+                }
+                None => said.push(format!("{} closed", kind.key())),
+            }
+        }
+        self.current.replace(shared);
+        if listeners.started {
+            listeners.start(&self.current);
+        }
+        said
+    }
+}
+
+/// Gives the connection slots a new size. A smaller one takes effect as
+/// connections end: the slots in use are never taken back.
+fn resize_slots(slots: &Arc<Semaphore>, old: usize, new: usize) {
+    if new > old {
+        slots.add_permits(new - old);
+    } else if new < old {
+        let want = old - new;
+        let left = want - slots.forget_permits(want);
+        if left > 0 {
+            let slots = slots.clone();
+            tokio::spawn(async move {
+                let n = u32::try_from(left).unwrap_or(u32::MAX);
+                if let Ok(permits) = slots.acquire_many_owned(n).await {
+                    permits.forget();
+                }
+            });
+        }
+    }
+}
+
+/// Where the configured CA lives: the imported files, or `ca.dir`.
+pub fn ca_files(config: &Config) -> CaFiles {
+    match (&config.ca.cert, &config.ca.key) {
+        (Some(cert), Some(key)) => CaFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            chain: config.ca.chain.clone().unwrap_or_default(),
+        },
+        _ => CaFiles::in_dir(&config.ca.dir),
+    }
+}
+
 fn load_ca(config: &Config) -> Result<Ca, GatewayError> {
     let ca = match (&config.ca.cert, &config.ca.key) {
-        (Some(_), Some(_)) => Ca::load(&config.ca.files())?,
+        (Some(_), Some(_)) => Ca::load(&ca_files(config))?,
         _ => Ca::load_or_create(
             &CaFiles::in_dir(&config.ca.dir),
             &CaInit {

@@ -19,6 +19,7 @@ pub mod onboarding;
 pub mod policy;
 pub mod quic;
 pub mod relay;
+pub mod reload;
 pub mod state;
 pub mod tls;
 

@@ -61,3 +61,28 @@ pub struct Shared {
     /// The onboarding page, when `[onboarding]` is on.
     pub onboarding: Option<Arc<crate::onboarding::Onboarding>>,
 }
+
+/// The [`Shared`] state in force, replaced whole by a config reload.
+///
+/// A listener takes a [`snapshot`](Self::snapshot) for each connection it
+/// accepts, and the connection keeps it to its end: a reload never changes
+/// the rules of a flow under way.
+#[derive(Clone)]
+pub struct Current(Arc<std::sync::RwLock<Arc<Shared>>>);
+
+impl Current {
+    /// Holds `shared` as the state in force.
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(Arc::new(shared))))
+    }
+
+    /// The state in force now.
+    pub fn snapshot(&self) -> Shared {
+        Shared::clone(&self.0.read().expect("state lock"))
+    }
+
+    /// Puts `shared` in force for every connection accepted from now on.
+    pub fn replace(&self, shared: Shared) {
+        *self.0.write().expect("state lock") = Arc::new(shared);
+    }
+}

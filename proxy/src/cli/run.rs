@@ -1,13 +1,17 @@
-//! `gatehouse run`: the gateway until SIGTERM/SIGINT.
+//! `gatehouse run`: the gateway until SIGTERM/SIGINT; SIGHUP reloads the
+//! whole configuration and the rules.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use gatehouse::config::{ClickHouseConfig, Loaded};
-use gatehouse::events::Pipeline;
+use gatehouse::config::{self, ClickHouseConfig, Config, ConfigSource, Loaded};
+use gatehouse::events::{AuditEvent, Event, EventSink, Pipeline};
+use gatehouse::gateway::Reloader;
 use gatehouse::inspect::{Inspection, Rules};
-use gatehouse::Gateway;
-use std::sync::Arc;
+use gatehouse::{reload, Gateway};
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::RunArgs;
@@ -17,15 +21,11 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
     let Loaded {
         mut config, source, ..
     } = loaded;
-    if let Some(listen) = args.listen {
-        config.proxy.listen = listen;
-    }
-    if let Some(url) = args.clickhouse {
-        config
-            .clickhouse
-            .get_or_insert_with(ClickHouseConfig::default)
-            .url = url;
-    }
+    let overrides = Overrides {
+        listen: args.listen,
+        clickhouse: args.clickhouse,
+    };
+    overrides.apply(&mut config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("gatehouse")
@@ -46,22 +46,33 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
             }
         };
         tracing::info!(rules = rules.snapshot().len(), dir = %config.rules.dir.display(), "DLP rules loaded");
-        // Reload on SIGHUP, and when a rule file changes.
-        let watched = rules.clone();
+        let inspection = Arc::new(
+            Inspection::new(rules.clone(), pipeline.sink(), config.events.store_message_text)
+                .with_window(config.intercept.inspect_window),
+        );
+        let gateway = Gateway::bind_with(config, pipeline.sink(), inspection.clone()).await?;
+        // SIGHUP reloads the config and the rules; a changed rule file
+        // reloads the rules alone. One task: reloads never overlap.
+        let reload = Reload {
+            path: match &source {
+                ConfigSource::File(p) => Some(p.clone()),
+                ConfigSource::Defaults => None,
+            },
+            overrides,
+            reloader: gateway.reloader(),
+            rules: rules.clone(),
+            inspection,
+            events: pipeline.sink(),
+        };
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
             loop {
                 tokio::select! {
-                    _ = hup.recv() => watched.reload_logged("SIGHUP"),
-                    _ = tick.tick() => watched.reload_if_changed(),
+                    _ = hup.recv() => reload.run("SIGHUP").await,
+                    _ = tick.tick() => reload.rules.reload_if_changed(),
                 }
             }
         });
-        let inspection = Arc::new(
-            Inspection::new(rules, pipeline.sink(), config.events.store_message_text)
-                .with_window(config.intercept.inspect_window),
-        );
-        let gateway = Gateway::bind_with(config, pipeline.sink(), inspection).await?;
         let ca = gateway
             .ca()
             .files()
@@ -116,4 +127,131 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
         pipeline.shutdown(std::time::Duration::from_secs(5)).await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// What `run` was told on its command line: applied again on every reload,
+/// so a reload never undoes it.
+struct Overrides {
+    listen: Option<SocketAddr>,
+    clickhouse: Option<String>,
+}
+
+impl Overrides {
+    fn apply(&self, config: &mut Config) {
+        if let Some(listen) = self.listen {
+            config.proxy.listen = listen;
+        }
+        if let Some(url) = &self.clickhouse {
+            config
+                .clickhouse
+                .get_or_insert_with(ClickHouseConfig::default)
+                .url = url.clone();
+        }
+    }
+}
+
+/// A config reload: the file read and checked as `gatehouse check` does,
+/// the rules compiled, new listeners bound, and only then everything put
+/// in force at once; any problem refuses the whole reload and the running
+/// configuration stays. Each attempt is an `audit` event.
+struct Reload {
+    path: Option<PathBuf>,
+    overrides: Overrides,
+    reloader: Reloader,
+    rules: Arc<Rules>,
+    inspection: Arc<Inspection>,
+    events: Arc<dyn EventSink>,
+}
+
+impl Reload {
+    async fn run(&self, why: &str) {
+        let detail = match self.attempt().await {
+            Ok(applied) => {
+                tracing::info!(%why, detail = %applied, "configuration reloaded");
+                format!("applied: {applied}")
+            }
+            Err(problems) => {
+                for p in &problems {
+                    tracing::error!(%why, problem = %p, "config reload: {p}");
+                }
+                tracing::error!(
+                    %why,
+                    problems = problems.len(),
+                    "config reload refused; the running configuration stays"
+                );
+                format!("refused: {}", problems.join("; "))
+            }
+        };
+        self.events.emit(Event::Audit(AuditEvent {
+            actor: "gatehouse".into(),
+            client: None,
+            action: "config_reload".into(),
+            target: None,
+            reason: why.into(),
+            detail,
+        }));
+    }
+
+    /// Puts the new configuration in force and says what changed, or
+    /// returns every problem that refuses it.
+    async fn attempt(&self) -> Result<String, Vec<String>> {
+        let loaded = config::load(self.path.as_deref()).map_err(|problems| {
+            problems
+                .0
+                .iter()
+                .map(|p| format!("{}: {p}", if p.is_error() { "error" } else { "warning" }))
+                .collect::<Vec<_>>()
+        })?;
+        for w in &loaded.warnings {
+            tracing::warn!(warning = %w, "config reload: {w}");
+        }
+        let mut config = loaded.config;
+        self.overrides.apply(&mut config);
+        let running = self.reloader.config();
+        let restart = reload::keep_restart_only(&running, &mut config);
+        let changed = reload::changed_keys(&running, &config);
+        let mut problems = Vec::new();
+        let rules = Rules::load(&config.rules.dir)
+            .map_err(|errors| {
+                problems.extend(errors.iter().map(|e| format!("error: rules.dir: {e}")));
+            })
+            .ok();
+        let (store_text, window) = (
+            config.events.store_message_text,
+            config.intercept.inspect_window,
+        );
+        let prepared = self
+            .reloader
+            .prepare(config)
+            .await
+            .map_err(|errors| problems.extend(errors.into_iter().map(|e| format!("error: {e}"))))
+            .ok();
+        let (Some(rules), Some(prepared)) = (rules, prepared) else {
+            return Err(problems);
+        };
+        let count = rules.snapshot().len();
+        self.rules.replace_with(rules);
+        self.inspection.set_options(store_text, window);
+        let moved = self.reloader.commit(prepared);
+        for key in &restart {
+            tracing::warn!(
+                key = %key,
+                "config reload: {key} changed; it takes effect at restart, the running value stays"
+            );
+        }
+        let mut said = vec![if changed.is_empty() {
+            "no config change".to_string()
+        } else {
+            format!("changed {}", changed.join(", "))
+        }];
+        said.extend(moved);
+        said.push(format!("{count} DLP rule(s)"));
+        if !restart.is_empty() {
+            said.push(format!(
+                "needs restart (running value kept): {}",
+                restart.join(", ")
+            ));
+        }
+        Ok(said.join("; "))
+    }
 }

@@ -7,7 +7,7 @@
 //! inspectors crate; never `flow`, `state` or `listener`.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
@@ -30,7 +30,7 @@ mod ws_stream;
 
 /// The current rule set and where it comes from; swapped whole on reload.
 pub struct Rules {
-    dir: PathBuf,
+    dir: RwLock<PathBuf>,
     current: RwLock<Arc<RuleSet>>,
     stamp: RwLock<Option<SystemTime>>,
     reloads: AtomicU64,
@@ -47,12 +47,32 @@ impl Rules {
             RuleSet::from_sources::<&str, &str>(&[])?
         };
         Ok(Self {
-            dir: dir.to_path_buf(),
+            dir: RwLock::new(dir.to_path_buf()),
             current: RwLock::new(Arc::new(set)),
             stamp: RwLock::new(newest_change(dir)),
             reloads: AtomicU64::new(0),
             reload_failures: AtomicU64::new(0),
         })
+    }
+
+    /// The directory the rules come from.
+    pub fn dir(&self) -> PathBuf {
+        self.dir.read().expect("rules lock").clone()
+    }
+
+    /// Puts `other` (loaded, so valid) in force, directory and all: a
+    /// config reload that may have moved `rules.dir`.
+    pub fn replace_with(&self, other: Rules) {
+        let Rules {
+            dir,
+            current,
+            stamp,
+            ..
+        } = other;
+        *self.current.write().expect("rules lock") = current.into_inner().expect("rules lock");
+        self.reloads.fetch_add(1, Relaxed);
+        *self.stamp.write().expect("rules lock") = stamp.into_inner().expect("rules lock");
+        *self.dir.write().expect("rules lock") = dir.into_inner().expect("rules lock");
     }
 
     /// The rule set in force now.
@@ -63,8 +83,9 @@ impl Rules {
     /// Reloads from disk. An invalid new set is rejected with its errors
     /// and the old one stays in force.
     pub fn reload(&self) -> Result<usize, Vec<dlp::RuleError>> {
-        let stamp = newest_change(&self.dir);
-        let set = RuleSet::load_dir(&self.dir)?;
+        let dir = self.dir();
+        let stamp = newest_change(&dir);
+        let set = RuleSet::load_dir(&dir)?;
         let n = set.len();
         *self.current.write().expect("rules lock") = Arc::new(set);
         *self.stamp.write().expect("rules lock") = stamp;
@@ -74,7 +95,7 @@ impl Rules {
 
     /// Reloads when a rule file changed since the last load; logs the outcome.
     pub fn reload_if_changed(&self) {
-        let now = newest_change(&self.dir);
+        let now = newest_change(&self.dir());
         if now == *self.stamp.read().expect("rules lock") {
             return;
         }
@@ -87,7 +108,7 @@ impl Rules {
             Ok(n) => tracing::info!(rules = n, %why, "DLP rules reloaded"),
             Err(errors) => {
                 self.reload_failures.fetch_add(1, Relaxed);
-                *self.stamp.write().expect("rules lock") = newest_change(&self.dir);
+                *self.stamp.write().expect("rules lock") = newest_change(&self.dir());
                 for e in &errors {
                     tracing::error!(error = %e, "rule error");
                 }
@@ -130,8 +151,10 @@ pub const CONVERSATION_MESSAGES: usize = 64;
 pub struct Inspection {
     rules: Arc<Rules>,
     events: Arc<dyn EventSink>,
-    store_text: bool,
-    window: usize,
+    /// `events.store_message_text`; changed by a config reload.
+    store_text: AtomicBool,
+    /// `intercept.inspect_window`; changed by a config reload.
+    window: AtomicUsize,
     /// Per-conversation match counts, shared by every flow of the gateway
     /// (a conversation spans many connections) and kept across rule
     /// reloads.
@@ -147,8 +170,8 @@ impl Inspection {
         Self {
             rules,
             events,
-            store_text,
-            window: 1024 * 1024,
+            store_text: AtomicBool::new(store_text),
+            window: AtomicUsize::new(1024 * 1024),
             conversations: Arc::new(ConversationTracker::new(
                 CONVERSATION_ENTRIES,
                 CONVERSATION_MESSAGES,
@@ -159,9 +182,17 @@ impl Inspection {
 
     /// Holds at most `window` bytes of one MQTT packet for inspection
     /// (`intercept.inspect_window`); a larger packet blocks its flow.
-    pub fn with_window(mut self, window: usize) -> Self {
-        self.window = window;
+    pub fn with_window(self, window: usize) -> Self {
+        self.window.store(window, Ordering::Relaxed);
         self
+    }
+
+    /// New flows store message text or not, and hold at most `window`
+    /// bytes of one MQTT packet (a config reload); flows under way keep
+    /// what they started with.
+    pub fn set_options(&self, store_text: bool, window: usize) {
+        self.store_text.store(store_text, Ordering::Relaxed);
+        self.window.store(window, Ordering::Relaxed);
     }
 
     /// The conversation counts every flow adds to.
@@ -194,11 +225,11 @@ impl Interceptor for Inspection {
             extractor: Extractor::new(flow.app.as_deref(), &flow.host),
             stream: ByteStream::Unknown,
             ws_mqtt: None,
-            window: self.window,
+            window: self.window.load(Ordering::Relaxed),
             opaque_reported: false,
             block_rule: None,
             block_event: None,
-            store_text: self.store_text,
+            store_text: self.store_text.load(Ordering::Relaxed),
             bodies: [(scan_up, redact_up), (scan_down, redact_down)],
             started: None,
             rules,

@@ -9,12 +9,16 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::state::Shared;
+use crate::state::Current;
 
 use super::backoff::AcceptBackoff;
+use tokio_util::sync::CancellationToken;
 
-/// Serves admin connections until the gateway stops accepting.
-pub async fn accept_loop(listener: TcpListener, shared: Shared) {
+/// Serves admin connections until `stop` (the gateway stops accepting, or
+/// a reload moved this listener). `admin.token_file` and
+/// `admin.max_connections` are read when the loop starts.
+pub async fn accept_loop(listener: TcpListener, current: Current, stop: CancellationToken) {
+    let shared = current.snapshot();
     let token = shared
         .config
         .admin
@@ -27,7 +31,7 @@ pub async fn accept_loop(listener: TcpListener, shared: Shared) {
     let mut backoff = AcceptBackoff::new("admin.listen");
     loop {
         let (stream, peer) = tokio::select! {
-            _ = shared.stopping.cancelled() => return,
+            _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -41,10 +45,10 @@ pub async fn accept_loop(listener: TcpListener, shared: Shared) {
             tracing::debug!(client = %peer, "admin: admin.max_connections reached");
             continue; // dropping the stream closes it
         };
-        let stopping = shared.stopping.clone();
-        let conn_shared = shared.clone();
+        let conn_shared = current.snapshot();
+        let stopping = conn_shared.stopping.clone();
         let token = token.clone();
-        let head_timeout = shared.config.proxy.header_read_timeout;
+        let head_timeout = conn_shared.config.proxy.header_read_timeout;
         shared.tracker.spawn(async move {
             let _slot = slot;
             let conn = hyper::server::conn::http1::Builder::new()

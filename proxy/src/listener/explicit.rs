@@ -21,18 +21,21 @@ use crate::flow::{self, FlowStart, Mode, Target};
 use crate::onboarding::Onboarding;
 use crate::policy::Identity;
 use crate::relay::http::Body;
-use crate::state::Shared;
+use crate::state::{Current, Shared};
 
 use super::backoff::AcceptBackoff;
 use http_body_util::BodyExt;
+use tokio_util::sync::CancellationToken;
 
-/// Accepts explicit-proxy connections until the gateway stops accepting.
-pub async fn accept_loop(listener: TcpListener, shared: Shared) {
+/// Accepts explicit-proxy connections until `stop` (the gateway stops
+/// accepting, or a reload moved this listener). Each request takes the
+/// state in force when it arrives.
+pub async fn accept_loop(listener: TcpListener, current: Current, stop: CancellationToken) {
     let own = listener.local_addr().ok();
     let mut backoff = AcceptBackoff::new("proxy.listen");
     loop {
         let (mut stream, peer) = tokio::select! {
-            _ = shared.stopping.cancelled() => return,
+            _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -42,6 +45,7 @@ pub async fn accept_loop(listener: TcpListener, shared: Shared) {
             },
         };
         backoff.succeeded();
+        let shared = current.snapshot();
         let slot = match admit(&shared, peer) {
             Ok(slot) => slot,
             Err(refusal) => {
@@ -58,8 +62,13 @@ pub async fn accept_loop(listener: TcpListener, shared: Shared) {
         };
         let _ = stream.set_nodelay(true);
         let conn_shared = shared.clone();
+        let conn = Conn {
+            own,
+            slot,
+            current: current.clone(),
+        };
         shared.tracker.spawn(async move {
-            serve(stream, peer, Conn { own, slot }, conn_shared).await;
+            serve(stream, peer, conn, conn_shared).await;
         });
     }
 }
@@ -71,11 +80,15 @@ struct Conn {
     own: Option<SocketAddr>,
     /// The connection's admission slot, held by each of its flows.
     slot: Slot,
+    /// The state in force, snapshotted by each request.
+    current: Current,
 }
 
 async fn serve(stream: TcpStream, peer: SocketAddr, conn: Conn, shared: Shared) {
-    let svc_shared = shared.clone();
-    let service = service_fn(move |req| handle(req, peer, conn.clone(), svc_shared.clone()));
+    let service = service_fn(move |req| {
+        let shared = conn.current.snapshot();
+        handle(req, peer, conn.clone(), shared)
+    });
     let proxy = &shared.config.proxy;
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

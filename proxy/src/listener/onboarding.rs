@@ -8,8 +8,9 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::onboarding::Onboarding;
-use crate::state::Shared;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::Current;
 
 use super::backoff::AcceptBackoff;
 
@@ -19,8 +20,8 @@ const MAX_CONNECTIONS: usize = 256;
 /// Serves the page on `listener` until the gateway stops accepting.
 pub async fn accept_loop(
     listener: TcpListener,
-    shared: Shared,
-    onboarding: Arc<Onboarding>,
+    current: Current,
+    stop: CancellationToken,
     tls: bool,
 ) {
     let what = if tls {
@@ -32,7 +33,7 @@ pub async fn accept_loop(
     let mut backoff = AcceptBackoff::new(what);
     loop {
         let (stream, peer) = tokio::select! {
-            _ = shared.stopping.cancelled() => return,
+            _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -42,6 +43,10 @@ pub async fn accept_loop(
             },
         };
         backoff.succeeded();
+        let shared = current.snapshot();
+        let Some(onboarding) = shared.onboarding.clone() else {
+            continue; // no page: the listener is going away
+        };
         if !shared.access.client_allowed(peer.ip()) {
             tracing::warn!(client = %peer, "{what}: client not in proxy.allowed_clients");
             continue;
@@ -52,7 +57,7 @@ pub async fn accept_loop(
         };
         let head_timeout = shared.config.proxy.header_read_timeout;
         let stopping = shared.stopping.clone();
-        let ob = onboarding.clone();
+        let ob = onboarding;
         shared.tracker.spawn(async move {
             let _slot = slot;
             let serve = async move {

@@ -8,17 +8,20 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::flow::admit::admit;
 use crate::flow::context::Slot;
 use crate::flow::{self, FlowStart, Mode, Target};
-use crate::state::Shared;
+use crate::state::{Current, Shared};
 
 use super::backoff::AcceptBackoff;
+use tokio_util::sync::CancellationToken;
 
-/// Accepts redirected connections until the gateway stops accepting.
-pub async fn accept_loop(listener: TcpListener, shared: Shared) {
+/// Accepts redirected connections until `stop` (the gateway stops
+/// accepting, or a reload moved this listener). Each connection keeps the
+/// state in force when it was accepted.
+pub async fn accept_loop(listener: TcpListener, current: Current, stop: CancellationToken) {
     let own = listener.local_addr().ok();
     let mut backoff = AcceptBackoff::new("proxy.transparent_listen");
     loop {
         let (stream, peer) = tokio::select! {
-            _ = shared.stopping.cancelled() => return,
+            _ = stop.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
@@ -28,6 +31,7 @@ pub async fn accept_loop(listener: TcpListener, shared: Shared) {
             },
         };
         backoff.succeeded();
+        let shared = current.snapshot();
         // A redirected flow speaks the client's own protocol: a refusal
         // can only close the connection.
         let Ok(slot) = admit(&shared, peer) else {

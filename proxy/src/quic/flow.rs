@@ -29,9 +29,9 @@ use super::refuse::{connection_close, initial_header, InitialHeader};
 use super::socket::{reply_socket, upstream_socket};
 use super::table::{FlowKey, FlowTable};
 
-/// What every flow task shares.
+/// What a flow task works with.
 pub struct Ctx {
-    /// The gateway.
+    /// The gateway's state in force when the flow started.
     pub shared: Shared,
     /// `[quic]`.
     pub cfg: QuicConfig,

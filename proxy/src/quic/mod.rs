@@ -26,27 +26,30 @@ use tokio::net::UdpSocket;
 
 use crate::config::QuicConfig;
 use crate::flow::admit::admit;
-use crate::state::Shared;
+use crate::state::Current;
+use tokio_util::sync::CancellationToken;
 
 use self::flow::Ctx;
 use self::table::{FlowTable, NewFlowRate, Route};
 
 /// Receives redirected datagrams until the gateway stops accepting, and
 /// hands each to its flow (starting flows as admission and limits allow).
-pub async fn accept_loop(socket: UdpSocket, shared: Shared, cfg: QuicConfig) {
+/// Each new flow takes the state in force when it starts (a reload
+/// changes the policy of new flows, not of flows under way).
+pub async fn accept_loop(
+    socket: UdpSocket,
+    current: Current,
+    stop: CancellationToken,
+    cfg: QuicConfig,
+) {
     let table = FlowTable::new(cfg.max_flows);
     let mut rate = NewFlowRate::new(cfg.new_flows_per_second, cfg.max_flows);
-    let ctx = Arc::new(Ctx {
-        shared: shared.clone(),
-        cfg,
-        table: table.clone(),
-    });
     let mut buf = vec![0u8; 65_535];
     let mut dropped: u64 = 0;
     let mut last_report = Instant::now();
     loop {
         let got = tokio::select! {
-            _ = shared.stopping.cancelled() => return,
+            _ = stop.cancelled() => return,
             r = socket::recv(&socket, &mut buf) => r,
         };
         let got = match got {
@@ -71,15 +74,19 @@ pub async fn accept_loop(socket: UdpSocket, shared: Shared, cfg: QuicConfig) {
             if !rate.allow(got.from.ip(), Instant::now()) {
                 return None;
             }
+            let shared = current.snapshot();
             let slot = admit(&shared, got.from).ok()?;
-            Some((rx, slot))
+            Some((rx, slot, shared))
         });
         match started {
-            Some((rx, slot)) => {
-                let ctx = ctx.clone();
-                shared
-                    .tracker
-                    .spawn(async move { flow::serve(key, rx, slot, ctx).await });
+            Some((rx, slot, shared)) => {
+                let tracker = shared.tracker.clone();
+                let ctx = Arc::new(Ctx {
+                    shared,
+                    cfg: cfg.clone(),
+                    table: table.clone(),
+                });
+                tracker.spawn(async move { flow::serve(key, rx, slot, ctx).await });
             }
             None => {
                 // Not started: the entry goes, its datagram with it.
