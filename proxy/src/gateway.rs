@@ -26,6 +26,14 @@ pub struct Gateway {
     proxy: TcpListener,
     transparent: Option<TcpListener>,
     admin: TcpListener,
+    console: Option<ConsoleListener>,
+}
+
+/// The console's listener, ready to serve.
+struct ConsoleListener {
+    listener: TcpListener,
+    console: Arc<crate::console::Console>,
+    tls: Arc<rustls::ServerConfig>,
 }
 
 impl Gateway {
@@ -72,16 +80,32 @@ impl Gateway {
             Some(addr) => Some(bind("proxy.transparent_listen", addr).await?),
             None => None,
         };
+        let console = match config.console.as_ref().filter(|c| c.serves()) {
+            Some(c) => Some(ConsoleListener {
+                listener: bind("console.listen", c.listen).await?,
+                console: Arc::new(
+                    crate::console::Console::new(&config, events.clone())
+                        .map_err(GatewayError::Console)?,
+                ),
+                tls: crate::console::server_config(c, ca.clone()).map_err(GatewayError::Console)?,
+            }),
+            None => None,
+        };
         let policy = Arc::new(Policy::new(&config.intercept));
         let identities = Arc::new(Identities::new(&config.identity));
         let pinning = Arc::new(Pinning::new(
             config.intercept.pinning_threshold,
             config.intercept.pinning_ttl,
         ));
-        let own = [Some(&proxy), Some(&admin), transparent.as_ref()]
-            .into_iter()
-            .flatten()
-            .filter_map(|l| l.local_addr().ok());
+        let own = [
+            Some(&proxy),
+            Some(&admin),
+            transparent.as_ref(),
+            console.as_ref().map(|c| &c.listener),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l.local_addr().ok());
         let shared = Shared {
             access: Arc::new(AccessPolicy::new(&config.proxy)),
             own: Arc::new(OwnListeners::new(own)),
@@ -106,7 +130,15 @@ impl Gateway {
             proxy,
             transparent,
             admin,
+            console,
         })
+    }
+
+    /// The bound console address, when the console serves.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console
+            .as_ref()
+            .and_then(|c| c.listener.local_addr().ok())
     }
 
     /// Cancelling this cuts every connection at once, as the end of the
@@ -148,7 +180,17 @@ impl Gateway {
             proxy,
             transparent,
             admin,
+            console,
         } = self;
+        let console = console.map(|c| {
+            tokio::spawn(crate::console::serve(
+                c.listener,
+                c.console,
+                c.tls,
+                shared.stopping.clone(),
+                shared.tracker.clone(),
+            ))
+        });
         let accept = tokio::spawn(listener::explicit::accept_loop(proxy, shared.clone()));
         let transparent = transparent
             .map(|l| tokio::spawn(listener::transparent::accept_loop(l, shared.clone())));
@@ -163,6 +205,9 @@ impl Gateway {
             let _ = t.await;
         }
         let _ = admin.await;
+        if let Some(c) = console {
+            let _ = c.await;
+        }
         shared.tracker.close();
         if tokio::time::timeout(grace, shared.tracker.wait())
             .await
