@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Gatehouse on a Debian machine as root: installs what the
 # tests need (ClickHouse, curl, openssl, iproute2, nftables, nginx as an origin,
-# util-linux for prlimit, python peers),
+# util-linux for prlimit, python peers, chromium + chromium-driver + NSS tools
+# for the console browser tests),
 # starts a
 # throw-away ClickHouse on loopback, checks formatting and lints, runs the
 # whole workspace's tests, and stops ClickHouse again (also on failure).
@@ -13,7 +14,8 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(clickhouse-server clickhouse-client curl openssl iproute2 nftables ca-certificates nginx util-linux procps python3 python3-pip mosquitto prosody)
+packages=(clickhouse-server clickhouse-client curl openssl iproute2 nftables ca-certificates nginx util-linux procps python3 python3-pip mosquitto prosody
+  chromium chromium-driver libnss3-tools)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
