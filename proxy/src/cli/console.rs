@@ -31,6 +31,8 @@ pub enum ConsoleCommand {
 
 /// Runs a `console` subcommand.
 pub fn main(cmd: ConsoleCommand) -> anyhow::Result<ExitCode> {
+    // Written, not printed: `| head` ends quietly (a broken pipe is an error, not a panic).
+    let mut w = std::io::stdout().lock();
     match cmd {
         ConsoleCommand::Keygen { out } => {
             use std::os::unix::fs::OpenOptionsExt;
@@ -46,13 +48,14 @@ pub fn main(cmd: ConsoleCommand) -> anyhow::Result<ExitCode> {
             writeln!(f, "{}", key.to_base64())
                 .and_then(|()| f.sync_all())
                 .with_context(|| format!("{}: cannot write", out.display()))?;
-            println!(
+            writeln!(
+                w,
                 "# private key written to {} (mode 0600): keep it only where the console runs",
                 out.display()
-            );
-            println!("[console]");
-            println!("public_key = \"{}\"", key.public().to_base64());
-            println!("private_key_file = \"{}\"", out.display());
+            )?;
+            writeln!(w, "[console]")?;
+            writeln!(w, "public_key = \"{}\"", key.public().to_base64())?;
+            writeln!(w, "private_key_file = \"{}\"", out.display())?;
             Ok(ExitCode::SUCCESS)
         }
         ConsoleCommand::HashPassword => {
@@ -66,18 +69,21 @@ pub fn main(cmd: ConsoleCommand) -> anyhow::Result<ExitCode> {
                 anyhow::bail!("empty password on stdin");
             }
             let hash = gatehouse::console::hash_password(password).map_err(anyhow::Error::msg)?;
-            println!("{hash}");
+            writeln!(w, "{hash}")?;
             Ok(ExitCode::SUCCESS)
         }
         ConsoleCommand::Token => {
             let token = gatehouse::console::random_token();
             let digest = gatehouse::console::hex(&sha2::Sha256::digest(token.as_bytes()));
-            println!("# give this token to the script (Authorization: Bearer …); it is not stored");
-            println!("# token: {token}");
-            println!("[[console.tokens]]");
-            println!("name = \"soar\"");
-            println!("token_sha256 = \"{digest}\"");
-            println!("roles = [\"viewer\"]");
+            writeln!(
+                w,
+                "# give this token to the script (Authorization: Bearer …); it is not stored"
+            )?;
+            writeln!(w, "# token: {token}")?;
+            writeln!(w, "[[console.tokens]]")?;
+            writeln!(w, "name = \"soar\"")?;
+            writeln!(w, "token_sha256 = \"{digest}\"")?;
+            writeln!(w, "roles = [\"viewer\"]")?;
             Ok(ExitCode::SUCCESS)
         }
     }

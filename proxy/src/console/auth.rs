@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{ConsoleConfig, Role};
 
+/// Names and addresses whose failures are remembered before expired ones are pruned.
+const MAX_TRACKED: usize = 100_000;
+
 /// Name of the session cookie.
 pub const COOKIE: &str = "gatehouse_session";
 
@@ -200,6 +203,11 @@ impl Auth {
     fn failed(&self, keys: &[String]) {
         let now = Instant::now();
         let mut failures = self.failures.lock().expect("throttle lock");
+        // Bounded: many distinct names cannot grow it without end.
+        if failures.len() > MAX_TRACKED {
+            let window = self.config.login_lockout;
+            failures.retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < window));
+        }
         for k in keys {
             failures.entry(k.clone()).or_default().push(now);
         }
