@@ -602,11 +602,120 @@ fn csv_cell(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::events::seal::Evidence;
+    use crate::events::{EmitError, FlowStamp};
+
+    /// A sink that records what it is given and can refuse durability.
+    struct Sink {
+        durable: bool,
+        audits: Mutex<Vec<Event>>,
+    }
+
+    impl EventSink for Sink {
+        fn emit(&self, event: Event) {
+            self.audits.lock().unwrap().push(event);
+        }
+        fn emit_durable(&self, event: Event) -> Result<Uuid, EmitError> {
+            if !self.durable {
+                return Err(EmitError::NotDurable);
+            }
+            self.audits.lock().unwrap().push(event);
+            Ok(Uuid::now_v7())
+        }
+    }
+
+    /// A journal holding one finding sealed to a fresh key; the console's config.
+    fn setup(dir: &std::path::Path) -> (Config, Uuid) {
+        use std::os::unix::fs::PermissionsExt;
+        let key = OpenKey::generate();
+        let key_file = dir.join("console.key");
+        std::fs::write(&key_file, key.to_base64()).unwrap();
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let stamp = FlowStamp {
+            flow_id: Uuid::now_v7(),
+            client: "10.0.0.1:4000".parse().unwrap(),
+            user: "u".into(),
+            device: String::new(),
+            app: Some("slack".into()),
+            host: "slack.com".into(),
+        };
+        let mut f = stamp.finding("slack", None, crate::events::Direction::Outbound);
+        f.rule = "pci/card".into();
+        let id = Uuid::now_v7();
+        f.sealed = Some(
+            key.public()
+                .seal(
+                    id,
+                    &Evidence::in_text("4111111111111111", "4111111111111111", 0, 16),
+                )
+                .unwrap(),
+        );
+        let journal = dir.join("journal");
+        let (mut w, _) = crate::events::journal::JournalWriter::open(&journal, 1 << 20).unwrap();
+        w.append(&serde_json::to_vec(&Record::stamp_as(id, Event::DlpFinding(f), "n")).unwrap())
+            .unwrap();
+        w.sync().unwrap();
+        let mut config = Config::default();
+        config.events.journal_dir = journal;
+        config.console = Some(ConsoleConfig {
+            private_key_file: Some(key_file),
+            ..ConsoleConfig::default()
+        });
+        (config, id)
+    }
+
+    fn revealer() -> Principal {
+        Principal {
+            name: "rita".into(),
+            roles: vec![Role::Revealer],
+            csrf: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reveal_whose_audit_cannot_be_made_durable_shows_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (config, id) = setup(dir.path());
+        let client: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let refusing = Arc::new(Sink {
+            durable: false,
+            audits: Mutex::default(),
+        });
+        let console = Console::new(&config, refusing.clone()).unwrap();
+        let r = console.reveal(&revealer(), client, id, "case 1").await;
+        assert_eq!(r.unwrap_err().status, 503);
+        assert!(refusing.audits.lock().unwrap().is_empty());
+
+        let durable = Arc::new(Sink {
+            durable: true,
+            audits: Mutex::default(),
+        });
+        let console = Console::new(&config, durable.clone()).unwrap();
+        assert_eq!(
+            console
+                .reveal(&revealer(), client, id, " ")
+                .await
+                .unwrap_err()
+                .status,
+            400
+        );
+        let shown = console
+            .reveal(&revealer(), client, id, "case 1")
+            .await
+            .unwrap();
+        assert_eq!(shown.matched, "4111111111111111");
+        let audits = durable.audits.lock().unwrap();
+        assert!(
+            matches!(&audits[..], [Event::Audit(a)] if a.action == "reveal" && a.target == Some(id) && a.reason == "case 1")
+        );
+    }
+
     #[test]
     fn csv_cells_are_quoted_and_defused() {
-        assert_eq!(super::csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(super::csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(super::csv_cell("=1+1"), "'=1+1");
-        assert_eq!(super::csv_cell("plain"), "plain");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("=1+1"), "'=1+1");
+        assert_eq!(csv_cell("plain"), "plain");
     }
 }
