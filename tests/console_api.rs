@@ -48,6 +48,28 @@ async fn the_console_api_serves_audits_and_keeps_evidence_sealed() {
         "{headers}"
     );
 
+    // The console is one of the gateway's own listeners: never a destination
+    // through the proxy, even with loopback destinations allowed.
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "10",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_connect}",
+        ])
+        .args([
+            "--proxy",
+            &format!("http://{}", c.gw.proxy),
+            "-k",
+            &format!("{}/login", c.url),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403");
+
     // Unauthenticated: 401, and still no-store.
     let (code, headers, _) = c.curl(&[&format!("{}/api/incidents", c.url)]);
     assert_eq!(code, 401);
