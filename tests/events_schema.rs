@@ -75,13 +75,9 @@ async fn migrations_from_empty_then_again_change_nothing_and_rows_round_trip() {
     let url = common::clickhouse_url();
     let db = common::unique("gh_ev_schema");
     let c = client(&url);
-    assert_eq!(
-        migrate(&c, &db).await.unwrap(),
-        schema::MIGRATIONS
-            .iter()
-            .map(|m| m.version)
-            .collect::<Vec<_>>()
-    );
+    let every: Vec<u32> = schema::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert!(every.contains(&4), "{every:?}");
+    assert_eq!(migrate(&c, &db).await.unwrap(), every);
     let before = snapshot(&c, &db).await;
     assert_eq!(
         before
@@ -121,6 +117,40 @@ async fn migrations_from_empty_then_again_change_nothing_and_rows_round_trip() {
         .execute()
         .await
         .unwrap();
+}
+
+/// Migration 4 (the `sealed` column of findings) cut short after its ALTER
+/// (not yet recorded) applies again: 18.16 has no `ADD COLUMN IF NOT EXISTS`.
+/// The column is filled from the event JSON by the server.
+#[tokio::test]
+async fn the_sealed_column_migration_reapplies_and_fills_from_the_event() {
+    let url = common::clickhouse_url();
+    let db = common::unique("gh_ev_sealed");
+    let c = client(&url);
+    c.query(&format!("CREATE DATABASE {db}"))
+        .execute()
+        .await
+        .unwrap();
+    for m in schema::MIGRATIONS {
+        for statement in (m.statements)(&db) {
+            c.query(&statement).execute().await.unwrap();
+        }
+    }
+    let every: Vec<u32> = schema::MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(migrate(&c, &db).await.unwrap(), every);
+    let mut r = row(1_790_000_000_000, "slack.com");
+    r.event = r#"{"type":"dlp_finding","sealed":"c2VhbGVk"}"#.into();
+    insert(&c.clone().with_database(&db), EventType::DlpFinding, &[r]).await;
+    let sealed: Vec<String> = c
+        .query(&format!("SELECT sealed FROM {db}.events_dlp_finding"))
+        .fetch_all()
+        .await
+        .unwrap();
+    c.query(&format!("DROP DATABASE {db}"))
+        .execute()
+        .await
+        .unwrap();
+    assert_eq!(sealed, vec!["c2VhbGVk".to_string()]);
 }
 
 #[tokio::test]

@@ -185,6 +185,9 @@ fn corpus() -> Vec<Event> {
                 start: 0,
                 end: 19,
                 related: Vec::new(),
+                conversation: None,
+                sealed: None,
+                unsealed: Default::default(),
             }));
         }
         out.push(Event::OpaqueTunnel(OpaqueTunnelEvent {

@@ -65,4 +65,7 @@ pub enum GatewayError {
     /// An event query could not be run as asked.
     #[error("{0}")]
     Query(String),
+    /// The console cannot start (key file, certificate).
+    #[error("console: {0}")]
+    Console(String),
 }

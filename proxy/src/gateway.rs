@@ -28,6 +28,15 @@ pub struct Gateway {
     ca: Arc<Ca>,
     /// The QUIC (UDP) listener: bound at start, not moved by a reload.
     quic: Option<tokio::net::UdpSocket>,
+    /// The investigator's console: bound at start, not moved by a reload.
+    console: Option<ConsoleListener>,
+}
+
+/// The console's listener, ready to serve.
+struct ConsoleListener {
+    listener: TcpListener,
+    console: Arc<crate::console::Console>,
+    tls: Arc<rustls::ServerConfig>,
 }
 
 impl Gateway {
@@ -93,12 +102,26 @@ impl Gateway {
             })?),
             None => None,
         };
+        let console = match config.console.as_ref().filter(|c| c.serves()) {
+            Some(c) => Some(ConsoleListener {
+                listener: bind("console.listen", c.listen).await?,
+                console: Arc::new(
+                    crate::console::Console::new(&config, events.clone())
+                        .map_err(GatewayError::Console)?,
+                ),
+                tls: crate::console::server_config(c, ca.clone()).map_err(GatewayError::Console)?,
+            }),
+            None => None,
+        };
         let policy = Arc::new(Policy::new(&config.intercept));
         let identities = Arc::new(Identities::new(&config.identity));
         let pinning = Arc::new(Pinning::new(
             config.intercept.pinning_threshold,
             config.intercept.pinning_ttl,
         ));
+        listeners
+            .fixed
+            .extend(console.as_ref().and_then(|c| c.listener.local_addr().ok()));
         let shared = Shared {
             access: Arc::new(AccessPolicy::new(&config.proxy)),
             own: Arc::new(listeners.own()),
@@ -124,7 +147,15 @@ impl Gateway {
             listeners: Arc::new(Mutex::new(listeners)),
             ca,
             quic,
+            console,
         })
+    }
+
+    /// The bound console address, when the console serves.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console
+            .as_ref()
+            .and_then(|c| c.listener.local_addr().ok())
     }
 
     /// Cancelling this cuts every connection at once, as the end of the
@@ -197,6 +228,16 @@ impl Gateway {
                 cfg,
             )))
         });
+        let console = self.console.take().map(|c| {
+            let shared = self.current.snapshot();
+            tokio::spawn(crate::console::serve(
+                c.listener,
+                c.console,
+                c.tls,
+                shared.stopping.clone(),
+                shared.tracker.clone(),
+            ))
+        });
 
         shutdown.await;
         // The state in force at the end: a reload may have changed the grace.
@@ -205,7 +246,7 @@ impl Gateway {
         tracing::info!(grace = ?grace, in_flight = shared.tracker.len(), "shutting down: no new connections");
         shared.stopping.cancel();
         let loops = self.listeners.lock().expect("listeners lock").take_tasks();
-        for task in loops.into_iter().chain(quic) {
+        for task in loops.into_iter().chain(quic).chain(console) {
             let _ = task.await;
         }
         shared.tracker.close();
@@ -337,6 +378,9 @@ struct Listeners {
     /// Accept loops run (set by [`Gateway::run`]).
     started: bool,
     entries: Vec<Entry>,
+    /// Addresses of listeners a reload never moves (the console): never
+    /// destinations either.
+    fixed: Vec<SocketAddr>,
     /// Loops of listeners a reload moved or removed, awaited at shutdown.
     retired: Vec<JoinHandle<()>>,
 }
@@ -344,7 +388,12 @@ struct Listeners {
 impl Listeners {
     /// Every bound address: never a destination.
     fn own(&self) -> OwnListeners {
-        OwnListeners::new(self.entries.iter().map(|e| e.local))
+        OwnListeners::new(
+            self.entries
+                .iter()
+                .map(|e| e.local)
+                .chain(self.fixed.iter().copied()),
+        )
     }
 
     /// Starts the accept loop of every listener not yet started.
@@ -415,13 +464,16 @@ impl Reloader {
             .map_err(|e| problems.push(format!("upstream: {e}")))
             .ok();
         let catalog = load_catalog(&config).map_err(|e| problems.push(e)).ok();
-        let running: Vec<(Kind, SocketAddr, SocketAddr)> = {
+        let (running, fixed): (Vec<(Kind, SocketAddr, SocketAddr)>, Vec<SocketAddr>) = {
             let listeners = self.listeners.lock().expect("listeners lock");
-            listeners
-                .entries
-                .iter()
-                .map(|e| (e.kind, e.configured, e.local))
-                .collect()
+            (
+                listeners
+                    .entries
+                    .iter()
+                    .map(|e| (e.kind, e.configured, e.local))
+                    .collect(),
+                listeners.fixed.clone(),
+            )
         };
         let mut moves = Vec::new();
         for kind in Kind::ALL {
@@ -449,7 +501,8 @@ impl Reloader {
             .iter()
             .filter(|r| !moves.iter().any(|m| m.0 == r.0))
             .map(|r| r.2)
-            .chain(moves.iter().filter_map(|m| m.1.as_ref().map(|e| e.local)));
+            .chain(moves.iter().filter_map(|m| m.1.as_ref().map(|e| e.local)))
+            .chain(fixed);
         let shared = Shared {
             access: Arc::new(AccessPolicy::new(&config.proxy)),
             own: Arc::new(OwnListeners::new(own)),

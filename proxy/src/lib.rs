@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod flow;

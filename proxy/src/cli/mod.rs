@@ -2,6 +2,7 @@
 
 mod ca;
 mod check;
+mod console;
 mod events;
 mod identify;
 mod logging;
@@ -42,6 +43,9 @@ enum Command {
     Events(events::EventsArgs),
     /// Classify the flows of a pcap/pcapng capture, one line per flow.
     Identify(identify::IdentifyArgs),
+    /// The investigator's console: keygen, hash-password, token.
+    #[command(subcommand)]
+    Console(console::ConsoleCommand),
     /// DLP rules: check, test, explain, scan.
     #[command(subcommand)]
     Rules(rules::RulesCommand),
@@ -80,6 +84,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             logging::init(&log, cli.log_format)?;
             Ok(identify::main(args))
         }
+        Command::Console(cmd) => console::main(cmd),
         Command::Rules(cmd) => {
             let Some(loaded) = load_or_report(cli.config.as_deref())? else {
                 return Ok(ExitCode::FAILURE);

@@ -36,6 +36,10 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let pipeline = Pipeline::start(&config.events, config.clickhouse.as_ref())?;
+        match super::console::seal_key(&config)? {
+            Some(key) => pipeline.sink().seal_findings_to(key),
+            None => tracing::info!("no [console] key: findings carry no sealed evidence"),
+        }
         let rules = match Rules::load(&config.rules.dir) {
             Ok(r) => Arc::new(r),
             Err(errors) => {
@@ -90,6 +94,9 @@ pub fn main(loaded: Loaded, args: RunArgs) -> anyhow::Result<ExitCode> {
             gateway.proxy_addr(),
             gateway.admin_addr()
         );
+        if let Some(c) = gateway.console_addr() {
+            println!("gatehouse: console on https://{c}/");
+        }
         if let Some(t) = gateway.transparent_addr() {
             println!("gatehouse: transparent listener on {t}");
         }

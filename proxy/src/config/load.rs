@@ -314,6 +314,9 @@ impl Config {
         self.upstream.extra_roots.iter_mut().for_each(fix);
         self.intercept.app_catalog.iter_mut().for_each(fix);
         self.admin.token_file.iter_mut().for_each(fix);
+        if let Some(c) = &mut self.console {
+            c.resolve_paths(&fix);
+        }
         fix(&mut self.rules.dir);
         fix(&mut self.events.journal_dir);
     }

@@ -6,6 +6,7 @@
 //! May import: nothing of the gateway (validation loads only files and the
 //! inspectors' catalog); everything imports it.
 
+mod console;
 mod load;
 mod net;
 mod validate;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use gatehouse_inspectors::identify::catalog::Catalog;
 use serde::{Deserialize, Serialize};
 
+pub use console::{ConsoleConfig, ConsoleToken, ConsoleUser, Role};
 pub use load::{load, load_str, load_unvalidated, ConfigSource, Loaded};
 pub use net::{canonical as canonical_ip, Cidr};
 pub use validate::{Problem, Problems, Severity};
@@ -47,6 +49,8 @@ pub struct Config {
     pub onboarding: OnboardingConfig,
     /// The transparent UDP (QUIC) listener; absent means UDP is not proxied.
     pub quic: Option<QuicConfig>,
+    /// The investigator's console and the key evidence is sealed to; absent: neither.
+    pub console: Option<ConsoleConfig>,
     /// Logging.
     pub log: LogConfig,
 }

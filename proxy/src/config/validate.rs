@@ -118,6 +118,9 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
         listeners.push(("onboarding.https_listen", t));
     }
     // The QUIC listener is UDP: it may share a port with any TCP listener.
+    if let Some(c) = config.console.as_ref().filter(|c| c.serves()) {
+        listeners.push(("console.listen", c.listen));
+    }
     for (i, (ka, a)) in listeners.iter().enumerate() {
         for (kb, b) in &listeners[i + 1..] {
             // Port 0 asks the OS for a free port; a wildcard address overlaps every address.
@@ -179,6 +182,9 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
     }
 
     check_ca(config, &mut out, file);
+    if let Some(console) = &config.console {
+        console.validate(file, &mut out);
+    }
 
     for (i, root) in config.upstream.extra_roots.iter().enumerate() {
         let key = format!("upstream.extra_roots[{i}]");

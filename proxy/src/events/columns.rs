@@ -69,6 +69,7 @@ impl Event {
     pub fn conversation(&self) -> Option<&str> {
         match self {
             Self::Message(e) => e.conversation.as_deref(),
+            Self::DlpFinding(e) => e.conversation.as_deref(),
             _ => None,
         }
     }

@@ -15,6 +15,7 @@ mod model;
 mod pipeline;
 pub mod query;
 pub mod schema;
+pub mod seal;
 pub mod shipper;
 mod state;
 
@@ -37,6 +38,10 @@ pub enum EmitError {
     /// The pipeline has stopped.
     #[error("event pipeline stopped")]
     Closed,
+    /// The journal did not confirm the event durable in time (or this sink
+    /// cannot make events durable).
+    #[error("event not made durable")]
+    NotDurable,
 }
 
 /// Where events go. Implementations must not lose an event they accepted.
@@ -59,6 +64,16 @@ pub trait EventSink: Send + Sync + 'static {
     fn try_emit(&self, event: Event) -> Result<(), EmitError> {
         self.emit(event);
         Ok(())
+    }
+
+    /// Records `event` and returns only once it is durable (written and
+    /// synced in the journal), with its id; an error means it may not be.
+    /// For actions that must be on record before they happen (revealing
+    /// evidence): the default refuses, so a sink without a journal fails
+    /// closed.
+    fn emit_durable(&self, event: Event) -> Result<uuid::Uuid, EmitError> {
+        let _ = event;
+        Err(EmitError::NotDurable)
     }
 
     /// Whether new flows may start: false when the journal is full under the

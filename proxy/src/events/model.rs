@@ -383,6 +383,18 @@ pub struct DlpFindingEvent {
     /// event JSON (ClickHouse `event` column); no column of its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub related: Vec<Uuid>,
+    /// The conversation (channel, chat, room) of the message, when the app
+    /// exposes one: incidents group by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation: Option<String>,
+    /// The unmasked match and its context, sealed to the console's key
+    /// (base64; see [`crate::events::seal`]); absent without a console key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
+    /// The evidence to seal, held until the journal sink seals it; never
+    /// serialised.
+    #[serde(skip)]
+    pub unsealed: crate::events::seal::Unsealed,
 }
 
 /// A tunnel the gateway cannot read.
@@ -581,6 +593,9 @@ impl FlowStamp {
             start: 0,
             end: 0,
             related: Vec::new(),
+            conversation: None,
+            sealed: None,
+            unsealed: Default::default(),
         }
     }
 }

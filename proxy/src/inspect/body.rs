@@ -11,6 +11,7 @@ use gatehouse_inspectors::dlp::{
     self, Action, BodyInput, BodyStream, DecodeLimits, Finding, RuleSet, ScanResult,
 };
 
+use crate::events::seal::{Evidence, Unsealed};
 use crate::events::{DlpFindingEvent, Event, EventSink, Masked, PolicyEvent};
 use crate::relay::hooks::{BodyHooks, Direction, FlowContext, HttpMessage, Verdict};
 
@@ -71,11 +72,23 @@ pub(super) fn finding(
             .iter()
             .map(|&t| uuid::Uuid::from_u128(t))
             .collect(),
+        // Sealed by the journal sink to the console's key, never written as is.
+        unsealed: Unsealed(
+            (!matched.is_empty()).then(|| Evidence::in_text(matched, matched, 0, matched.len())),
+        ),
         // A whole body has no message event of its own: it names the
         // flow's connection event (whose id is the flow id).
         ..flow
             .stamp()
             .finding(app, Some(message_id.unwrap_or(flow.id)), dir)
+    }
+}
+
+/// Gives the evidence to seal the text around the match, when `text` is
+/// the text `f`'s offsets point into.
+pub(super) fn with_context(e: &mut DlpFindingEvent, matched: &str, text: &str, f: &Finding) {
+    if !matched.is_empty() {
+        e.unsealed = Unsealed(Some(Evidence::in_text(matched, text, f.start, f.end)));
     }
 }
 
@@ -119,7 +132,9 @@ pub(super) fn findings_of(
                 .find(|(label, _)| label.replacen("body", field, 1) == f.field)
                 .map_or(&*raw, |(_, t)| t.as_str());
             let matched = source.get(f.start..f.end).unwrap_or("");
-            finding(flow, message_id, app_of(flow), dir, f, matched)
+            let mut e = finding(flow, message_id, app_of(flow), dir, f, matched);
+            with_context(&mut e, matched, source, f);
+            e
         })
         .collect()
 }

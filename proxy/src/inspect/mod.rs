@@ -364,14 +364,10 @@ impl FlowInspection {
                 if !seen.insert((f.rule.clone(), normalized(matched))) {
                     continue;
                 }
-                findings.push(body::finding(
-                    flow,
-                    Some(id),
-                    &m.app,
-                    m.direction,
-                    f,
-                    matched,
-                ));
+                let mut e = body::finding(flow, Some(id), &m.app, m.direction, f, matched);
+                body::with_context(&mut e, matched, text, f);
+                e.conversation = m.conversation.clone();
+                findings.push(e);
             }
             for t in &m.texts {
                 if result

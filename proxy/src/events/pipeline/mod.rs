@@ -20,7 +20,11 @@ use crate::events::state::PipelineState as Shared;
 use crate::events::{EmitError, Event, EventSink, Record};
 use crate::GatewayError;
 
+use crate::events::seal::SealKey;
 use writer::Msg;
+
+/// How long [`EventSink::emit_durable`] waits for the journal.
+const DURABLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The sink the gateway emits into: stamps each event (UUID v7, time,
 /// node), serialises it and queues it for the journal writer.
@@ -29,6 +33,9 @@ pub struct JournalSink {
     tx: SyncSender<Msg>,
     node: String,
     shared: Arc<Shared>,
+    /// The console's key findings' evidence is sealed to; unset, findings
+    /// carry no sealed evidence.
+    seal: std::sync::OnceLock<SealKey>,
 }
 
 impl JournalSink {
@@ -37,8 +44,23 @@ impl JournalSink {
         self.shared.metrics.snapshot()
     }
 
-    fn encode(&self, id: uuid::Uuid, event: Event) -> Option<Vec<u8>> {
+    /// Seals the evidence of every finding emitted from now on to `key`
+    /// (set once, before flows start; a second call is ignored).
+    pub fn seal_findings_to(&self, key: SealKey) {
+        let _ = self.seal.set(key);
+    }
+
+    fn encode(&self, id: uuid::Uuid, mut event: Event) -> Option<Vec<u8>> {
         self.shared.metrics.emitted.fetch_add(1, Relaxed);
+        if let Event::DlpFinding(f) = &mut event {
+            let unsealed = std::mem::take(&mut f.unsealed);
+            if let (Some(evidence), Some(key)) = (unsealed.0, self.seal.get()) {
+                match key.seal(id, &evidence) {
+                    Ok(sealed) => f.sealed = Some(sealed),
+                    Err(e) => tracing::error!(error = %e, rule = %f.rule, "evidence not sealed"),
+                }
+            }
+        }
         match serde_json::to_vec(&Record::stamp_as(id, event, &self.node)) {
             Ok(b) => Some(b),
             Err(e) => {
@@ -110,6 +132,29 @@ impl EventSink for JournalSink {
                 }
             }
         }
+    }
+
+    fn emit_durable(&self, event: Event) -> Result<uuid::Uuid, EmitError> {
+        if self.shared.policy == FullPolicy::FailClosed && !self.accepting() {
+            return Err(EmitError::Full);
+        }
+        let id = uuid::Uuid::now_v7();
+        let bytes = self.encode(id, event).ok_or(EmitError::Closed)?;
+        let len = bytes.len();
+        self.enqueue(len);
+        if self.tx.send(Msg::Record(bytes)).is_err() {
+            self.lost(len, "the journal writer has stopped");
+            return Err(EmitError::Closed);
+        }
+        // The writer answers a flush only once everything queued before it
+        // is written and synced; no answer in time is no promise.
+        let (tx, rx) = mpsc::channel();
+        self.tx
+            .send(Msg::Flush(tx))
+            .map_err(|_| EmitError::Closed)?;
+        rx.recv_timeout(DURABLE_TIMEOUT)
+            .map_err(|_| EmitError::NotDurable)?;
+        Ok(id)
     }
 
     fn try_emit(&self, event: Event) -> Result<(), EmitError> {
@@ -294,7 +339,12 @@ impl Pipeline {
             tracing::info!("no [clickhouse] configured: events stay in the journal (gatehouse events tail reads them)");
         }
         Ok(Self {
-            sink: Arc::new(JournalSink { tx, node, shared }),
+            sink: Arc::new(JournalSink {
+                tx,
+                node,
+                shared,
+                seal: std::sync::OnceLock::new(),
+            }),
             writer: Some(writer),
             shipper,
             drain,
