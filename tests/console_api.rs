@@ -422,3 +422,48 @@ async fn the_console_api_serves_audits_and_keeps_evidence_sealed() {
         assert!(actions.contains(&a), "no `{a}` audit event: {actions:?}");
     }
 }
+
+#[tokio::test]
+async fn a_login_from_another_site_is_refused_and_audited() {
+    let c = Console::start(5).await;
+    let login = |extra: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "-H".into(),
+            "content-type: application/json".into(),
+        ];
+        for h in extra {
+            args.push("-H".into());
+            args.push((*h).into());
+        }
+        args.push("--data".into());
+        args.push(format!("{{\"name\":\"ana\",\"password\":\"{PASSWORD}\"}}"));
+        args.push(format!("{}/api/session", c.url));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        c.curl(&refs)
+    };
+    // A form posted from another site (login CSRF): refused, no cookie.
+    for hostile in [
+        &["Origin: https://evil.example"][..],
+        &["Sec-Fetch-Site: cross-site"][..],
+        &["Origin: null"][..],
+    ] {
+        let (code, headers, body) = login(hostile);
+        assert_eq!(code, 403, "{hostile:?}: {body}");
+        assert!(
+            !headers.to_ascii_lowercase().contains("set-cookie"),
+            "{hostile:?}: {headers}"
+        );
+    }
+    // The console's own page, and a script sending no Origin: logged in.
+    let own = format!("Origin: {}", c.url.trim_end_matches('/'));
+    for friendly in [&[own.as_str(), "Sec-Fetch-Site: same-origin"][..], &[][..]] {
+        let (code, _, body) = login(friendly);
+        assert_eq!(code, 200, "{friendly:?}: {body}");
+    }
+    let refused = c
+        .journal_audits()
+        .into_iter()
+        .filter(|a| a["action"] == "login_failed" && a["reason"] == "cross-site login request")
+        .count();
+    assert_eq!(refused, 3);
+}

@@ -116,6 +116,17 @@ async fn route(
             })
         }
         (&Method::POST, "/login") | (&Method::POST, "/api/session") => {
+            // Login has no session to hold a CSRF token yet: a browser's
+            // own word on where the form came from decides instead, so no
+            // other site can log a browser into an account of its choosing.
+            if cross_site(&req) {
+                console.audit("", peer, "login_failed", None, "cross-site login request", "");
+                return if api {
+                    json_error(403, "cross-site login refused")
+                } else {
+                    html(StatusCode::FORBIDDEN, pages::login(Some("cross-site login refused")))
+                };
+            }
             let input = match read_input(req).await {
                 Ok(i) => i,
                 Err(r) => return r,
@@ -424,6 +435,34 @@ async fn login(console: &Console, peer: SocketAddr, input: &Input) -> Response<F
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
             r
         }
+    }
+}
+
+/// Whether a browser says the request comes from another site:
+/// `Sec-Fetch-Site` other than same-origin/none, or an `Origin` that is not
+/// this console's own. Scripts send neither and are not affected.
+fn cross_site<B>(req: &Request<B>) -> bool {
+    let h = req.headers();
+    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        if site != "same-origin" && site != "none" {
+            return true;
+        }
+    }
+    let Some(origin) = h.get(header::ORIGIN) else {
+        return false;
+    };
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| {
+            h.get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        });
+    match (origin.to_str(), host) {
+        (Ok(origin), Some(host)) => !origin.eq_ignore_ascii_case(&format!("https://{host}")),
+        _ => true,
     }
 }
 
