@@ -215,3 +215,83 @@ async fn message_text_is_stored_only_when_configured() {
         gw.log()
     );
 }
+
+/// `digits` followed by its Luhn check digit.
+fn with_luhn(digits: &str) -> String {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    format!("{digits}{}", (10 - sum % 10) % 10)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_of_many_card_numbers_is_one_block_with_bounded_finding_events() {
+    let root = TestCa::root("Upstream Test Root");
+    let server = https_server("slack.com", root.leaf(&LeafSpec::new(&["slack.com"]))).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("root.pem"), root.pem()).unwrap();
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dlp-rules");
+    let config = format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nallowed_destinations = [\"127.0.0.0/8\"]\n\
+         [upstream]\nextra_roots = [\"root.pem\"]\n[rules]\ndir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        rules.display()
+    );
+    let gw = Gatehouse::start_in(dir, &config);
+    // 300 different Visa numbers, one per line: a pasted card dump.
+    let cards: Vec<String> = (0..300)
+        .map(|i| with_luhn(&format!("455673{i:09}")))
+        .collect();
+    let (out, err) = post(
+        &gw,
+        server,
+        &format!(
+            "{{\"channel\":\"C9\",\"text\":\"{}\"}}",
+            cards.join("\\n")
+        ),
+    )
+    .await;
+    assert!(out.contains("status=403"), "{out}{err}\n{}", gw.log());
+
+    let mut message = None;
+    let mut findings = Vec::new();
+    for _ in 0..100 {
+        let evs = events(&gw);
+        message = evs
+            .iter()
+            .find(|e| e["type"] == "message" && e["conversation"] == "C9")
+            .cloned();
+        if let Some(m) = &message {
+            findings = evs
+                .iter()
+                .filter(|e| e["type"] == "dlp_finding" && e["message_id"] == m["id"])
+                .cloned()
+                .collect();
+            if !findings.is_empty() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let message = message.unwrap_or_else(|| panic!("no message event: {}", gw.log()));
+    assert_eq!(message["findings"], 300, "every finding counted: {message}");
+    assert_eq!(message["action"], "block", "{message}");
+    assert_eq!(findings.len(), 100, "finding events are bounded");
+    assert!(findings
+        .iter()
+        .all(|f| f["rule"] == "payment-card" && f["action"] == "block"));
+}

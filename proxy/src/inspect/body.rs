@@ -109,6 +109,20 @@ fn evidence(f: &Finding, matched: &str) -> Masked {
 
 /// The finding events of a scanned body (or WebSocket message): offsets
 /// point into its decoded parts, and evidence is masked from them.
+/// Most `dlp_finding` events one message (or one body) records, blocking
+/// findings first; its `message` event still counts every finding. A body
+/// of ten thousand card numbers is one decision, not ten thousand events
+/// (each also sealed for the console).
+pub(super) const MAX_FINDING_EVENTS: usize = 100;
+
+/// `findings` in the order their events are kept: the strictest action
+/// first, otherwise as found.
+pub(super) fn by_action(findings: &[dlp::Finding]) -> Vec<&dlp::Finding> {
+    let mut order: Vec<&dlp::Finding> = findings.iter().collect();
+    order.sort_by_key(|f| std::cmp::Reverse(f.action));
+    order
+}
+
 pub(super) fn findings_of(
     flow: &FlowContext,
     message_id: Option<uuid::Uuid>,
@@ -122,9 +136,9 @@ pub(super) fn findings_of(
     }
     let decoded = dlp::decode_body(input, &DecodeLimits::default());
     let raw = String::from_utf8_lossy(input.body);
-    result
-        .findings
-        .iter()
+    by_action(&result.findings)
+        .into_iter()
+        .take(MAX_FINDING_EVENTS)
         .map(|f| {
             let source = decoded
                 .parts

@@ -349,7 +349,8 @@ impl FlowInspection {
             // finding per rule and matched value per message. Redaction
             // still masks every occurrence.
             let mut seen = std::collections::HashSet::new();
-            for f in &result.findings {
+            let mut counted = 0u32;
+            for f in body::by_action(&result.findings) {
                 if f.action == Action::Block {
                     self.block_rule = Some(f.rule.to_string());
                     self.block_event = Some(id);
@@ -362,6 +363,10 @@ impl FlowInspection {
                     .unwrap_or("");
                 let matched = text.get(f.start..f.end).unwrap_or("");
                 if !seen.insert((f.rule.clone(), normalized(matched))) {
+                    continue;
+                }
+                counted += 1;
+                if findings.len() >= body::MAX_FINDING_EVENTS {
                     continue;
                 }
                 let mut e = body::finding(flow, Some(id), &m.app, m.direction, f, matched);
@@ -379,7 +384,7 @@ impl FlowInspection {
                 }
             }
             let mut message = message;
-            message.findings = findings.len() as u32;
+            message.findings = counted;
             judged.pending.push(Pending {
                 id,
                 message,
