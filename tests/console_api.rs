@@ -427,10 +427,7 @@ async fn the_console_api_serves_audits_and_keeps_evidence_sealed() {
 async fn a_login_from_another_site_is_refused_and_audited() {
     let c = Console::start(5).await;
     let login = |extra: &[&str]| {
-        let mut args: Vec<String> = vec![
-            "-H".into(),
-            "content-type: application/json".into(),
-        ];
+        let mut args: Vec<String> = vec!["-H".into(), "content-type: application/json".into()];
         for h in extra {
             args.push("-H".into());
             args.push((*h).into());

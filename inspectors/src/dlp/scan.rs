@@ -262,13 +262,17 @@ fn find_in(p: &Pattern, view: &str, lo: usize, hi: usize, out: &mut Vec<(usize, 
         let input = Input::new(view).range(at..hi);
         p.re.search_captures(&input, &mut caps);
         let Some(m) = caps.get_match() else { break };
-        if let Some(span) = pattern_span(p, &caps) {
+        let span = pattern_span(p, &caps);
+        if let Some(span) = span {
             out.push(span);
         }
-        at = if m.end() > m.start() {
-            m.end()
-        } else {
-            m.end() + 1
+        // Resume after the value, not after the whole match: the delimiter
+        // a pattern's context consumed after one value ("…9855, ") is the
+        // context the next value needs (a list of cards: every one found).
+        at = match span {
+            Some((_, end)) if p.value_group.is_some() && end > at => end,
+            _ if m.end() > m.start() => m.end(),
+            _ => m.end() + 1,
         };
         while at < view.len() && !view.is_char_boundary(at) {
             at += 1;

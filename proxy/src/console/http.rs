@@ -120,11 +120,21 @@ async fn route(
             // own word on where the form came from decides instead, so no
             // other site can log a browser into an account of its choosing.
             if cross_site(&req) {
-                console.audit("", peer, "login_failed", None, "cross-site login request", "");
+                console.audit(
+                    "",
+                    peer,
+                    "login_failed",
+                    None,
+                    "cross-site login request",
+                    "",
+                );
                 return if api {
                     json_error(403, "cross-site login refused")
                 } else {
-                    html(StatusCode::FORBIDDEN, pages::login(Some("cross-site login refused")))
+                    html(
+                        StatusCode::FORBIDDEN,
+                        pages::login(Some("cross-site login refused")),
+                    )
                 };
             }
             let input = match read_input(req).await {
