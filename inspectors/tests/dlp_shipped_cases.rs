@@ -183,3 +183,26 @@ fn published_test_values_are_never_findings() {
         assert!(!fires(rule, text), "{rule} fired on {text:?}");
     }
 }
+
+#[test]
+fn every_card_of_a_list_is_found_however_it_is_separated() {
+    let cards = ["4556526018159081", "4556301661318602", "4556913909960308"];
+    for sep in ["\n", " ", ", ", "; ", "\r\n", "\t"] {
+        let text = cards.join(sep);
+        let found: Vec<String> = shipped()
+            .scan_text(&text)
+            .findings
+            .iter()
+            .filter(|f| &*f.rule == "payment-card")
+            .map(|f| text[f.start..f.end].to_string())
+            .collect();
+        assert_eq!(found, cards, "separated by {sep:?}");
+    }
+    // Grouped digits in a run stay one IBAN-like run, not cards.
+    assert!(!fires("payment-card", "DE89 3704 0044 0532 0130 00"));
+    // Inside a token, a Luhn-valid stretch between dashes is not a card.
+    assert!(!fires(
+        "payment-card",
+        "xoxb-256172928762-4904805206116-mTwjA7MKfs9lMUo094ydgXY7"
+    ));
+}

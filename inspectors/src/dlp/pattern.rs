@@ -89,6 +89,9 @@ pub(crate) struct Pattern {
     pub re: Regex,
     /// Capture group whose span is the finding (`(?P<value>…)`), if any.
     pub value_group: Option<usize>,
+    /// The finding's group in another alternative of the pattern
+    /// (`(?P<value2>…)`: one name per group), used when `value` took no part.
+    pub value_alt: Option<usize>,
     pub mode: Mode,
     /// Longest possible match in bytes, if bounded.
     pub max_len: Option<usize>,
@@ -136,6 +139,9 @@ pub(crate) fn analyse(src: &str) -> Result<Pattern, String> {
     let value_group = re
         .group_info()
         .to_index(regex_automata::PatternID::ZERO, "value");
+    let value_alt = re
+        .group_info()
+        .to_index(regex_automata::PatternID::ZERO, "value2");
     let folded_hir = regex_syntax::ParserBuilder::new()
         .case_insensitive(true)
         .build()
@@ -171,6 +177,7 @@ pub(crate) fn analyse(src: &str) -> Result<Pattern, String> {
     Ok(Pattern {
         re,
         value_group,
+        value_alt,
         mode,
         max_len,
         min_triggers,

@@ -247,6 +247,7 @@ fn pattern_span(
     match p.value_group {
         Some(g) => caps
             .get_group(g)
+            .or_else(|| p.value_alt.and_then(|a| caps.get_group(a)))
             .or_else(|| caps.get_match().map(|m| m.span())),
         None => caps.get_match().map(|m| m.span()),
     }
