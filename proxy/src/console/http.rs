@@ -448,15 +448,15 @@ async fn login(console: &Console, peer: SocketAddr, input: &Input) -> Response<F
     }
 }
 
-/// Whether a browser says the request comes from another site:
-/// `Sec-Fetch-Site` other than same-origin/none, or an `Origin` that is not
-/// this console's own. Scripts send neither and are not affected.
+/// Whether a browser says the request comes from another site. Its
+/// `Sec-Fetch-Site` decides where it sends one (anything but same-origin
+/// or none); otherwise an `Origin` naming another site. `Origin: null` alone
+/// says nothing: the console's own `Referrer-Policy: no-referrer` makes a
+/// browser send it for the console's own forms. Scripts send neither.
 fn cross_site<B>(req: &Request<B>) -> bool {
     let h = req.headers();
-    if let Some(site) = h.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        if site != "same-origin" && site != "none" {
-            return true;
-        }
+    if let Some(site) = h.get("sec-fetch-site") {
+        return !matches!(site.to_str(), Ok("same-origin" | "none"));
     }
     let Some(origin) = h.get(header::ORIGIN) else {
         return false;
@@ -471,6 +471,7 @@ fn cross_site<B>(req: &Request<B>) -> bool {
                 .map(str::to_string)
         });
     match (origin.to_str(), host) {
+        (Ok("null"), _) => false,
         (Ok(origin), Some(host)) => !origin.eq_ignore_ascii_case(&format!("https://{host}")),
         _ => true,
     }
