@@ -9,6 +9,8 @@
 
 #[path = "common/browser.rs"]
 mod browser;
+#[path = "common/chromium.rs"]
+mod chromium;
 mod common;
 mod console_support;
 

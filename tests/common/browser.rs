@@ -1,7 +1,9 @@
 //! A real headless Chromium driven over WebDriver (Debian's `chromium` and
 //! `chromium-driver`, the `thirtyfour` crate): chromedriver on a free
 //! loopback port, its own profile and HOME, and optionally a CA made
-//! trusted in that HOME's NSS store (`certutil`), as a user would import it.
+//! trusted in that HOME's NSS store ([`crate::chromium::trust_in_nss`]), as
+//! a user would import it. The browser tests' shared parts are in
+//! `chromium.rs`; this one drives the console without a proxy.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -15,13 +17,7 @@ pub struct Browser {
     _home: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::chromium::free_port;
 
 impl Browser {
     /// Starts chromedriver and a headless Chromium session trusting `ca`
@@ -29,32 +25,7 @@ impl Browser {
     pub async fn start(ca: Option<&Path>) -> Self {
         let home = tempfile::tempdir().unwrap();
         if let Some(ca) = ca {
-            let db = home.path().join(".pki/nssdb");
-            std::fs::create_dir_all(&db).unwrap();
-            let db = format!("sql:{}", db.display());
-            let run = |args: &[&str]| {
-                let out = Command::new("certutil")
-                    .args(args)
-                    .output()
-                    .expect("certutil (libnss3-tools) is installed");
-                assert!(
-                    out.status.success(),
-                    "certutil {args:?}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            };
-            run(&["-N", "-d", &db, "--empty-password"]);
-            run(&[
-                "-A",
-                "-d",
-                &db,
-                "-n",
-                "Gatehouse test CA",
-                "-t",
-                "C,,",
-                "-i",
-                ca.to_str().unwrap(),
-            ]);
+            crate::chromium::trust_in_nss(home.path(), ca);
         }
         let port = free_port();
         let chromedriver = Command::new("chromedriver")

@@ -52,7 +52,8 @@ pub fn trust_in_nss(home: &Path, ca_pem: &Path) {
     ]);
 }
 
-fn free_port() -> u16 {
+/// A loopback port nobody listens on now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
