@@ -95,26 +95,34 @@ impl FailOn {
 }
 
 /// Runs a `rules` subcommand.
+/// The rule set in `dir`, or `None` after reporting why it does not load
+/// (as JSON with an empty `empty` list when `json`, else file:line:col).
+fn load_or_report(dir: &Path, json: bool, empty: &str) -> anyhow::Result<Option<RuleSet>> {
+    match RuleSet::load_dir(dir) {
+        Ok(set) => Ok(Some(set)),
+        Err(errors) => {
+            if json {
+                print_json(&json!({
+                    "ok": false,
+                    "dir": dir.display().to_string(),
+                    "errors": errors_json(&errors),
+                    empty: [],
+                }))?;
+            } else {
+                print_load_errors(dir, &errors);
+            }
+            Ok(None)
+        }
+    }
+}
+
 pub fn main(config: &Config, cmd: RulesCommand) -> anyhow::Result<ExitCode> {
     let dir_or = |d: Option<PathBuf>| d.unwrap_or_else(|| config.rules.dir.clone());
     match cmd {
         RulesCommand::Check { dir, json } => {
             let dir = dir_or(dir);
-            let set = match RuleSet::load_dir(&dir) {
-                Ok(set) => set,
-                Err(errors) => {
-                    if json {
-                        print_json(&json!({
-                            "ok": false,
-                            "dir": dir.display().to_string(),
-                            "errors": errors_json(&errors),
-                            "lints": [],
-                        }))?;
-                    } else {
-                        print_load_errors(&dir, &errors);
-                    }
-                    return Ok(ExitCode::FAILURE);
-                }
+            let Some(set) = load_or_report(&dir, json, "lints")? else {
+                return Ok(ExitCode::FAILURE);
             };
             let lints = set.lint();
             let kib = set.heap_bytes().div_ceil(1024);
@@ -159,21 +167,8 @@ pub fn main(config: &Config, cmd: RulesCommand) -> anyhow::Result<ExitCode> {
         }
         RulesCommand::Test { dir, json } => {
             let dir = dir_or(dir);
-            let set = match RuleSet::load_dir(&dir) {
-                Ok(set) => set,
-                Err(errors) => {
-                    if json {
-                        print_json(&json!({
-                            "ok": false,
-                            "dir": dir.display().to_string(),
-                            "errors": errors_json(&errors),
-                            "failures": [],
-                        }))?;
-                    } else {
-                        print_load_errors(&dir, &errors);
-                    }
-                    return Ok(ExitCode::FAILURE);
-                }
+            let Some(set) = load_or_report(&dir, json, "failures")? else {
+                return Ok(ExitCode::FAILURE);
             };
             let (failures, run) = set.run_examples();
             if json {
