@@ -470,3 +470,78 @@ async fn a_login_from_another_site_is_refused_and_audited() {
         .count();
     assert_eq!(refused, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finding_in_a_streamed_body_seals_the_text_around_it() {
+    let c = Console::start(3).await;
+    // Past the inspection window (1 MiB): judged as it streams, where the
+    // scanner holds only a tail of the body when the card shows up.
+    let mut body = "lorem ipsum ".repeat(110_000);
+    body.push_str(&format!("wire it to card {CARD} before friday"));
+    body.push_str(&" dolor sit".repeat(2_000));
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("upload.txt");
+    std::fs::write(&file, &body).unwrap();
+    let sent = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "30",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+        ])
+        .args(["--proxy", &format!("http://{}", c.gw.proxy)])
+        .args(["--cacert", c.gw.ca_cert.to_str().unwrap()])
+        .args(["--connect-to", &format!("slack.com:443:{}", c.upstream)])
+        .args(["-H", "content-type: text/plain"])
+        .args(["--data-binary", &format!("@{}", file.display())])
+        .arg("https://slack.com/echo")
+        .output()
+        .unwrap();
+    let key = gatehouse::events::seal::OpenKey::load(&c.gw.dir.path().join("console.key")).unwrap();
+    let mut seen = String::new();
+    for _ in 0..100 {
+        let (code, out, err) = common::gatehouse(
+            c.gw.dir.path(),
+            &[
+                "events",
+                "search",
+                "--journal",
+                "--type",
+                "dlp_finding",
+                "--json",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        seen = out.clone();
+        let found = out
+            .lines()
+            .map(json)
+            .find(|f| f["sealed"].is_string());
+        if let Some(f) = found {
+            assert!(!out.contains(CARD), "no plaintext in the journal");
+            let id: uuid::Uuid = f["id"].as_str().unwrap().parse().unwrap();
+            let opened = key.open(id, f["sealed"].as_str().unwrap()).unwrap();
+            assert_eq!(opened.matched, CARD);
+            assert!(
+                opened
+                    .context
+                    .contains(&format!("wire it to card {CARD} before friday")),
+                "the sealed context: {:?}",
+                opened.context
+            );
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "no sealed finding of the streamed body in the journal ({sent:?}; ClickHouse: {} connections, {} findings, {} messages):\n{seen}\n{}\n{}",
+        c.ch_count("events_connection"),
+        c.ch_count("events_dlp_finding"),
+        c.ch_count("events_message"),
+        c.ch_query(&format!("SELECT event FROM {}.events_connection FORMAT TSVRaw", c.db)),
+        c.gw.log()
+    );
+}

@@ -488,6 +488,35 @@ fn streaming_peek_sees_a_match_before_it_is_final() {
 }
 
 #[test]
+fn streamed_findings_carry_the_text_around_them_across_chunks() {
+    let s = Arc::new(set(KW));
+    let before = format!("{} the plan is ", "a".repeat(3000));
+    let text = format!("{before}top secret, tell no one{}", "b".repeat(3000));
+    for chunk in [1usize, 5, 64, 4096] {
+        let mut sc = StreamScanner::new(s.clone(), None, Direction::Outbound, "text");
+        let mut found = Vec::new();
+        for c in text.as_bytes().chunks(chunk) {
+            found.extend(sc.push_matched(c));
+        }
+        found.extend(sc.finish_matched().0);
+        assert_eq!(found.len(), 1, "chunk {chunk}");
+        let m = &found[0].1;
+        assert_eq!(*m, "top secret");
+        assert_eq!(&m.around[m.at..m.at + m.text.len()], "top secret");
+        assert!(
+            m.around.contains("the plan is top secret, tell no one"),
+            "chunk {chunk}: {:?}",
+            m.around
+        );
+        // Bounded: the context, not the stream.
+        assert_eq!(
+            m.around.chars().count(),
+            2 * gatehouse_inspectors::dlp::AROUND_CHARS + "top secret".len()
+        );
+    }
+}
+
+#[test]
 fn body_scan_decodes_gzip_json_and_reports_bombs() {
     let s = set(ACTIONS);
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());

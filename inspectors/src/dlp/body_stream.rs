@@ -20,7 +20,7 @@ use super::decode::DecodeLimits;
 use super::format::{Action, Direction, DirectionScope};
 use super::ruleset::RuleSet;
 use super::scan::{decode_limit_finding, Finding, ScanResult};
-use super::stream::StreamScanner;
+use super::stream::{Matched, StreamScanner};
 use crate::codec::{self, StreamDecoder};
 use std::io::Write;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use std::sync::Arc;
 struct Sink {
     /// Taken out only when the body ends.
     scanner: Option<StreamScanner>,
-    found: Vec<(Finding, String)>,
+    found: Vec<(Finding, Matched)>,
     /// Set once a chunk looks binary (see [`binary`]): from then on only
     /// printable runs reach the scanner, and offsets are theirs.
     runs: Option<Runs>,
@@ -152,7 +152,7 @@ impl BodyStream {
     /// across the boundary), and findings lying wholly inside them are not
     /// reported twice; offsets stay offsets into the whole body. Compressed:
     /// the decoder needs every byte, so `seen` is pushed whole.
-    pub fn resume(&mut self, seen: &[u8]) -> Vec<(Finding, String)> {
+    pub fn resume(&mut self, seen: &[u8]) -> Vec<(Finding, Matched)> {
         if self.decompresses() {
             return self.push(seen);
         }
@@ -216,7 +216,7 @@ impl BodyStream {
     /// Returns the findings now final, each with the text it matched;
     /// offsets are in the decoded body. A cap hit or corrupt data comes
     /// back as a `decode_limit` finding (with an empty text) at once.
-    pub fn push(&mut self, chunk: &[u8]) -> Vec<(Finding, String)> {
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<(Finding, Matched)> {
         if !self.halted {
             let r = self.decoder.push(chunk);
             self.after(r);
@@ -229,7 +229,7 @@ impl BodyStream {
 
     /// End of the body: the findings made final now (with matched texts),
     /// and the whole result, `decode_limit` findings included.
-    pub fn finish(mut self) -> (Vec<(Finding, String)>, ScanResult) {
+    pub fn finish(mut self) -> (Vec<(Finding, Matched)>, ScanResult) {
         if !self.halted {
             let r = self.decoder.finish();
             self.after(r);
@@ -265,17 +265,17 @@ impl BodyStream {
         ));
     }
 
-    fn new_limits(&mut self) -> Vec<(Finding, String)> {
+    fn new_limits(&mut self) -> Vec<(Finding, Matched)> {
         let new = self.limits_hit[self.limits_told..]
             .iter()
-            .map(|f| (f.clone(), String::new()))
+            .map(|f| (f.clone(), Matched::default()))
             .collect();
         self.limits_told = self.limits_hit.len();
         new
     }
 
     /// Body offsets, without findings the caller had already.
-    fn adjust(&self, found: Vec<(Finding, String)>) -> Vec<(Finding, String)> {
+    fn adjust(&self, found: Vec<(Finding, Matched)>) -> Vec<(Finding, Matched)> {
         found
             .into_iter()
             .filter_map(|(mut f, m)| {
@@ -392,7 +392,7 @@ pattern = 'tok_[a-z0-9]{16}'
         b
     }
 
-    fn run(mut s: BodyStream, data: &[u8], chunk: usize) -> (Vec<(Finding, String)>, ScanResult) {
+    fn run(mut s: BodyStream, data: &[u8], chunk: usize) -> (Vec<(Finding, Matched)>, ScanResult) {
         let mut found = Vec::new();
         for c in data.chunks(chunk) {
             found.extend(s.push(c));
@@ -411,7 +411,7 @@ pattern = 'tok_[a-z0-9]{16}'
             (found[0].0.start, found[0].0.end),
             (5_000, 5_000 + SECRET.len())
         );
-        assert_eq!(found[0].1, SECRET);
+        assert_eq!(&*found[0].1, SECRET);
         assert_eq!(result.findings.len(), 1);
     }
 
@@ -657,7 +657,7 @@ apps = ["slack"]
             let hits: Vec<&str> = found
                 .iter()
                 .filter(|(f, _)| &*f.rule == "tok")
-                .map(|(_, m)| m.as_str())
+                .map(|(_, m)| m.text.as_str())
                 .collect();
             assert_eq!(hits, vec![SECRET], "cut at {cut}");
             assert!(result.findings.iter().any(|f| &*f.rule == "tok"));

@@ -69,7 +69,7 @@ pub use redact::{redact_body, redact_texts};
 pub use rule::Confidence;
 pub use ruleset::{RuleInfo, RuleSet};
 pub use scan::{Contribution, Field, Finding, MessageInput, Rejected, ScanResult};
-pub use stream::StreamScanner;
+pub use stream::{Matched, StreamScanner, AROUND_CHARS};
 
 /// Rule id of the finding raised when decoding hit a size or ratio cap.
 pub const DECODE_LIMIT_RULE: &str = "decode_limit";

@@ -17,6 +17,66 @@ use std::sync::Arc;
 /// Findings kept for the final verdict; more are counted but dropped.
 const MAX_FINDINGS: usize = 1024;
 
+/// Characters of text kept each side of a match in [`Matched::around`].
+pub const AROUND_CHARS: usize = 60;
+
+/// The text a streamed finding matched, with the text around it as the
+/// scanner held it (the stream's bytes are gone soon after: sealed
+/// evidence needs its context now). Reads as the match itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Matched {
+    /// The matched text.
+    pub text: String,
+    /// Up to [`AROUND_CHARS`] characters either side of the match, the
+    /// match included.
+    pub around: String,
+    /// Byte offset of the match in `around`.
+    pub at: usize,
+}
+
+impl Matched {
+    /// The match at byte offsets `start..end` of `text`, with what is
+    /// around it. Offsets off a character boundary give an empty match.
+    pub fn in_text(text: &str, start: usize, end: usize) -> Self {
+        let Some(matched) = text.get(start..end) else {
+            return Self::default();
+        };
+        let from = text[..start]
+            .char_indices()
+            .rev()
+            .nth(AROUND_CHARS.saturating_sub(1))
+            .map_or(0, |(i, _)| i);
+        let to = text[end..]
+            .char_indices()
+            .nth(AROUND_CHARS)
+            .map_or(text.len(), |(i, _)| end + i);
+        Matched {
+            text: matched.to_string(),
+            around: text[from..to].to_string(),
+            at: start - from,
+        }
+    }
+}
+
+impl PartialEq<str> for Matched {
+    fn eq(&self, other: &str) -> bool {
+        self.text == other
+    }
+}
+
+impl PartialEq<&str> for Matched {
+    fn eq(&self, other: &&str) -> bool {
+        self.text == *other
+    }
+}
+
+impl std::ops::Deref for Matched {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.text
+    }
+}
+
 /// Incremental scanner for one message body.
 #[derive(Debug)]
 pub struct StreamScanner {
@@ -36,6 +96,9 @@ pub struct StreamScanner {
     dropped: usize,
     /// Whether invalid UTF-8 was replaced (offsets then drift from bytes).
     lossy: bool,
+    /// The last [`AROUND_CHARS`] characters dropped from `buf`: the text
+    /// before a match found at its start.
+    before: String,
 }
 
 impl StreamScanner {
@@ -55,6 +118,7 @@ impl StreamScanner {
             findings: Vec::new(),
             dropped: 0,
             lossy: false,
+            before: String::new(),
         }
     }
 
@@ -92,9 +156,10 @@ impl StreamScanner {
             .collect()
     }
 
-    /// As [`push`](Self::push), each finding with the text it matched (for
-    /// masked evidence: the text leaves the scanner's buffer soon after).
-    pub fn push_matched(&mut self, chunk: &[u8]) -> Vec<(Finding, String)> {
+    /// As [`push`](Self::push), each finding with the text it matched and
+    /// the text around it (for masked and sealed evidence: the text leaves
+    /// the scanner's buffer soon after).
+    pub fn push_matched(&mut self, chunk: &[u8]) -> Vec<(Finding, Matched)> {
         self.pending.extend_from_slice(chunk);
         let valid_up_to = match std::str::from_utf8(&self.pending) {
             Ok(_) => self.pending.len(),
@@ -113,7 +178,13 @@ impl StreamScanner {
         while !self.buf.is_char_boundary(cut) {
             cut -= 1;
         }
-        self.buf.drain(..cut);
+        let gone = self.buf.drain(..cut);
+        self.before.push_str(gone.as_str());
+        drop(gone);
+        let skip = self.before.chars().count().saturating_sub(AROUND_CHARS);
+        if let Some((i, _)) = self.before.char_indices().nth(skip) {
+            self.before.drain(..i);
+        }
         self.base += cut;
         new
     }
@@ -123,7 +194,7 @@ impl StreamScanner {
     /// with the text it matched. For a caller that must not forward a
     /// match before judging it (a byte stream cut on block). Nothing is
     /// recorded: once final, they are reported by `push` or `finish`.
-    pub fn peek_matched(&self) -> Vec<(Finding, String)> {
+    pub fn peek_matched(&self) -> Vec<(Finding, Matched)> {
         let mut text = std::borrow::Cow::Borrowed(self.buf.as_str());
         if !self.pending.is_empty() {
             text.to_mut()
@@ -144,7 +215,7 @@ impl StreamScanner {
             .into_iter()
             .filter(|f| f.end + self.base > self.reported)
             .map(|mut f| {
-                let matched = text.get(f.start..f.end).unwrap_or("").to_string();
+                let matched = self.matched(&text, f.start, f.end);
                 f.start += self.base;
                 f.end += self.base;
                 (f, matched)
@@ -160,7 +231,7 @@ impl StreamScanner {
 
     /// As [`finish`](Self::finish), also returning the findings made final
     /// only now, each with the text it matched.
-    pub fn finish_matched(mut self) -> (Vec<(Finding, String)>, ScanResult) {
+    pub fn finish_matched(mut self) -> (Vec<(Finding, Matched)>, ScanResult) {
         if !self.pending.is_empty() {
             self.push_text();
             self.pending.clear();
@@ -185,12 +256,28 @@ impl StreamScanner {
         }
     }
 
+    /// The match at `start..end` of `text` (which starts at `base`), with
+    /// the text around it, reaching back into what `buf` has dropped.
+    fn matched(&self, text: &str, start: usize, end: usize) -> Matched {
+        let mut m = Matched::in_text(text, start, end);
+        let had = m.around[..m.at].chars().count();
+        if m.at == start && had < AROUND_CHARS && !self.before.is_empty() {
+            let want = AROUND_CHARS - had;
+            let skip = self.before.chars().count().saturating_sub(want);
+            let from = self.before.char_indices().nth(skip).map_or(0, |(i, _)| i);
+            let prefix = &self.before[from..];
+            m.around.insert_str(0, prefix);
+            m.at += prefix.len();
+        }
+        m
+    }
+
     /// Findings beyond the kept maximum.
     pub fn dropped(&self) -> usize {
         self.dropped
     }
 
-    fn scan_upto(&mut self, upto: usize) -> Vec<(Finding, String)> {
+    fn scan_upto(&mut self, upto: usize) -> Vec<(Finding, Matched)> {
         if upto <= self.reported {
             return Vec::new();
         }
@@ -208,7 +295,7 @@ impl StreamScanner {
         for mut f in result.findings {
             let end = f.end + self.base;
             if end > self.reported && end <= upto {
-                let matched = self.buf.get(f.start..f.end).unwrap_or("").to_string();
+                let matched = self.matched(&self.buf, f.start, f.end);
                 f.start += self.base;
                 f.end = end;
                 new.push((f, matched));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use gatehouse_inspectors::dlp::{
-    self, Action, BodyInput, BodyStream, DecodeLimits, Finding, RuleSet, ScanResult,
+    self, Action, BodyInput, BodyStream, DecodeLimits, Finding, Matched, RuleSet, ScanResult,
 };
 
 use crate::events::seal::{Evidence, Unsealed};
@@ -31,7 +31,7 @@ pub(super) fn policy_name(rule: Option<&str>) -> String {
     }
 }
 
-/// One `dlp_finding` event; see [`finding`].
+/// One `dlp_finding` event of a streamed body; see [`streamed`].
 pub(super) fn emit_finding(
     events: &dyn EventSink,
     flow: &FlowContext,
@@ -39,11 +39,35 @@ pub(super) fn emit_finding(
     app: &str,
     dir: Direction,
     f: &Finding,
-    matched: &str,
+    matched: &Matched,
 ) {
-    events.emit(Event::DlpFinding(finding(
+    events.emit(Event::DlpFinding(streamed(
         flow, message_id, app, dir, f, matched,
     )));
+}
+
+/// The `dlp_finding` event of a finding in a streamed body or message: as
+/// [`finding`], and the evidence to seal is the match with the text the
+/// scanner held around it.
+pub(super) fn streamed(
+    flow: &FlowContext,
+    message_id: Option<uuid::Uuid>,
+    app: &str,
+    dir: Direction,
+    f: &Finding,
+    matched: &Matched,
+) -> DlpFindingEvent {
+    let mut e = finding(flow, message_id, app, dir, f, matched);
+    if !matched.is_empty() {
+        let end = matched.at + matched.text.len();
+        e.unsealed = Unsealed(Some(Evidence::in_text(
+            matched,
+            &matched.around,
+            matched.at,
+            end,
+        )));
+    }
+    e
 }
 
 /// The `dlp_finding` event of `f` (not yet emitted). Its evidence is the
@@ -370,7 +394,7 @@ impl BodyInspection {
 
     /// Records findings; a cut when one blocks, or redacts bytes that are
     /// gone (or cannot be located in the bytes as sent).
-    fn apply(&mut self, flow: &FlowContext, found: &[(Finding, String)]) -> Option<Verdict> {
+    fn apply(&mut self, flow: &FlowContext, found: &[(Finding, Matched)]) -> Option<Verdict> {
         for (f, m) in found {
             emit_finding(&*self.events, flow, None, app_of(flow), self.dir, f, m);
         }

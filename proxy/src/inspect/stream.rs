@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use gatehouse_inspectors::dlp::{Action, Finding, RuleSet, StreamScanner};
+use gatehouse_inspectors::dlp::{Action, Finding, Matched, RuleSet, StreamScanner};
 
 use crate::events::{DlpFindingEvent, Event, EventSink, MessageEvent};
 use crate::relay::hooks::{Direction, FlowContext, Verdict};
@@ -127,7 +127,7 @@ fn record(
     dir: Direction,
     bytes: u64,
     id: uuid::Uuid,
-    found: &[(Finding, String)],
+    found: &[(Finding, Matched)],
     blocked: bool,
     text: Option<String>,
 ) {
@@ -137,7 +137,7 @@ fn record(
         .iter()
         .filter(|(f, _)| seen.insert((f.rule.to_string(), f.start, f.end)))
         .map(|(f, matched)| {
-            let mut e = body::finding(flow, Some(id), &app, dir, f, matched);
+            let mut e = body::streamed(flow, Some(id), &app, dir, f, matched);
             if blocked && f.action == Action::Redact {
                 e.action = "block".into();
             }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gatehouse_inspectors::dlp::{Action, BodyStream, DecodeLimits, Finding, RuleSet};
+use gatehouse_inspectors::dlp::{Action, BodyStream, DecodeLimits, Finding, Matched, RuleSet};
 
 use super::body;
 use crate::events::{DlpFindingEvent, Event, EventSink, MessageEvent};
@@ -63,14 +63,14 @@ impl WsStream {
     }
 
     /// Keeps the findings; a block when one blocks or redacts.
-    fn take(&mut self, found: Vec<(Finding, String)>) -> Option<Verdict> {
+    fn take(&mut self, found: Vec<(Finding, Matched)>) -> Option<Verdict> {
         let app = self.flow.app.clone().unwrap_or_default();
         for (f, m) in &found {
             self.strictest = self.strictest.max(Some(f.action));
             if f.action >= Action::Redact && self.blocked_by.is_none() {
                 self.blocked_by = Some(f.rule.to_string());
             }
-            self.findings.push(body::finding(
+            self.findings.push(body::streamed(
                 &self.flow,
                 Some(self.id),
                 &app,
