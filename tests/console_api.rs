@@ -516,10 +516,7 @@ async fn a_finding_in_a_streamed_body_seals_the_text_around_it() {
         );
         assert_eq!(code, 0, "{err}");
         seen = out.clone();
-        let found = out
-            .lines()
-            .map(json)
-            .find(|f| f["sealed"].is_string());
+        let found = out.lines().map(json).find(|f| f["sealed"].is_string());
         if let Some(f) = found {
             assert!(!out.contains(CARD), "no plaintext in the journal");
             let id: uuid::Uuid = f["id"].as_str().unwrap().parse().unwrap();

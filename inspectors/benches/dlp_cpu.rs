@@ -64,6 +64,25 @@ fn main() {
     measure("benign 1 MiB text with newlines", lines.len(), || {
         black_box(set.scan_text(&lines));
     });
+    let shared = std::sync::Arc::new(
+        load_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../dlp-rules")).expect("rules"),
+    );
+    measure(
+        "benign 1 MiB text streamed, 16 KiB chunks",
+        blob.len(),
+        || {
+            let mut sc = gatehouse_inspectors::dlp::StreamScanner::new(
+                shared.clone(),
+                None,
+                Direction::Outbound,
+                "body",
+            );
+            for c in blob.as_bytes().chunks(16 * 1024) {
+                black_box(sc.push_matched(c));
+            }
+            black_box(sc.finish_matched());
+        },
+    );
     measure("benign per message", total, || {
         for m in &msgs {
             black_box(set.scan_text(m));

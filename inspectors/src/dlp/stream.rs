@@ -178,9 +178,13 @@ impl StreamScanner {
         while !self.buf.is_char_boundary(cut) {
             cut -= 1;
         }
-        let gone = self.buf.drain(..cut);
-        self.before.push_str(gone.as_str());
-        drop(gone);
+        // The last characters dropped (4 bytes each at most: no more is read).
+        let mut tail = cut.saturating_sub(4 * AROUND_CHARS);
+        while !self.buf.is_char_boundary(tail) {
+            tail += 1;
+        }
+        self.before.push_str(&self.buf[tail..cut]);
+        self.buf.drain(..cut);
         let skip = self.before.chars().count().saturating_sub(AROUND_CHARS);
         if let Some((i, _)) = self.before.char_indices().nth(skip) {
             self.before.drain(..i);
