@@ -22,6 +22,8 @@ const WA_V4: &str = "10.233.1.21";
 const WA_V6: &str = "fd00:233:1::21";
 /// An address that is not an allowed resolver.
 const OTHER_V4: &str = "10.233.1.30";
+/// An allowed resolver that answers every query with bytes that are not DNS.
+const BROKEN_V4: &str = "10.233.1.31";
 
 /// HTTPS RDATA: priority 1, target ".", alpn h3,h2, ech (an
 /// ECHConfigList of one 4-byte entry).
@@ -65,12 +67,14 @@ fn py(script: &str) -> String {
         .to_string()
 }
 
-struct Resolver(Child);
+struct Resolver(Child, Child);
 
 impl Drop for Resolver {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        for c in [&mut self.0, &mut self.1] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -87,8 +91,24 @@ fn egress(tag: &str) -> Egress {
     let s = &net.server;
     sh(&format!(
         "ip -n {s} addr add {TG_V4}/24 dev s0{tag} && ip -n {s} addr add {WA_V4}/24 dev s0{tag} && \
-         ip -n {s} addr add {TG_V6}/64 dev s0{tag} nodad && ip -n {s} addr add {WA_V6}/64 dev s0{tag} nodad"
+         ip -n {s} addr add {TG_V6}/64 dev s0{tag} nodad && ip -n {s} addr add {WA_V6}/64 dev s0{tag} nodad && \
+         ip -n {s} addr add {BROKEN_V4}/24 dev s0{tag}"
     ));
+    // Answers with the query's id and flags, then bytes that are no DNS.
+    let broken = Command::new("ip")
+        .args(["netns", "exec", s, "python3", "-c"])
+        .arg(format!(
+            "import socket\n\
+             s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+             s.bind(('{BROKEN_V4}',53))\n\
+             while True:\n\
+             \x20d,a=s.recvfrom(4096)\n\
+             \x20s.sendto(d[:2]+b'\\x81\\x80\\x00\\x01 these are not records at all',a)\n"
+        ))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let resolver = Command::new("ip")
         .args(["netns", "exec", s, "dnsmasq", "-k", "-C", "/dev/null"])
         .args([
@@ -115,7 +135,7 @@ fn egress(tag: &str) -> Egress {
          allowed_destinations = [\"{TG_V4}/31\", \"{TG_V6}/127\"]\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\
          [quic]\nlisten = \"[::]:8443\"\nstrip_alt_svc = true\n\
-         [dns]\nlisten = \"[::]:8053\"\nresolvers = [\"{SERVER_V4}\", \"{SERVER_V6}\"]\n\
+         [dns]\nlisten = \"[::]:8053\"\nresolvers = [\"{SERVER_V4}\", \"{SERVER_V6}\", \"{BROKEN_V4}\"]\n\
          query_timeout = \"2s\"\n\
          [[intercept.rules]]\nhosts = [\"pass.test\"]\naction = \"intercept\"\nquic = \"pass\"\n"
     );
@@ -127,7 +147,7 @@ fn egress(tag: &str) -> Egress {
     );
     Egress {
         gw,
-        _resolver: Resolver(resolver),
+        _resolver: Resolver(resolver, broken),
         net,
     }
 }
@@ -403,6 +423,41 @@ fn junk_on_udp_53_is_dropped_with_an_event_and_resolvers_must_be_allowed() {
     assert_eq!(ev["decision"], "block", "{ev}");
     assert!(
         ev["reason"].as_str().unwrap().contains("dns.resolvers"),
+        "{ev}"
+    );
+    // An answer that cannot be read is dropped, never relayed unread.
+    let raw = format!(
+        "import socket\n\
+         s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n\
+         s.settimeout(2.5)\n\
+         s.sendto(bytes.fromhex('{}'),('{BROKEN_V4}',53))\n\
+         try:\n\
+         \x20print(s.recv(4096).hex())\n\
+         except socket.timeout:\n\
+         \x20print('nothing')\n",
+        gatehouse_inspectors::identify::dns::build_query(0x99, "web.telegram.org", 1)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", &c, "python3", "-c", &raw])
+        .output()
+        .unwrap();
+    let got = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        got.trim(),
+        "nothing",
+        "an unreadable answer reached the client: {got}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ev = wait_connection(&e.gw, "web.telegram.org", |c| {
+        c["destination"] == host_port(BROKEN_V4, 53).as_str()
+    });
+    assert_eq!(ev["decision"], "block", "{ev}");
+    assert_eq!(ev["flagged"], true, "{ev}");
+    assert!(
+        ev["reason"].as_str().unwrap().contains("not relayed"),
         "{ev}"
     );
     // Still serving.
