@@ -464,3 +464,60 @@ fn junk_on_udp_53_is_dropped_with_an_event_and_resolvers_must_be_allowed() {
     let r = answered(&e, &c, SERVER_V6, "web.telegram.org", "AAAA");
     assert!(r["answer"].to_string().contains(TG_V6), "{r}");
 }
+
+#[test]
+fn a_flood_of_junk_on_udp_53_leaves_the_gateway_up_bounded_and_answering() {
+    let tag = format!("k{}", std::process::id() % 100_000);
+    let mut e = egress(&tag);
+    let c = e.net.client.clone();
+    answered(&e, &c, SERVER_V4, "web.telegram.org", "A");
+    let pid = e.gw.child.id();
+    let rss_before = rss_kib(pid);
+    let started = Instant::now();
+    // The QUIC flood's junk (random datagrams, each from a fresh port),
+    // sent to a resolver address instead.
+    let out = Command::new("ip")
+        .args(["netns", "exec", &c, "python3", &py("quic_flood.py")])
+        .args([SERVER_V4, "53", "20000", "0"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flood_secs = started.elapsed().as_secs_f64();
+    assert!(
+        e.gw.child.try_wait().unwrap().is_none(),
+        "the gateway died under the flood:\n{}",
+        e.gw.log()
+    );
+    let rss_after = rss_kib(pid);
+    assert!(
+        rss_after < rss_before + 64 * 1024,
+        "memory grew from {rss_before} KiB to {rss_after} KiB under the flood"
+    );
+    // Rate-limited: at most a burst plus the rate for its duration became
+    // flows (one blocked event each), not 20,000.
+    std::thread::sleep(Duration::from_secs(3));
+    let blocked = connections(&e.gw, SERVER_V4)
+        .into_iter()
+        .filter(|c| c["transport"] == "udp" && c["decision"] == "block")
+        .count() as f64;
+    let bound = 100.0 + 50.0 * (flood_secs + 4.0);
+    assert!(blocked <= bound, "{blocked} flows recorded (bound {bound})");
+    assert!(blocked >= 1.0, "the flood's first flows are recorded");
+    eprintln!("flood of 20000 junk datagrams in {flood_secs:.1} s: {blocked} blocked flows recorded, RSS {rss_before} -> {rss_after} KiB");
+    // Still answering once the client's rate recovers.
+    let r = answered(&e, &c, SERVER_V4, "web.whatsapp.com", "A");
+    assert!(r["answer"].to_string().contains(WA_V4), "{r}");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
