@@ -86,6 +86,11 @@ struct Egress {
 }
 
 fn egress(tag: &str) -> Egress {
+    egress_with(tag, "")
+}
+
+/// As [`egress`], with more `[dns]` keys.
+fn egress_with(tag: &str, dns_extra: &str) -> Egress {
     let net = Netns::setup(tag, 8443);
     tproxy_udp_53(&net, tag, 8053);
     let s = &net.server;
@@ -136,7 +141,7 @@ fn egress(tag: &str) -> Egress {
          [admin]\nlisten = \"127.0.0.1:0\"\n\
          [quic]\nlisten = \"[::]:8443\"\nstrip_alt_svc = true\n\
          [dns]\nlisten = \"[::]:8053\"\nresolvers = [\"{SERVER_V4}\", \"{SERVER_V6}\", \"{BROKEN_V4}\"]\n\
-         query_timeout = \"2s\"\n\
+         query_timeout = \"2s\"\n{dns_extra}\n\
          [[intercept.rules]]\nhosts = [\"pass.test\"]\naction = \"intercept\"\nquic = \"pass\"\n"
     );
     let gw = Gatehouse::start_wrapped(
@@ -520,4 +525,22 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+#[test]
+fn dns_upstream_sends_every_query_to_the_corporate_resolver() {
+    let tag = format!("u{}", std::process::id() % 100_000);
+    let e = egress_with(&tag, &format!("upstream = \"{SERVER_V4}:53\""));
+    let c = e.net.client.clone();
+    // The client asks an address nothing listens on (and that is not an
+    // allowed resolver): the corporate resolver answers, from the address
+    // the client asked (dnspython accepts only that).
+    let r = answered(&e, &c, OTHER_V4, "web.telegram.org", "A");
+    assert!(r["answer"].to_string().contains(TG_V4), "{r}");
+    let ev = wait_connection(&e.gw, "web.telegram.org", |c| {
+        c["destination"] == host_port(OTHER_V4, 53).as_str()
+    });
+    assert_eq!(ev["decision"], "passthrough", "{ev}");
+    assert_eq!(ev["server_addr"], host_port(SERVER_V4, 53).as_str(), "{ev}");
+    assert_eq!(ev["app"], "telegram", "{ev}");
 }
