@@ -91,18 +91,18 @@ pub fn rewrite(msg: &[u8], strip: Strip) -> Result<Rewritten, InspectError> {
     }
     let count = |i: usize| usize::from(u16::from_be_bytes([msg[i], msg[i + 1]]));
     let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
-    let mut pointers = Vec::new();
+    let mut names = Names::default();
     let mut edits: Vec<Edit> = Vec::new();
     let mut dropped = [0usize; 3];
     let mut rewritten = 0;
     let mut pos = HEADER;
     for _ in 0..qd {
-        pos = name(msg, pos, &mut pointers)?;
+        pos = name(msg, pos, &mut names)?;
         pos = advance(msg, pos, 4)?;
     }
     for i in 0..an + ns + ar {
         let record = pos;
-        pos = name(msg, pos, &mut pointers)?;
+        pos = name(msg, pos, &mut names)?;
         let fixed = msg
             .get(pos..pos + 10)
             .ok_or_else(|| malformed("record header past the end"))?;
@@ -113,17 +113,17 @@ pub fn rewrite(msg: &[u8], strip: Strip) -> Result<Rewritten, InspectError> {
         // Names inside these (RFC 1035) types may be compressed: their
         // pointers move too.
         let names_end = match rtype {
-            2..=5 | 7..=9 | 12 => Some(name(msg, rdata, &mut pointers)?),
+            2..=5 | 7..=9 | 12 => Some(name(msg, rdata, &mut names)?),
             6 => {
-                let p = name(msg, rdata, &mut pointers)?;
-                let p = name(msg, p, &mut pointers)?;
+                let p = name(msg, rdata, &mut names)?;
+                let p = name(msg, p, &mut names)?;
                 Some(advance(msg, p, 20)?)
             }
             14 => {
-                let p = name(msg, rdata, &mut pointers)?;
-                Some(name(msg, p, &mut pointers)?)
+                let p = name(msg, rdata, &mut names)?;
+                Some(name(msg, p, &mut names)?)
             }
-            15 => Some(name(msg, advance(msg, rdata, 2)?, &mut pointers)?),
+            15 => Some(name(msg, advance(msg, rdata, 2)?, &mut names)?),
             _ => None,
         };
         if names_end.is_some_and(|e| e != end) {
@@ -168,6 +168,20 @@ pub fn rewrite(msg: &[u8], strip: Strip) -> Result<Rewritten, InspectError> {
         return Ok(Rewritten::Unchanged);
     }
     let inside = |x: usize| edits.iter().any(|e| e.start <= x && x < e.end);
+    // A name read through a jump must read the same after the change: every
+    // pointer it follows is one that moves, no byte it reads is rewritten.
+    if names.followed.iter().any(|p| !names.pointers.contains(p)) {
+        return Err(malformed(
+            "compression pointer followed through record data",
+        ));
+    }
+    if names
+        .reads
+        .iter()
+        .any(|&(a, b)| edits.iter().any(|e| e.start < b && a < e.end))
+    {
+        return Err(malformed("compression pointer into a rewritten record"));
+    }
     let moved = |x: usize| {
         x - edits
             .iter()
@@ -188,7 +202,7 @@ pub fn rewrite(msg: &[u8], strip: Strip) -> Result<Rewritten, InspectError> {
         let v = count(c) - n;
         out[c..c + 2].copy_from_slice(&(v as u16).to_be_bytes());
     }
-    for p in pointers {
+    for p in names.pointers {
         if inside(p) {
             // In a dropped record's owner name: gone with it.
             continue;
@@ -215,18 +229,34 @@ fn advance(msg: &[u8], pos: usize, n: usize) -> Result<usize, InspectError> {
     Ok(end)
 }
 
+/// The names of a message as the rewriter walks it.
+#[derive(Default)]
+struct Names {
+    /// Where each name's own pointer is: these move with a change.
+    pointers: Vec<usize>,
+    /// Pointers followed after a first jump.
+    followed: Vec<usize>,
+    /// Byte ranges read after a jump.
+    reads: Vec<(usize, usize)>,
+}
+
 /// Skips the name at `pos` (noting where its pointer is, if it ends in
-/// one) after checking that it decodes: every pointer goes backwards to
-/// after the header, at most [`MAX_HOPS`] of them, at most 255 bytes.
-fn name(msg: &[u8], pos: usize, pointers: &mut Vec<usize>) -> Result<usize, InspectError> {
+/// one, and what decoding it read elsewhere) after checking that it
+/// decodes: every pointer goes backwards to after the header, at most
+/// [`MAX_HOPS`] of them, at most 255 bytes.
+fn name(msg: &[u8], pos: usize, names: &mut Names) -> Result<usize, InspectError> {
     let mut at = pos;
     let mut end = None;
     let mut hops = 0;
     let mut length = 0;
     loop {
         let len = *msg.get(at).ok_or_else(|| malformed("name past the end"))?;
+        let jumped = end.is_some();
         match len >> 6 {
             0 if len == 0 => {
+                if jumped {
+                    names.reads.push((at, at + 1));
+                }
                 return Ok(end.unwrap_or(at + 1));
             }
             0 => {
@@ -234,7 +264,11 @@ fn name(msg: &[u8], pos: usize, pointers: &mut Vec<usize>) -> Result<usize, Insp
                 if length > 255 {
                     return Err(malformed("name longer than 255 bytes"));
                 }
-                at = advance(msg, at, 1 + usize::from(len))?;
+                let next = advance(msg, at, 1 + usize::from(len))?;
+                if jumped {
+                    names.reads.push((at, next));
+                }
+                at = next;
             }
             3 => {
                 let low = *msg
@@ -245,8 +279,11 @@ fn name(msg: &[u8], pos: usize, pointers: &mut Vec<usize>) -> Result<usize, Insp
                 if target >= at || target < HEADER || hops > MAX_HOPS {
                     return Err(malformed("compression pointer loop or forward pointer"));
                 }
-                if end.is_none() {
-                    pointers.push(at);
+                if jumped {
+                    names.followed.push(at);
+                    names.reads.push((at, at + 2));
+                } else {
+                    names.pointers.push(at);
                     end = Some(at + 2);
                 }
                 at = target;
@@ -613,6 +650,32 @@ mod tests {
     fn https_names_lose_their_port_prefix() {
         assert_eq!(https_name("_8443._https.chat.example"), "chat.example");
         assert_eq!(https_name("chat.example"), "chat.example");
+    }
+
+    #[test]
+    fn a_name_read_through_record_data_is_refused_when_the_message_changes() {
+        // After the HTTPS record: a TXT record owned by `t.test` (written
+        // out, so it moves with the change) whose data looks like a label
+        // and a pointer to that owner, and an A record whose owner points
+        // into that data. Record data is not rewritten, so that inner
+        // "pointer" would point to the wrong place after the change.
+        let rd = https_rdata(&[param(KEY_ALPN, &alpn(&["h3", "h2"]))]);
+        let mut m = vec![0, 9, 0x81, 0x80, 0, 1, 0, 3, 0, 0, 0, 0];
+        m.extend(labels("www.test"));
+        m.extend(TYPE_HTTPS.to_be_bytes());
+        m.extend(1u16.to_be_bytes());
+        m.extend(rr(&[0xc0, 12], TYPE_HTTPS, 300, &rd));
+        let txt_owner = m.len();
+        let owner_name = labels("t.test");
+        let txt_data = txt_owner + owner_name.len() + 10;
+        let inner = (0xc000 | txt_owner as u16).to_be_bytes();
+        m.extend(rr(&owner_name, 16, 300, &[1, b'a', inner[0], inner[1]]));
+        let owner = (0xc000 | txt_data as u16).to_be_bytes();
+        m.extend(rr(&owner, 1, 60, &[192, 0, 2, 9]));
+        assert!(parse(&m).is_some(), "the original is readable");
+        assert!(rewrite(&m, BOTH).is_err());
+        // Unchanged, it is relayed as it is.
+        assert_eq!(rewrite(&m, Strip::default()).unwrap(), Rewritten::Unchanged);
     }
 
     #[test]
