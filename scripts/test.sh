@@ -14,7 +14,7 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-packages=(gcc libc6-dev clickhouse-server clickhouse-client curl openssl iproute2 nftables ca-certificates nginx util-linux procps python3 python3-pip mosquitto prosody prometheus nodejs chromium chromium-driver libnss3-tools systemd dpkg-dev)
+packages=(gcc libc6-dev clickhouse-server clickhouse-client curl openssl iproute2 nftables ca-certificates nginx util-linux procps python3 python3-pip mosquitto prosody prometheus nodejs chromium chromium-driver libnss3-tools systemd dpkg-dev dnsmasq-base bind9-dnsutils)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -398,9 +398,28 @@ fn send_from_client(net: &Netns, to: SocketAddr, datagram: Vec<u8>) {
     .unwrap();
 }
 
+/// Sends datagrams from one fresh socket in the client namespace.
+fn send_all_from_client(net: &Netns, to: SocketAddr, datagrams: Vec<Vec<u8>>) {
+    let ns_path = format!("/var/run/netns/{}", net.client);
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&ns_path).unwrap();
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let s =
+            std::net::UdpSocket::bind(if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }).unwrap();
+        for d in datagrams {
+            s.send_to(&d, to).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .join()
+    .unwrap();
+}
+
 #[test]
 fn a_gquic_hello_is_identified_and_blocked() {
-    use gatehouse_inspectors::identify::gquic::{build_chlo, build_client_packet, GquicVersion};
+    use gatehouse_inspectors::identify::gquic::{
+        build_chlo, build_client_packet, build_client_packets, GquicVersion,
+    };
     let tag = format!("g{}", std::process::id() % 100_000);
     let e = egress(&tag, "");
     let q046 = GquicVersion::from_wire(u32::from_be_bytes(*b"Q046")).unwrap();
@@ -412,6 +431,34 @@ fn a_gquic_hello_is_identified_and_blocked() {
     assert_eq!(c["sni"], "gquic.test", "{c}");
     assert_eq!(c["decision"], "block", "{c}");
     assert_eq!(c["destination"], format!("{SERVER_V4}:443"), "{c}");
+
+    // A CHLO too large for one packet (a full hello with a cached server
+    // config and padding), over IPv6 and two gQUIC versions: the gateway
+    // puts it back together and decides on its SNI.
+    let pad = vec![b'p'; 2500];
+    for (wire, sni) in [
+        (*b"Q046", "multi46.gquic.test"),
+        (*b"Q050", "multi50.gquic.test"),
+    ] {
+        let v = GquicVersion::from_wire(u32::from_be_bytes(wire)).unwrap();
+        let chlo = build_chlo(&[
+            (b"SNI\0", sni.as_bytes()),
+            (b"PAD\0", &pad),
+            (b"VER\0", &wire),
+        ]);
+        let packets = build_client_packets(v, b"\x21\x22\x23\x24\x25\x26\x27\x28", &chlo, 1350);
+        assert!(packets.len() >= 2, "the CHLO spans packets");
+        send_all_from_client(
+            &e.net,
+            format!("[{SERVER_V6}]:443").parse().unwrap(),
+            packets,
+        );
+        let c = wait_connection(&e.gw, sni, |c| c["transport"] == "udp");
+        assert_eq!(c["protocol"], "quic", "{c}");
+        assert_eq!(c["sni"], sni, "{c}");
+        assert_eq!(c["decision"], "block", "{c}");
+        assert_eq!(c["destination"], format!("[{SERVER_V6}]:443"), "{c}");
+    }
 }
 
 #[test]

@@ -106,6 +106,40 @@ mod new_cases {
         measure("rtp 8 datagrams identify", || {
             identify_datagrams(black_box(&refs), 50000)
         });
+        // A DNS answer as the gateway's DNS listener handles it: parsed,
+        // then its HTTPS record rewritten (h3 and ech out), a CNAME and an
+        // A record after it (their pointers move).
+        let mut answer = dns::build_response(1, "www.google.com", 65, &[], 0);
+        answer[7] = 3;
+        let rdata = [
+            0, 1, 0, 0, 1, 0, 9, 2, b'h', b'3', 2, b'h', b'2', 2, b'h', b'x', 0, 5, 0, 6, 0, 4, 1,
+            2, 3, 4,
+        ];
+        answer.extend([0xc0, 12, 0, 65, 0, 1, 0, 0, 1, 44, 0, rdata.len() as u8]);
+        answer.extend(rdata);
+        let cname_target = answer.len() + 12;
+        answer.extend([0xc0, 12, 0, 5, 0, 1, 0, 0, 1, 44, 0, 9]);
+        answer.extend([3, b'c', b'd', b'n', 3, b'c', b'o', b'm', 0]);
+        let owner = (0xc000 | cname_target as u16).to_be_bytes();
+        answer.extend([
+            owner[0], owner[1], 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 142, 250, 1, 1,
+        ]);
+        let strip = gatehouse_inspectors::identify::svcb::Strip {
+            h3: true,
+            ech: true,
+        };
+        assert!(matches!(
+            gatehouse_inspectors::identify::svcb::rewrite(&answer, strip),
+            Ok(gatehouse_inspectors::identify::svcb::Rewritten::Changed { .. })
+        ));
+        assert!(dns::parse(&answer).is_some());
+        measure("dns answer parse + HTTPS rewrite (h3, ech)", || {
+            let m = dns::parse(black_box(&answer));
+            (
+                m,
+                gatehouse_inspectors::identify::svcb::rewrite(black_box(&answer), strip),
+            )
+        });
         let addr = "157.240.1.53".parse().unwrap();
         let signalled = vec!["whatsapp".to_owned()];
         let stun_id = identify(&binding, Transport::Udp, 3478);

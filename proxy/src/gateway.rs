@@ -28,6 +28,8 @@ pub struct Gateway {
     ca: Arc<Ca>,
     /// The QUIC (UDP) listener: bound at start, not moved by a reload.
     quic: Option<tokio::net::UdpSocket>,
+    /// The DNS (UDP 53) listener: bound at start, not moved by a reload.
+    dns: Option<tokio::net::UdpSocket>,
     /// The investigator's console: bound at start, not moved by a reload.
     console: Option<ConsoleListener>,
 }
@@ -102,6 +104,14 @@ impl Gateway {
             })?),
             None => None,
         };
+        let dns = match &config.dns {
+            Some(d) => Some(crate::dns::bind(d).map_err(|source| GatewayError::Bind {
+                what: "dns.listen",
+                addr: d.listen,
+                source,
+            })?),
+            None => None,
+        };
         let console = match config.console.as_ref().filter(|c| c.serves()) {
             Some(c) => Some(ConsoleListener {
                 listener: bind("console.listen", c.listen).await?,
@@ -147,6 +157,7 @@ impl Gateway {
             listeners: Arc::new(Mutex::new(listeners)),
             ca,
             quic,
+            dns,
             console,
         })
     }
@@ -205,6 +216,11 @@ impl Gateway {
         self.quic.as_ref().and_then(|s| s.local_addr().ok())
     }
 
+    /// The bound DNS (UDP) listener address, if configured.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
     /// The interception CA in use.
     pub fn ca(&self) -> &Ca {
         &self.ca
@@ -222,6 +238,16 @@ impl Gateway {
             let shared = self.current.snapshot();
             let cfg = shared.config.quic.clone()?;
             Some(tokio::spawn(crate::quic::accept_loop(
+                socket,
+                self.current.clone(),
+                shared.stopping.child_token(),
+                cfg,
+            )))
+        });
+        let dns = self.dns.take().and_then(|socket| {
+            let shared = self.current.snapshot();
+            let cfg = shared.config.dns.clone()?;
+            Some(tokio::spawn(crate::dns::accept_loop(
                 socket,
                 self.current.clone(),
                 shared.stopping.child_token(),
@@ -246,7 +272,7 @@ impl Gateway {
         tracing::info!(grace = ?grace, in_flight = shared.tracker.len(), "shutting down: no new connections");
         shared.stopping.cancel();
         let loops = self.listeners.lock().expect("listeners lock").take_tasks();
-        for task in loops.into_iter().chain(quic).chain(console) {
+        for task in loops.into_iter().chain(quic).chain(dns).chain(console) {
             let _ = task.await;
         }
         shared.tracker.close();

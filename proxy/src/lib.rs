@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod config;
 pub mod console;
+pub mod dns;
 pub mod error;
 pub mod events;
 pub mod flow;

@@ -97,6 +97,10 @@ async fn answer(req: Request<Incoming>, name: String) -> Result<Response<Body>, 
             });
             StreamBody::new(futures_util::stream::iter(frames)).boxed()
         }
+        "/dns-query" => {
+            let query = req.into_body().collect().await.unwrap().to_bytes();
+            return Ok(doh_answer(&query));
+        }
         _ => full(format!("{path}\n")),
     };
     let mut resp = Response::new(body);
@@ -110,6 +114,26 @@ async fn answer(req: Request<Incoming>, name: String) -> Result<Response<Body>, 
         );
     }
     Ok(resp)
+}
+
+/// A DNS-over-HTTPS resolver's answer to a query (`tests/doh_rewrite.rs`):
+/// one HTTPS record offering h3 and h2, with an `ech` parameter.
+fn doh_answer(query: &[u8]) -> Response<Body> {
+    use gatehouse_inspectors::identify::dns;
+    let q = dns::parse(query).expect("a DNS query");
+    let mut m = dns::build_response(q.id, &q.qname, q.qtype, &[], 0);
+    m[7] = 1;
+    let rdata = [
+        0, 1, 0, 0, 1, 0, 6, 2, b'h', b'3', 2, b'h', b'2', 0, 5, 0, 4, 0xec, 0xec, 0xec, 0xec,
+    ];
+    m.extend([0xc0, 12, 0, 65, 0, 1, 0, 0, 1, 44, 0, rdata.len() as u8]);
+    m.extend(rdata);
+    let mut resp = Response::new(Full::new(Bytes::from(m)).boxed());
+    resp.headers_mut().insert(
+        "content-type",
+        http::HeaderValue::from_static("application/dns-message"),
+    );
+    resp
 }
 
 fn full(s: String) -> Body {

@@ -36,6 +36,7 @@ pub mod resolved;
 pub mod rtp;
 pub mod sniff;
 pub mod stun;
+pub mod svcb;
 pub mod threema;
 pub mod tls;
 mod udp;

@@ -7,6 +7,7 @@
 //! inspectors' catalog); everything imports it.
 
 mod console;
+mod dns;
 mod load;
 mod net;
 mod validate;
@@ -19,6 +20,7 @@ use gatehouse_inspectors::identify::catalog::Catalog;
 use serde::{Deserialize, Serialize};
 
 pub use console::{ConsoleConfig, ConsoleToken, ConsoleUser, Role};
+pub use dns::DnsConfig;
 pub use load::{load, load_str, load_unvalidated, ConfigSource, Loaded};
 pub use net::{canonical as canonical_ip, Cidr};
 pub use validate::{Problem, Problems, Severity};
@@ -49,6 +51,8 @@ pub struct Config {
     pub onboarding: OnboardingConfig,
     /// The transparent UDP (QUIC) listener; absent means UDP is not proxied.
     pub quic: Option<QuicConfig>,
+    /// The transparent UDP 53 (DNS) listener; absent means DNS over UDP is not proxied.
+    pub dns: Option<DnsConfig>,
     /// The investigator's console and the key evidence is sealed to; absent: neither.
     pub console: Option<ConsoleConfig>,
     /// Logging.

@@ -338,6 +338,7 @@ pub fn validate(config: &Config, file: Option<&Path>) -> Vec<Problem> {
     }
 
     check_quic(config, &mut out, file);
+    super::dns::check(config, &mut out, file);
 
     if let Err(e) = config.log.filter.parse::<tracing_subscriber::EnvFilter>() {
         err(&mut out, "log.filter", format!("invalid filter: {e}"));

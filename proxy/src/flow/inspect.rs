@@ -56,6 +56,45 @@ pub fn http_relay(shared: &Shared, ctx: &Arc<FlowContext>, hooks: &Hooks) -> Htt
         tracker: tokio_util::task::TaskTracker::new(),
         requests: Arc::default(),
         strip_alt_svc: shared.config.strip_alt_svc(),
+        doh: doh(shared, ctx),
+    }
+}
+
+/// What DoH answers of this flow lose: `h3` where QUIC is blocked for the
+/// name (when Alt-Svc is stripped too), `ech` unless `dns.strip_ech` is off.
+fn doh(shared: &Shared, ctx: &FlowContext) -> Option<crate::relay::doh::Doh> {
+    let strip_h3 = shared.config.strip_alt_svc();
+    let strip_ech = shared.config.dns.as_ref().is_none_or(|d| d.strip_ech);
+    if !strip_h3 && !strip_ech {
+        return None;
+    }
+    Some(crate::relay::doh::Doh {
+        h3: Arc::new(QuicPolicy {
+            on: strip_h3,
+            shared: shared.clone(),
+            identity: shared.identities.by_address(ctx.client.ip()),
+        }),
+        strip_ech,
+    })
+}
+
+/// The flow's QUIC policy, asked about the names of DoH answers.
+struct QuicPolicy {
+    on: bool,
+    shared: Shared,
+    identity: crate::policy::Identity,
+}
+
+impl crate::relay::doh::H3Policy for QuicPolicy {
+    fn h3_blocked(&self, name: &str) -> bool {
+        let app = self.shared.catalog.lookup_host(name).map(|a| a.id.clone());
+        self.on
+            && self
+                .shared
+                .policy
+                .decide_quic(Some(name), app.as_deref(), &self.identity)
+                .action
+                == crate::config::QuicAction::Block
     }
 }
 

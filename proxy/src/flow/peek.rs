@@ -107,6 +107,14 @@ pub fn record(flow: &mut Flow, shared: &Shared, peeked: &Peeked) {
     attribute_by_address(flow, shared, sni);
 }
 
+/// Classifies `id` and records it in `flow` without teaching the address
+/// book anything: for flows whose server address is not the name they
+/// carry (a DNS query goes to a resolver).
+pub fn record_unaddressed(flow: &mut Flow, shared: &Shared, id: &Identification) {
+    let cls = shared.catalog.classify(id, None, flow.port());
+    record_identity(flow, id, &cls);
+}
+
 /// Teaches the address book the name this flow reached its server by (its
 /// SNI, else a CONNECT host name) and the app it used there; a flow that
 /// names nothing and was not recognised is recorded with the app of the

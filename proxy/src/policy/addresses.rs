@@ -51,6 +51,15 @@ impl AddressBook {
     /// Remembers that `addr` was reached as `name`. When the address
     /// already stands for a name of another app, it stands for none.
     pub fn learn_name(&self, catalog: &Catalog, addr: IpAddr, name: &str) {
+        self.learn_resolved(catalog, addr, name, NAME_TTL_SECS);
+    }
+
+    /// Remembers that `addr` stands for `name` for `ttl_secs` (a DNS
+    /// answer's TTL, capped by the caller; the book clamps it to
+    /// [`ResolvedLimits`](gatehouse_inspectors::identify::resolved::ResolvedLimits)
+    /// too). The same rule as [`learn_name`](Self::learn_name): an address
+    /// named for two apps stands for none.
+    pub fn learn_resolved(&self, catalog: &Catalog, addr: IpAddr, name: &str, ttl_secs: u32) {
         let now = self.now();
         let app_of = |n: &str| catalog.lookup_host(n).map(|a| a.id.clone());
         let mut ctx = self.context.lock().expect("address book lock");
@@ -59,7 +68,7 @@ impl AddressBook {
             Some(old) if old != name && app_of(old) != app_of(name) => SHARED.to_string(),
             _ => name.to_string(),
         };
-        ctx.observe_name(addr, &name, NAME_TTL_SECS, now);
+        ctx.observe_name(addr, &name, ttl_secs, now);
     }
 
     /// Remembers that `client` used `app` with `server` just now.
@@ -114,6 +123,28 @@ mod tests {
         book.learn_name(&cat, a, "discord.com");
         assert_eq!(book.name_of(a), None);
         book.learn_name(&cat, a, "web.whatsapp.com");
+        assert_eq!(book.name_of(a), None);
+    }
+
+    #[test]
+    fn a_resolved_name_lives_for_its_ttl_within_the_books_bounds() {
+        use gatehouse_inspectors::identify::resolved::ResolvedLimits;
+        let limits = ContextLimits {
+            resolved: ResolvedLimits {
+                min_ttl: 0.0,
+                ..ResolvedLimits::default()
+            },
+            ..ContextLimits::default()
+        };
+        let (book, cat) = (AddressBook::new(limits), catalog());
+        let a: IpAddr = "149.154.167.51".parse().unwrap();
+        book.learn_resolved(&cat, a, "web.telegram.org", 0);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(book.name_of(a), None, "a zero TTL is over at once");
+        book.learn_resolved(&cat, a, "web.telegram.org", 300);
+        assert_eq!(book.name_of(a).as_deref(), Some("web.telegram.org"));
+        // Another app's name for the same address: shared, no attribution.
+        book.learn_resolved(&cat, a, "discord.com", 300);
         assert_eq!(book.name_of(a), None);
     }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use gatehouse_inspectors::identify::gquic::looks_like_gquic;
 use gatehouse_inspectors::identify::quic::{InitialParser, QuicHello};
 use gatehouse_inspectors::identify::{
     identify_final, Details, Identification, Protocol, Transport,
@@ -25,6 +26,7 @@ use crate::flow::{FlowStart, Mode, Target};
 use crate::relay::count::Counters;
 use crate::state::Shared;
 
+use super::gquic::Chlo;
 use super::refuse::{connection_close, initial_header, InitialHeader};
 use super::socket::{reply_socket, upstream_socket};
 use super::table::{FlowKey, FlowTable};
@@ -196,6 +198,13 @@ impl Served<'_> {
         };
         let port = self.key.1.port();
         self.header = initial_header(&first);
+        if self.header.is_none() && looks_like_gquic(&first) == Some(true) {
+            return match super::gquic::collect(first, rx, cfg, &mut self.held).await {
+                Chlo::Done(id) => Start::Other(id),
+                Chlo::Unreadable(why) => Start::Unreadable(why),
+                Chlo::Gone => Start::Gone,
+            };
+        }
         if self.header.is_none() {
             let id = identify_final(&first, Transport::Udp, port);
             self.held.push(first);

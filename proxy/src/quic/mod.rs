@@ -8,12 +8,14 @@
 //! | [`socket`] | the TPROXY socket (original destination per datagram), per-flow reply and upstream sockets |
 //! | [`table`] | the bounded flow table and the per-client new-flow rate |
 //! | [`flow`] | one flow: Initials reassembled and identified, decided, refused or relayed, recorded |
+//! | `gquic` | a gQUIC CHLO read across the flow's datagrams |
 //! | [`refuse`] | the CONNECTION_CLOSE in a server Initial that makes a blocked client fall back to TCP |
 //!
 //! May import: `flow`, `state`, `config`, `events`, `policy`, `relay`
 //! (counters); never `gateway` or `cli`.
 
 pub mod flow;
+mod gquic;
 pub mod refuse;
 pub mod socket;
 pub mod table;

@@ -72,6 +72,8 @@ pub struct HttpRelay {
     pub requests: Arc<std::sync::atomic::AtomicU64>,
     /// Remove `h3` alternatives from responses' `Alt-Svc` (QUIC is refused).
     pub strip_alt_svc: bool,
+    /// Rewrite DNS-over-HTTPS answers' HTTPS records (see [`super::doh`]).
+    pub doh: Option<super::doh::Doh>,
 }
 
 /// Relays HTTP between `client` and `upstream` until either side closes.
@@ -380,7 +382,7 @@ async fn forward(
         }
         Verdict::Allow => relayed(window, rest, tap, relay, None),
     };
-    Response::from_parts(parts, body)
+    super::doh::response(Response::from_parts(parts, body), relay.doh.clone()).await
 }
 
 /// Shows a message's head and window to the hooks; when its body goes on,

@@ -10,6 +10,7 @@
 
 pub mod alt_svc;
 pub mod count;
+pub mod doh;
 pub mod hooks;
 pub mod http;
 pub mod mqtt;
