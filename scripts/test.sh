@@ -25,6 +25,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The client-library tests name hosts for the gateway under `unshare
+# --mount` by bind-mounting their own hosts file over /etc/hosts, which must
+# exist (a bare debootstrap root has none; an installed Debian does).
+[ -e /etc/hosts ] || printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' > /etc/hosts
+
 # Python peers for the end-to-end tests (real protocol client libraries);
 # python3 and pip come with the package list above (one apt-get update).
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt 2>/dev/null \
