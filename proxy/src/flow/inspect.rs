@@ -62,30 +62,39 @@ pub fn http_relay(shared: &Shared, ctx: &Arc<FlowContext>, hooks: &Hooks) -> Htt
 
 /// What DoH answers of this flow lose: `h3` where QUIC is blocked for the
 /// name (when Alt-Svc is stripped too), `ech` unless `dns.strip_ech` is off.
-fn doh(shared: &Shared, ctx: &FlowContext) -> Option<crate::relay::doh::Doh> {
+fn doh(shared: &Shared, ctx: &Arc<FlowContext>) -> Option<crate::relay::doh::Doh> {
     let strip_h3 = shared.config.strip_alt_svc();
     let strip_ech = shared.config.dns.as_ref().is_none_or(|d| d.strip_ech);
     if !strip_h3 && !strip_ech {
         return None;
     }
     Some(crate::relay::doh::Doh {
-        h3: Arc::new(QuicPolicy {
+        policy: Arc::new(QuicPolicy {
             on: strip_h3,
             shared: shared.clone(),
             identity: shared.identities.by_address(ctx.client.ip()),
+            flow: ctx.clone(),
         }),
         strip_ech,
     })
 }
 
-/// The flow's QUIC policy, asked about the names of DoH answers.
+/// The flow's QUIC policy, asked about the names of DoH answers, and its
+/// events, where a refused answer is recorded.
 struct QuicPolicy {
     on: bool,
     shared: Shared,
     identity: crate::policy::Identity,
+    flow: Arc<FlowContext>,
 }
 
-impl crate::relay::doh::H3Policy for QuicPolicy {
+impl crate::relay::doh::DohPolicy for QuicPolicy {
+    fn refused(&self, why: &str) {
+        let reason = format!("DNS-over-HTTPS answer not relayed: {why}");
+        let e = self.flow.stamp().policy("doh_unreadable", "block", &reason);
+        self.shared.events.emit(crate::events::Event::Policy(e));
+    }
+
     fn h3_blocked(&self, name: &str) -> bool {
         let app = self.shared.catalog.lookup_host(name).map(|a| a.id.clone());
         self.on

@@ -3,7 +3,7 @@
 //! listener gives UDP answers: HTTPS records lose `h3` where QUIC is
 //! blocked for the name, and `ech` when asked (the inspectors'
 //! `identify::svcb`). An answer that cannot be read or rewritten is not
-//! relayed: the client gets a 502.
+//! relayed: the client gets a 502 and the flow a `policy` event.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,19 +17,23 @@ use http_body_util::BodyExt;
 
 use super::http::{full, Body};
 
-/// Whether QUIC is blocked for a name (so its HTTPS records lose `h3`).
-/// A trait rather than a `dyn Fn(&str)`: a higher-ranked closure type held
-/// across an await makes rustc unable to prove the relay's future `Send`.
-pub trait H3Policy: Send + Sync {
+/// What the flow says about its DoH answers: whether QUIC is blocked for a
+/// name (so its HTTPS records lose `h3`), and where a refused answer is
+/// recorded. A trait rather than closures: a higher-ranked closure type
+/// held across an await makes rustc unable to prove the relay's future
+/// `Send`.
+pub trait DohPolicy: Send + Sync {
     /// Whether QUIC is blocked for `name`.
     fn h3_blocked(&self, name: &str) -> bool;
+    /// Records that an answer was not relayed, and why.
+    fn refused(&self, why: &str);
 }
 
 /// What DoH answers lose on a flow.
 #[derive(Clone)]
 pub struct Doh {
     /// Asked with the queried name (without a `_port._https.` prefix).
-    pub h3: Arc<dyn H3Policy>,
+    pub policy: Arc<dyn DohPolicy>,
     /// Remove the `ech` parameter.
     pub strip_ech: bool,
 }
@@ -63,7 +67,7 @@ pub fn rewrite_body(body: &[u8], doh: &Doh) -> Outcome {
         return Outcome::Unreadable("not a DNS answer".into());
     };
     let strip = Strip {
-        h3: doh.h3.h3_blocked(svcb::https_name(&m.qname)),
+        h3: doh.policy.h3_blocked(svcb::https_name(&m.qname)),
         ech: doh.strip_ech,
     };
     match svcb::rewrite(body, strip) {
@@ -91,17 +95,17 @@ pub fn response(
             .get(header::CONTENT_ENCODING)
             .is_some_and(|v| v.as_bytes() != b"identity");
         if encoded {
-            return refused("a content-encoded DNS answer");
+            return refused(&doh, "a content-encoded DNS answer");
         }
         let mut body = body;
         let mut read = BytesMut::new();
         while let Some(frame) = body.frame().await {
             let Ok(frame) = frame else {
-                return refused("the DNS answer could not be read");
+                return refused(&doh, "the DNS answer could not be read");
             };
             if let Ok(data) = frame.into_data() {
                 if read.len() + data.len() > MAX_MESSAGE {
-                    return refused("a DNS answer longer than a DNS message can be");
+                    return refused(&doh, "a DNS answer longer than a DNS message can be");
                 }
                 read.extend_from_slice(&data);
             }
@@ -110,7 +114,7 @@ pub fn response(
         let bytes = match rewrite_body(&bytes, &doh) {
             Outcome::Unchanged => bytes,
             Outcome::Replaced(b) => b,
-            Outcome::Unreadable(why) => return refused(&why),
+            Outcome::Unreadable(why) => return refused(&doh, &why),
         };
         parts.headers.remove(header::TRANSFER_ENCODING);
         parts
@@ -120,8 +124,9 @@ pub fn response(
     })
 }
 
-fn refused(why: &str) -> Response<Body> {
+fn refused(doh: &Doh, why: &str) -> Response<Body> {
     tracing::warn!(reason = why, "DoH answer not relayed");
+    doh.policy.refused(why);
     let mut r = Response::new(full(Bytes::from(format!(
         "Gatehouse: DNS-over-HTTPS answer not relayed: {why}\n"
     ))));
@@ -154,17 +159,24 @@ mod tests {
         m
     }
 
-    struct Blocks(&'static str);
+    struct Blocks(&'static str, std::sync::Mutex<Vec<String>>);
 
-    impl H3Policy for Blocks {
+    impl DohPolicy for Blocks {
         fn h3_blocked(&self, name: &str) -> bool {
             name == self.0
         }
+        fn refused(&self, why: &str) {
+            self.1.lock().unwrap().push(why.to_string());
+        }
+    }
+
+    fn blocks(blocked: &'static str) -> Arc<Blocks> {
+        Arc::new(Blocks(blocked, Default::default()))
     }
 
     fn doh(blocked: &'static str, strip_ech: bool) -> Doh {
         Doh {
-            h3: Arc::new(Blocks(blocked)),
+            policy: blocks(blocked),
             strip_ech,
         }
     }
@@ -201,7 +213,11 @@ mod tests {
                 .insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
             r
         };
-        let d = doh("blocked.test", true);
+        let policy = blocks("blocked.test");
+        let d = Doh {
+            policy: policy.clone(),
+            strip_ech: true,
+        };
         let r = response(
             ok(https_answer("blocked.test"), "application/dns-message"),
             Some(d.clone()),
@@ -219,8 +235,14 @@ mod tests {
         // Not DNS: untouched. Claimed DNS but unreadable: refused.
         let r = response(ok(b"hello".to_vec(), "text/plain"), Some(d.clone())).await;
         assert_eq!(r.status(), StatusCode::OK);
+        assert!(policy.1.lock().unwrap().is_empty());
         let r = response(ok(b"hello".to_vec(), "application/dns-message"), Some(d)).await;
         assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            *policy.1.lock().unwrap(),
+            vec!["not a DNS answer".to_string()],
+            "the refusal is recorded"
+        );
         // Off: untouched even when it is DNS.
         let r = response(
             ok(https_answer("blocked.test"), "application/dns-message"),
