@@ -2,9 +2,12 @@
 //! HTTP relay ([`Forwarder`]): each request stream becomes a request whose
 //! body reads the stream, judged and relayed upstream (HTTP/2 or 1.1) by
 //! the same code as a TCP flow's requests; the response goes back on the
-//! stream. CONNECT (WebSocket over HTTP/3, RFC 9220, and tunnels) is
-//! refused with a 403 and a `policy` event: the client falls back to TCP,
-//! where WebSocket is inspected.
+//! stream. CONNECT (tunnels, and WebSocket over HTTP/3 should h3 ever
+//! parse its `:protocol`) is refused with a 403, and a request h3 cannot
+//! parse (among them extended CONNECT with `:protocol websocket`, RFC 9220:
+//! the gateway never offers SETTINGS_ENABLE_CONNECT_PROTOCOL) is reset
+//! with H3_MESSAGE_ERROR; both with a `policy` event, so the client falls
+//! back to TCP, where WebSocket is inspected.
 
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -25,30 +28,28 @@ pub type H3Conn = h3_quinn::Connection;
 type Recv = RequestStream<h3_quinn::RecvStream, Bytes>;
 type SendHalf = RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
 
-/// Serves one request stream to its end.
-pub async fn serve(
-    resolver: RequestResolver<H3Conn, Bytes>,
-    fwd: &Forwarder,
-    events: &dyn EventSink,
-) {
+/// A request not relayed: the `policy` event's kind and reason.
+pub type Refusal = (&'static str, String);
+
+/// Serves one request stream to its end; says so when it refused it.
+pub async fn serve(resolver: RequestResolver<H3Conn, Bytes>, fwd: &Forwarder) -> Option<Refusal> {
     let (req, stream) = match resolver.resolve_request().await {
         Ok(r) => r,
         // Malformed: h3 has reset the stream (or closed the connection)
         // already; nothing of it was relayed.
         Err(e) => {
-            tracing::debug!(error = %e, "h3 request refused");
-            return;
+            tracing::info!(error = %e, "h3 request refused");
+            return Some((
+                "quic_request_malformed",
+                format!("HTTP/3 request not relayed (stream reset): {e}"),
+            ));
         }
     };
     let (mut send, recv) = stream.split();
+    let mut refusal = None;
     let resp = if let Some(why) = refused(&req) {
-        let flow = &fwd.relay().flow;
-        tracing::info!(flow_id = %flow.id, reason = why, "h3 request refused");
-        events.emit(Event::Policy(flow.stamp().policy(
-            "quic_connect_refused",
-            "block",
-            why,
-        )));
+        tracing::info!(reason = why, "h3 request refused");
+        refusal = Some(("quic_connect_refused", why.to_string()));
         refusal_page(StatusCode::FORBIDDEN, why)
     } else {
         let (mut parts, ()) = req.into_parts();
@@ -71,6 +72,17 @@ pub async fn serve(
         fwd.forward(Request::from_parts(parts, body.boxed())).await
     };
     respond(&mut send, resp).await;
+    refusal
+}
+
+/// Refusal events one connection records at most (a client can open
+/// streams faster than they are worth recording).
+pub const MAX_REFUSAL_EVENTS: u32 = 16;
+
+/// Records a refused request as a `policy` event of the flow.
+pub fn record_refusal(fwd: &Forwarder, events: &dyn EventSink, (kind, reason): &Refusal) {
+    let flow = &fwd.relay().flow;
+    events.emit(Event::Policy(flow.stamp().policy(kind, "block", reason)));
 }
 
 /// Why a request is not relayed over HTTP/3, if it is not.

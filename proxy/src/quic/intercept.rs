@@ -249,22 +249,32 @@ async fn serve_h3(
         }
     };
     let mut streams = FuturesUnordered::new();
+    let mut refusals = 0u32;
+    let mut record = |r: Option<super::h3::Refusal>| {
+        if let Some(r) = r {
+            refusals += 1;
+            if refusals <= super::h3::MAX_REFUSAL_EVENTS {
+                super::h3::record_refusal(fwd, events, &r);
+            }
+        }
+    };
     loop {
         tokio::select! {
             accepted = h3.accept() => match accepted {
-                Ok(Some(resolver)) => streams.push(super::h3::serve(resolver, fwd, events)),
+                Ok(Some(resolver)) => streams.push(super::h3::serve(resolver, fwd)),
                 Ok(None) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "h3 connection ended");
-                    // Let the requests under way finish their answers.
-                    while streams.next().await.is_some() {}
-                    return CloseReason::Closed;
+                    break;
                 }
             },
-            Some(()) = streams.next(), if !streams.is_empty() => {}
+            Some(r) = streams.next(), if !streams.is_empty() => record(r),
         }
     }
-    while streams.next().await.is_some() {}
+    // Let the requests under way finish their answers.
+    while let Some(r) = streams.next().await {
+        record(r);
+    }
     CloseReason::Closed
 }
 
