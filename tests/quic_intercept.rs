@@ -491,6 +491,7 @@ fn intercept_refuses_an_unverified_server_and_websocket_over_http3() {
             "quinn refusal took {took:?}: {err}"
         );
         assert!(err.contains("refused") || err.contains("REFUSED"), "{err}");
+        eprintln!("unverified server ({address}): aioquic refused in {elapsed:.3}s, quinn in {took:?}: {err}");
         let c = wait_event(&e.gw, "refused connection", |c| {
             is_type(c, "connection")
                 && c["transport"] == "udp"
