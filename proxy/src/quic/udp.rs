@@ -178,3 +178,69 @@ impl UdpPoller for Poller {
         self.reply.poll_send_ready(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn recv_one(s: &FlowSocket) -> (Vec<u8>, RecvMeta) {
+        let mut buf = vec![0u8; 1500];
+        let mut meta = [RecvMeta::default()];
+        let n = std::future::poll_fn(|cx| {
+            let mut bufs = [IoSliceMut::new(&mut buf)];
+            s.poll_recv(cx, &mut bufs, &mut meta)
+        })
+        .await
+        .unwrap();
+        assert_eq!(n, 1);
+        (buf[..meta[0].len].to_vec(), meta[0])
+    }
+
+    /// Held Initials first, then the listener's queue, then the reply
+    /// socket; every datagram from the client; sends go to the client.
+    #[tokio::test]
+    async fn reads_held_then_queued_then_reply_datagrams_and_sends_to_the_client() {
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let reply = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        reply.connect(client.local_addr().unwrap()).await.unwrap();
+        let local = reply.local_addr().unwrap();
+        let (tx, rx) = mpsc::channel(4);
+        let counters = Arc::new(Counters::default());
+        let s = FlowSocket::new(
+            client.local_addr().unwrap(),
+            local,
+            vec![Bytes::from_static(b"held")],
+            rx,
+            Arc::new(reply),
+            counters.clone(),
+        );
+        tx.send(Bytes::from_static(b"queued")).await.unwrap();
+        client.send_to(b"direct", local).await.unwrap();
+        for want in [&b"held"[..], b"queued", b"direct"] {
+            let (got, meta) = recv_one(&s).await;
+            assert_eq!(got, want);
+            assert_eq!(meta.addr, client.local_addr().unwrap());
+            assert_eq!(meta.dst_ip, Some(local.ip()));
+        }
+        assert_eq!(counters.read.load(Relaxed), 16);
+
+        let to_client = Transmit {
+            destination: client.local_addr().unwrap(),
+            ecn: None,
+            contents: b"answer",
+            segment_size: None,
+            src_ip: None,
+        };
+        s.try_send(&to_client).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = client.recv_from(&mut buf).await.unwrap();
+        assert_eq!((&buf[..n], from), (&b"answer"[..], local));
+        // Nothing goes anywhere but to the flow's client.
+        let elsewhere = Transmit {
+            destination: "127.0.0.1:9".parse().unwrap(),
+            ..to_client
+        };
+        s.try_send(&elsewhere).unwrap();
+        assert_eq!(counters.written.load(Relaxed), 6);
+    }
+}
