@@ -27,6 +27,8 @@ use rustls::pki_types::CertificateDer;
 
 #[path = "../tests/common/netns.rs"]
 mod netns;
+// Shared with the other benches; this one uses the PKI and client settings.
+#[allow(dead_code)]
 #[path = "support/mod.rs"]
 mod support;
 use netns::{Netns, SERVER_V4};
@@ -291,8 +293,8 @@ enum Proto {
     H2,
 }
 
-/// `clients` clients of `proto` for `secs` from the client namespace:
-/// (requests/s, p50, p99).
+/// `clients` clients of `proto` for `secs` (after 2 s of warm-up) from the
+/// client namespace: (requests/s, p50, p99, requests in all).
 fn run(
     net: &Netns,
     ca: &CertificateDer<'static>,
@@ -300,7 +302,7 @@ fn run(
     clients: u64,
     secs: u64,
     body: Bytes,
-) -> (f64, Duration, Duration) {
+) -> (f64, Duration, Duration, usize) {
     let server: SocketAddr = format!("{SERVER_V4}:443").parse().unwrap();
     let ca = ca.clone();
     in_ns(&net.client, move || {
@@ -328,8 +330,10 @@ fn run(
             // The first 2 s are warm-up (handshakes, leaf minting).
             let measured_from = deadline - Duration::from_secs(secs);
             let mut lat = Vec::new();
+            let mut all = 0;
             for t in tasks {
                 let done = t.await.unwrap();
+                all += done.len();
                 lat.extend(
                     done.into_iter()
                         .filter(|(at, _)| *at >= measured_from)
@@ -338,9 +342,24 @@ fn run(
             }
             lat.sort();
             let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
-            (lat.len() as f64 / secs as f64, p(0.5), p(0.99))
+            (lat.len() as f64 / secs as f64, p(0.5), p(0.99), all)
         })
     })
+}
+
+/// User + system CPU time of process `pid` so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces): utime is the
+    // 12th, stime the 13th, in clock ticks.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100) as f64;
+    ticks / hz
 }
 
 /// A JSON chat message of about `n` bytes.
@@ -390,10 +409,15 @@ fn main() {
         (Proto::H2, "HTTP/2 over TCP+TLS"),
         (Proto::H3, "HTTP/3 over QUIC"),
     ] {
-        let (rps, p50, p99) = run(&net, &gw.ca, proto, clients, secs, body.clone());
+        let (cpu0, t0) = (cpu_seconds(gw.child.id()), Instant::now());
+        let (rps, p50, p99, all) = run(&net, &gw.ca, proto, clients, secs, body.clone());
+        let cpu = cpu_seconds(gw.child.id()) - cpu0;
+        let busy = 100.0 * cpu / t0.elapsed().as_secs_f64();
+        let per = 1e6 * cpu / all as f64;
         println!(
             "intercepted {label}, {clients} keep-alive clients, {what}, gateway on one core: \
-             {rps:.0} req/s, p50 {p50:?}, p99 {p99:?}"
+             {rps:.0} req/s, p50 {p50:?}, p99 {p99:?}; gateway core {busy:.0} % busy, \
+             {per:.0} µs CPU per request"
         );
     }
     drop(gw);
