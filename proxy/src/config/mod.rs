@@ -377,6 +377,9 @@ pub struct QuicConfig {
     /// so clients stop trying QUIC; absent: on unless some rule passes or
     /// intercepts QUIC.
     pub strip_alt_svc: Option<bool>,
+    /// HTTP/3 requests an intercepted QUIC connection may have open at
+    /// once (QUIC's concurrent bidirectional streams).
+    pub max_streams: u32,
 }
 
 impl Default for QuicConfig {
@@ -389,6 +392,7 @@ impl Default for QuicConfig {
             initial_max_bytes: 16 * 1024,
             new_flows_per_second: 50,
             strip_alt_svc: None,
+            max_streams: 100,
         }
     }
 }

@@ -427,6 +427,7 @@ fn check_quic(config: &Config, out: &mut Vec<Problem>, file: Option<&Path>) {
             ("quic.max_flows", q.max_flows == 0),
             ("quic.initial_max_bytes", q.initial_max_bytes < 1200),
             ("quic.new_flows_per_second", q.new_flows_per_second == 0),
+            ("quic.max_streams", q.max_streams == 0),
         ] {
             if zero {
                 let min = if key == "quic.initial_max_bytes" {
@@ -463,13 +464,6 @@ fn check_quic(config: &Config, out: &mut Vec<Problem>, file: Option<&Path>) {
                 file,
                 &key,
                 "\"intercept\" needs action = \"intercept\" (the real server is verified over TCP first)",
-            ));
-        }
-        if rule.quic == QuicAction::Intercept && rule.action == PolicyAction::Intercept {
-            out.push(Problem::warning(
-                file,
-                &key,
-                "QUIC interception is not available yet: these flows are refused so the client falls back to TCP, where this rule intercepts them",
             ));
         }
         if rule.quic != QuicAction::Block && config.quic.is_none() {

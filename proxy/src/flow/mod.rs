@@ -30,11 +30,11 @@
 //! identification as [`peek::record`], and decides with the same policy
 //! rules (their `quic` key, `Policy::decide_quic`). `block` and `pass` are
 //! carried out on datagrams by the QUIC listener and recorded through the
-//! same [`Flow::record`]. `intercept` is refused for now (the client falls
-//! back to TCP, where the rule intercepts); when it lands it verifies the
-//! upstream over TCP with [`upstream::verify`], mints with [`mint`], and
-//! hands each HTTP/3 request to the same inspection hooks
-//! ([`inspect::open`]) and HTTP relay. No third pipeline.
+//! same [`Flow::record`]. `intercept` dials and verifies the upstream over
+//! TCP with [`upstream::dial`] and [`upstream::verify`], mints with
+//! [`mint`], terminates QUIC with quinn and hands each HTTP/3 request to
+//! the same inspection hooks ([`inspect::open`]) and HTTP relay
+//! (`relay::http::Forwarder`). No third pipeline.
 
 pub mod act;
 pub mod admit;

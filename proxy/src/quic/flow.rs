@@ -93,21 +93,22 @@ pub async fn serve(key: FlowKey, mut rx: mpsc::Receiver<Bytes>, slot: Slot, ctx:
     ctx.table.remove(&key);
 }
 
-struct Served<'a> {
-    ctx: &'a Ctx,
-    key: FlowKey,
+pub(super) struct Served<'a> {
+    pub(super) ctx: &'a Ctx,
+    pub(super) key: FlowKey,
     /// Bound to the original destination, connected to the client.
-    reply: Option<UdpSocket>,
+    pub(super) reply: Option<UdpSocket>,
     /// The client's first Initial header, when it had one.
     header: Option<InitialHeader>,
     /// Client datagrams held until the decision.
-    held: Vec<Bytes>,
+    pub(super) held: Vec<Bytes>,
 }
 
 impl Served<'_> {
     async fn run(&mut self, flow: &mut Flow, rx: &mut mpsc::Receiver<Bytes>) {
         let shared = &self.ctx.shared;
         let start = self.start(rx).await;
+        let mut client_hello = None;
         let host = match start {
             Start::Gone => {
                 flow.decide(Decision::None, "client sent nothing");
@@ -135,7 +136,8 @@ impl Served<'_> {
                     ech: q.hello.ech,
                 };
                 let id = Identification::from_parts(Protocol::Quic, Details::Quic(q), bytes);
-                peek::record(flow, shared, &Peeked::Tls(hello, Box::new(id)));
+                peek::record(flow, shared, &Peeked::Tls(hello.clone(), Box::new(id)));
+                client_hello = Some(hello);
                 flow.host_name()
             }
             Start::Other(id) => {
@@ -176,14 +178,18 @@ impl Served<'_> {
                     );
                 }
             }
-            QuicAction::Intercept => {
-                // Not carried out on UDP yet: refusing makes the client
-                // fall back to TCP, where this rule intercepts it.
-                let why = format!(
-                    "{reason}; QUIC interception is not available: refused so the client uses TCP, where it is intercepted"
-                );
-                self.refuse(flow, why, CloseReason::Blocked).await;
-            }
+            QuicAction::Intercept => match client_hello {
+                Some(hello) if hello.sni.is_some() => {
+                    self.intercept(flow, rx, host, hello, reason).await
+                }
+                // No name to verify the server for and mint a leaf (or a
+                // gQUIC hello, which cannot be terminated): refused, so the
+                // client uses TCP, where the same rule decides.
+                _ => {
+                    let why = format!("{reason}; QUIC without a server name (or gQUIC) cannot be intercepted: refused so the client uses TCP");
+                    self.refuse(flow, why, CloseReason::Blocked).await;
+                }
+            },
             QuicAction::Pass => {
                 self.pass(flow, rx, reason).await;
             }
@@ -255,13 +261,13 @@ impl Served<'_> {
 
     /// Refuses the flow: a CONNECTION_CLOSE in a server Initial when the
     /// client sent one (it then falls back to TCP at once), else nothing.
-    async fn refuse(&mut self, flow: &mut Flow, reason: String, close: CloseReason) {
+    pub(super) async fn refuse(&mut self, flow: &mut Flow, reason: String, close: CloseReason) {
         flow.decide(Decision::Block, reason);
         flow.end(close);
         self.send_close(flow).await;
     }
 
-    async fn send_close(&self, flow: &Flow) {
+    pub(super) async fn send_close(&self, flow: &Flow) {
         let (Some(reply), Some(h)) = (self.reply.as_ref(), self.header.as_ref()) else {
             return;
         };

@@ -10,15 +10,21 @@
 //! | [`flow`] | one flow: Initials reassembled and identified, decided, refused or relayed, recorded |
 //! | `gquic` | a gQUIC CHLO read across the flow's datagrams |
 //! | [`refuse`] | the CONNECTION_CLOSE in a server Initial that makes a blocked client fall back to TCP |
+//! | [`intercept`] | `intercept`: the server verified over TCP, then QUIC terminated with quinn |
+//! | [`udp`] | the flow's datagrams as a quinn socket (one endpoint per flow) |
+//! | [`h3`] | each HTTP/3 request bridged into the HTTP relay and its DLP |
 //!
 //! May import: `flow`, `state`, `config`, `events`, `policy`, `relay`
 //! (counters); never `gateway` or `cli`.
 
 pub mod flow;
 mod gquic;
+pub mod h3;
+pub mod intercept;
 pub mod refuse;
 pub mod socket;
 pub mod table;
+pub mod udp;
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -98,7 +98,7 @@ where
     // the service future for the whole connection.
     let svc = service_fn(move |req| {
         let ctx = ctx.clone();
-        Box::pin(async move { Ok::<_, Infallible>(forward(req, &ctx.0, &ctx.1).await) })
+        Box::pin(async move { Ok::<_, Infallible>(forward(boxed(req), &ctx.0, &ctx.1).await) })
     });
     let io = TokioIo::new(client);
     let result = if h2 {
@@ -139,14 +139,49 @@ pub async fn forward_plain(
         Ok(s) => s,
         Err(e) => return error_page(StatusCode::BAD_GATEWAY, &e),
     };
-    forward(req, relay, &sender).await
+    forward(boxed(req), relay, &sender).await
 }
 
-async fn forward(
-    mut req: Request<Incoming>,
-    relay: &HttpRelay,
-    sender: &Upstream,
-) -> Response<Body> {
+/// A hyper request with its body in the relay's body type (extensions,
+/// among them a pending upgrade, kept).
+fn boxed(req: Request<Incoming>) -> Request<Body> {
+    req.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed())
+}
+
+/// One upstream connection for requests that do not arrive on a hyper
+/// server connection (HTTP/3 streams): each is judged and relayed by the
+/// same code as an HTTP/1.1 or HTTP/2 request ([`Forwarder::forward`]).
+pub struct Forwarder {
+    relay: HttpRelay,
+    upstream: Upstream,
+}
+
+impl Forwarder {
+    /// Handshakes HTTP/2 (`h2`) or HTTP/1.1 over `upstream`; `redial`
+    /// reopens it when the server closes it.
+    pub async fn open<U: Io>(
+        upstream: U,
+        h2: bool,
+        relay: HttpRelay,
+        redial: Option<Redial>,
+    ) -> Result<Self, String> {
+        let upstream = Upstream::open(upstream, h2, redial).await?;
+        Ok(Self { relay, upstream })
+    }
+
+    /// The relay settings (hooks, counters) requests are judged with.
+    pub fn relay(&self) -> &HttpRelay {
+        &self.relay
+    }
+
+    /// Judges and relays one request: extraction, DLP, block page,
+    /// response inspection, `Alt-Svc` stripping.
+    pub async fn forward(&self, req: Request<Body>) -> Response<Body> {
+        forward(req, &self.relay, &self.upstream).await
+    }
+}
+
+async fn forward(mut req: Request<Body>, relay: &HttpRelay, sender: &Upstream) -> Response<Body> {
     relay
         .requests
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -316,6 +351,7 @@ async fn forward(
     }
 
     let (mut parts, body) = resp.into_parts();
+    let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
     let hold = {
         let head = HttpMessage {
             method: &method,
@@ -410,7 +446,7 @@ enum Tail {
     /// The body ended, perhaps with trailers.
     Done(Option<HeaderMap>),
     /// More frames to stream.
-    More(Incoming),
+    More(Body),
 }
 
 impl Tail {
@@ -435,7 +471,7 @@ enum ReadError {
     /// The peer sent nothing for the idle timeout.
     Idle,
     /// The body failed.
-    Body(hyper::Error),
+    Body(BoxError),
 }
 
 impl std::fmt::Display for ReadError {
@@ -450,7 +486,7 @@ impl std::fmt::Display for ReadError {
 /// Reads up to `window` bytes of body, or until it ends (or pauses, per
 /// `hold`).
 async fn read_window(
-    mut body: Incoming,
+    mut body: Body,
     window: usize,
     hold: Hold,
 ) -> Result<(Bytes, Tail), ReadError> {
@@ -495,7 +531,7 @@ fn relayed(
     };
     if first.is_empty() && trailers.is_none() && tap.is_none() {
         if let Some(body) = rest {
-            return body.map_err(|e| Box::new(e) as BoxError).boxed();
+            return body;
         }
     }
     BodyExt::boxed(Relayed {
@@ -515,7 +551,7 @@ fn relayed(
 struct Relayed {
     first: Option<Bytes>,
     /// None once the source body ended.
-    rest: Option<Incoming>,
+    rest: Option<Body>,
     /// Sent last.
     trailers: Option<HeaderMap>,
     /// In a mutex only so the body is `Sync`; never contended (`get_mut`).
@@ -623,7 +659,7 @@ impl hyper::body::Body for Relayed {
                 Some(Err(e)) => {
                     this.rest = None;
                     this.tap = None;
-                    return Poll::Ready(Some(Err(Box::new(e))));
+                    return Poll::Ready(Some(Err(e)));
                 }
                 Some(Ok(frame)) => frame,
             };
