@@ -359,18 +359,23 @@ mod tests {
         assert_eq!(ok.intercept.rules[0].quic, crate::config::QuicAction::Pass);
         assert!(!ok.strip_alt_svc(), "a rule passes QUIC: Alt-Svc stays");
         assert!(crate::config::Config::default().strip_alt_svc());
-        let later = load_str(
+        // QUIC interception is carried out: valid, and nothing to warn about.
+        let intercepted = load_str(
             "[quic]\nlisten = \"0.0.0.0:8443\"\n[[intercept.rules]]\naction = \"intercept\"\nquic = \"intercept\"\n",
             Path::new("/nonexistent/gatehouse.toml"),
         )
-        .expect("valid, with a warning");
+        .expect("valid");
+        assert_eq!(
+            intercepted.config.intercept.rules[0].quic,
+            crate::config::QuicAction::Intercept
+        );
         assert!(
-            later
+            !intercepted
                 .warnings
                 .iter()
                 .any(|w| w.to_string().contains("intercept.rules[0].quic")),
             "{:?}",
-            later.warnings
+            intercepted.warnings
         );
     }
 
