@@ -386,6 +386,74 @@ mod tests {
         assert_eq!(c.lookup_stun_software("Zoom 5.17.1").unwrap().id, "zoom");
     }
 
+    /// Names from the vendors' endpoint lists cited in `apps.toml` name
+    /// their app; the shared names on the same lists name none (a wrong
+    /// app is worse than none).
+    #[test]
+    fn published_endpoint_names_name_their_app_and_shared_ones_none() {
+        let c = Catalog::builtin();
+        let table: &[(&str, Option<&str>)] = &[
+            // Microsoft 365 endpoints, "Skype for Business Online and
+            // Microsoft Teams" (IDs 12, 13, 15, 16, 22, 27).
+            ("teams.microsoft.com", Some("teams")),
+            ("emea.ng.msg.teams.microsoft.com", Some("teams")),
+            ("webdir0a.online.lync.com", Some("teams")),
+            ("broadcast.skype.com", Some("teams")),
+            ("x.broadcast.skype.com", Some("teams")),
+            ("statics.sfbassets.com", Some("teams")),
+            ("api.skypeforbusiness.com", Some("teams")),
+            ("x.mstea.ms", Some("teams")),
+            ("join.secure.skypeassets.com", Some("teams")),
+            ("mlccdnprod.azureedge.net", Some("teams")),
+            ("mlccdn.blob.core.windows.net", Some("teams")),
+            ("teams.cloud.microsoft", Some("teams")),
+            ("x.teams.cloud.microsoft", Some("teams")),
+            // ID 127 stays Skype's.
+            ("api.skype.com", Some("skype")),
+            // Shared Microsoft names on the same list.
+            ("aka.ms", None),
+            ("x.keydelivery.mediaservices.windows.net", None),
+            ("x.streaming.mediaservices.windows.net", None),
+            ("x.users.storage.live.com", None),
+            ("adl.windows.com", None),
+            ("x.msedge.net", None),
+            ("x.ecdn.microsoft.com", None),
+            ("compass-ssl.microsoft.com", None),
+            ("outlook.cloud.microsoft", None),
+            ("cdn.azureedge.net", None),
+            ("other.blob.core.windows.net", None),
+            ("login.microsoftonline.com", None),
+            ("graph.microsoft.com", None),
+            // Zoom: KB0060548 (ja: KB0060561) and KB0058078.
+            ("us02web.zoom.us", Some("zoom")),
+            ("zoom.com", Some("zoom")),
+            ("x.zoom.com", Some("zoom")),
+            ("hybrid.zoomonprem.com", Some("zoom")),
+            ("ocsp.digicert.com", None),
+            ("static.zdassets.com", None),
+            // Meta: shared CDN and Facebook names name no messaging app.
+            ("scontent.xx.fbcdn.net", None),
+            ("x.fbsbx.com", None),
+            ("www.facebook.com", None),
+            ("graph.facebook.com", None),
+            ("edge-chat.facebook.com", Some("messenger")),
+            ("g.whatsapp.net", Some("whatsapp")),
+            ("i.instagram.com", Some("instagram")),
+            // Webex's, Slack's domains, as catalogued.
+            ("x.wbx2.com", Some("webex")),
+            ("webexapis.com", Some("webex")),
+            ("a.slack-edge.com", Some("slack")),
+        ];
+        let mut wrong = Vec::new();
+        for (host, want) in table {
+            let got = c.lookup_host(host).map(|a| a.id.as_str());
+            if got != *want {
+                wrong.push(format!("{host}: {got:?}, want {want:?}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{wrong:#?}");
+    }
+
     #[test]
     fn exact_and_suffix_hosts_resolve_most_specific_first() {
         let c = Catalog::builtin();
