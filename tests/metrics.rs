@@ -400,7 +400,15 @@ fn readyz_is_503_naming_the_journal_when_it_cannot_be_written() {
 
     let journal = gw.path("var/journal");
     let st = Command::new("nsenter")
-        .args(["--target", &gw.child.id().to_string(), "--mount", "--"])
+        // `--root`: the gateway's root directory, which is not the mount
+        // namespace's root when the tests run in a chroot.
+        .args([
+            "--target",
+            &gw.child.id().to_string(),
+            "--mount",
+            "--root",
+            "--",
+        ])
         // A read-only bind mount stacked on the directory: new files (the
         // next segment, the probe) cannot be created there.
         .args([
