@@ -52,35 +52,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn sh(cmd: &str) {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The README's TPROXY rules and policy routing (IPv4), in the gateway's
-/// namespace: UDP 443 from the client link goes to `[quic] listen`.
-fn tproxy_udp_443(net: &Netns, tag: &str) {
-    let g = &net.gateway;
-    sh(&format!(
-        "ip netns exec {g} nft -f - <<'NFT'\n\
-         table inet gatehouse_quic {{\n\
-           chain prerouting {{\n\
-             type filter hook prerouting priority mangle; policy accept;\n\
-             iifname \"g0{tag}\" meta l4proto udp socket transparent 1 meta mark set 1 accept\n\
-             iifname \"g0{tag}\" udp dport 443 tproxy to :{QUIC_PORT} meta mark set 1 accept\n\
-           }}\n\
-         }}\n\
-         NFT"
-    ));
-    sh(&format!(
-        "ip -n {g} rule add fwmark 1 lookup 100 && ip -n {g} route add local 0.0.0.0/0 dev lo table 100"
-    ));
-}
-
 struct Gateway {
     child: Child,
     _dir: tempfile::TempDir,
@@ -531,7 +502,7 @@ fn main() {
 
     let tag = format!("bench{}", std::process::id() % 10_000);
     let net = Netns::setup(&tag, 8080);
-    tproxy_udp_443(&net, &tag);
+    net.tproxy_udp(&tag, 443, QUIC_PORT);
     let gw = gateway(&net);
     let gw_pid = gw.child.id();
 

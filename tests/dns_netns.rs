@@ -7,11 +7,10 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::netns::{Netns, SERVER_V4, SERVER_V6};
+use common::netns::{py, sh, Netns, SERVER_V4, SERVER_V6};
 use common::Gatehouse;
 use serde_json::Value;
 
@@ -28,44 +27,6 @@ const BROKEN_V4: &str = "10.233.1.31";
 /// HTTPS RDATA: priority 1, target ".", alpn h3,h2, ech (an
 /// ECHConfigList of one 4-byte entry).
 const HTTPS_RDATA: &str = "00010000010006026833026832000500060004fe0d0000";
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The TPROXY rules and policy routing of the README's DNS section, in
-/// the gateway's namespace.
-fn tproxy_udp_53(net: &Netns, tag: &str, port: u16) {
-    let g = &net.gateway;
-    sh(&format!(
-        "ip netns exec {g} nft -f - <<'NFT'\n\
-         table inet gatehouse_dns {{\n\
-           chain prerouting {{\n\
-             type filter hook prerouting priority mangle; policy accept;\n\
-             iifname \"g0{tag}\" meta l4proto udp socket transparent 1 meta mark set 1 accept\n\
-             iifname \"g0{tag}\" udp dport 53 tproxy to :{port} meta mark set 1 accept\n\
-           }}\n\
-         }}\n\
-         NFT"
-    ));
-    sh(&format!(
-        "ip -n {g} rule add fwmark 1 lookup 100 && ip -n {g} route add local 0.0.0.0/0 dev lo table 100 && \
-         ip -n {g} -6 rule add fwmark 1 lookup 100 && ip -n {g} -6 route add local ::/0 dev lo table 100"
-    ));
-}
-
-fn py(script: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/py")
-        .join(script)
-        .display()
-        .to_string()
-}
 
 struct Resolver(Child, Child);
 
@@ -92,7 +53,7 @@ fn egress(tag: &str) -> Egress {
 /// As [`egress`], with more `[dns]` keys.
 fn egress_with(tag: &str, dns_extra: &str) -> Egress {
     let net = Netns::setup(tag, 8443);
-    tproxy_udp_53(&net, tag, 8053);
+    net.tproxy_udp(tag, 53, 8053);
     let s = &net.server;
     sh(&format!(
         "ip -n {s} addr add {TG_V4}/24 dev s0{tag} && ip -n {s} addr add {WA_V4}/24 dev s0{tag} && \

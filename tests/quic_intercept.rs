@@ -12,50 +12,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::netns::{Netns, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6};
+use common::netns::{py, Netns, CLIENT_V4, CLIENT_V6, SERVER_V4, SERVER_V6};
 use common::pki::{LeafSpec, TestCa};
 use common::Gatehouse;
 use sha2::{Digest, Sha256};
 
 /// A card number the shipped `payment-card` rule blocks.
 const CARD: &str = "4556737586899855";
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The README's TPROXY rules for UDP 443, in the gateway's namespace.
-fn tproxy_udp_443(net: &Netns, tag: &str, port: u16) {
-    let g = &net.gateway;
-    sh(&format!(
-        "ip netns exec {g} nft -f - <<'NFT'\n\
-         table inet gatehouse_quic {{\n\
-           chain prerouting {{\n\
-             type filter hook prerouting priority mangle; policy accept;\n\
-             iifname \"g0{tag}\" meta l4proto udp socket transparent 1 meta mark set 1 accept\n\
-             iifname \"g0{tag}\" udp dport 443 tproxy to :{port} meta mark set 1 accept\n\
-           }}\n\
-         }}\n\
-         NFT"
-    ));
-    sh(&format!(
-        "ip -n {g} rule add fwmark 1 lookup 100 && ip -n {g} route add local 0.0.0.0/0 dev lo table 100 && \
-         ip -n {g} -6 rule add fwmark 1 lookup 100 && ip -n {g} -6 route add local ::/0 dev lo table 100"
-    ));
-}
-
-fn py(script: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/py")
-        .join(script)
-        .display()
-        .to_string()
-}
 
 /// What the origin serves at `/body.bin`.
 fn expected_body() -> Vec<u8> {
@@ -143,7 +106,7 @@ fn copy_dir(from: &Path, to: &Path) {
 /// `unverified.test` (whose server certificate cannot verify).
 fn egress(tag: &str) -> Egress {
     let net = Netns::setup(tag, 8443);
-    tproxy_udp_443(&net, tag, 8443);
+    net.tproxy_udp(tag, 443, 8443);
     let root = TestCa::root("QUIC Intercept Test Root");
     let leaf = root.leaf(&LeafSpec::new(&["slack.com"]));
     let dir = tempfile::tempdir().unwrap();

@@ -12,48 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::netns::{Netns, SERVER_V4, SERVER_V6};
+use common::netns::{py, Netns, SERVER_V4, SERVER_V6};
 use common::pki::{LeafSpec, TestCa};
 use common::Gatehouse;
 use sha2::{Digest, Sha256};
-
-fn sh(cmd: &str) {
-    let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The TPROXY rules and policy routing of the README's QUIC section, in
-/// the gateway's namespace.
-fn tproxy_udp_443(net: &Netns, tag: &str, port: u16) {
-    let g = &net.gateway;
-    sh(&format!(
-        "ip netns exec {g} nft -f - <<'NFT'\n\
-         table inet gatehouse_quic {{\n\
-           chain prerouting {{\n\
-             type filter hook prerouting priority mangle; policy accept;\n\
-             iifname \"g0{tag}\" meta l4proto udp socket transparent 1 meta mark set 1 accept\n\
-             iifname \"g0{tag}\" udp dport 443 tproxy to :{port} meta mark set 1 accept\n\
-           }}\n\
-         }}\n\
-         NFT"
-    ));
-    sh(&format!(
-        "ip -n {g} rule add fwmark 1 lookup 100 && ip -n {g} route add local 0.0.0.0/0 dev lo table 100 && \
-         ip -n {g} -6 rule add fwmark 1 lookup 100 && ip -n {g} -6 route add local ::/0 dev lo table 100"
-    ));
-}
-
-fn py(script: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/py")
-        .join(script)
-        .display()
-        .to_string()
-}
 
 /// What the HTTP/3 test server answers a GET with.
 fn expected_body() -> Vec<u8> {
@@ -85,7 +47,7 @@ struct Egress {
 
 fn egress(tag: &str, quic_extra: &str) -> Egress {
     let net = Netns::setup(tag, 8443);
-    tproxy_udp_443(&net, tag, 8443);
+    net.tproxy_udp(tag, 443, 8443);
     let root = TestCa::root("QUIC Egress Test Root");
     let leaf = root.leaf(&LeafSpec::new(&["h3.test", "chat.google.com"]));
     let dir = tempfile::tempdir().unwrap();

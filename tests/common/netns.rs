@@ -18,7 +18,8 @@ pub const CLIENT_V6: &str = "fd00:233::2";
 pub const SERVER_V4: &str = "10.233.1.10";
 pub const SERVER_V6: &str = "fd00:233:1::10";
 
-fn sh(cmd: &str) {
+/// Runs `cmd` with `sh -c`; panics with its stderr when it fails.
+pub fn sh(cmd: &str) {
     let out = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
     assert!(
         out.status.success(),
@@ -27,7 +28,40 @@ fn sh(cmd: &str) {
     );
 }
 
+/// The path of a script in `tests/py`.
+pub fn py(script: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(script)
+        .display()
+        .to_string()
+}
+
 impl Netns {
+    /// The TPROXY rules and policy routing of the README's QUIC and DNS
+    /// sections, in the gateway's namespace: UDP to `dport` from the
+    /// client's link goes to the listener on `to_port` (IPv4 and IPv6).
+    /// Callable once per port; the routing for the mark is set up once.
+    pub fn tproxy_udp(&self, tag: &str, dport: u16, to_port: u16) {
+        let g = &self.gateway;
+        sh(&format!(
+            "ip netns exec {g} nft -f - <<'NFT'\n\
+             table inet gatehouse_udp_{dport} {{\n\
+               chain prerouting {{\n\
+                 type filter hook prerouting priority mangle; policy accept;\n\
+                 iifname \"g0{tag}\" meta l4proto udp socket transparent 1 meta mark set 1 accept\n\
+                 iifname \"g0{tag}\" udp dport {dport} tproxy to :{to_port} meta mark set 1 accept\n\
+               }}\n\
+             }}\n\
+             NFT"
+        ));
+        sh(&format!(
+            "ip -n {g} rule show | grep -q 'fwmark 0x1 lookup 100' || {{ \
+             ip -n {g} rule add fwmark 1 lookup 100 && ip -n {g} route add local 0.0.0.0/0 dev lo table 100 && \
+             ip -n {g} -6 rule add fwmark 1 lookup 100 && ip -n {g} -6 route add local ::/0 dev lo table 100; }}"
+        ));
+    }
+
     /// Builds the three namespaces; `redirect_port` is where the gateway's
     /// transparent listener is. Needs root (the test command runs as root).
     pub fn setup(tag: &str, redirect_port: u16) -> Self {
