@@ -137,7 +137,20 @@ fn egress(tag: &str) -> Egress {
 
 /// One aioquic request from the client namespace; its JSON verdict.
 fn aioquic(e: &Egress, address: &str, name: &str, timeout: f64, req: &[&str]) -> serde_json::Value {
+    aioquic_as(e, address, name, name, timeout, req)
+}
+
+/// As [`aioquic`], with `authority` as the requests' `:authority`.
+fn aioquic_as(
+    e: &Egress,
+    address: &str,
+    name: &str,
+    authority: &str,
+    timeout: f64,
+    req: &[&str],
+) -> serde_json::Value {
     let out = Command::new("ip")
+        .env("H3_AUTHORITY", authority)
         .args([
             "netns",
             "exec",
@@ -377,7 +390,33 @@ fn intercept_terminates_http3_relays_over_http2_and_blocks_dlp_over_ipv4_and_ipv
         let r = aioquic(&e, &address, "slack.com", 10.0, &["POST", &ok_uri, &body]);
         assert_eq!(r["status"], 200, "{r}");
         assert!(r["text"].as_str().unwrap().contains("HTTP/2.0"), "{r}");
+        // Another host in `:authority` than the SNI the flow was decided
+        // on: domain fronting, refused as over TCP (421) with its event,
+        // and never at the origin.
+        let front_uri = format!("/fronted?{family}");
+        let r = aioquic_as(
+            &e,
+            &address,
+            "slack.com",
+            "discord.com",
+            10.0,
+            &["GET", &front_uri],
+        );
+        assert_eq!(r["status"], 421, "{r}\n{}", e.gw.log());
+        assert!(
+            r["text"].as_str().unwrap_or("").contains("domain-fronting"),
+            "{r}"
+        );
+        wait_event(&e.gw, "domain_fronting policy event", |p| {
+            is_type(p, "policy")
+                && p["kind"] == "domain_fronting"
+                && p["reason"].as_str().unwrap_or("").contains("discord.com")
+        });
         let log = e.origin.log();
+        assert!(
+            !log.contains(&front_uri),
+            "the fronted GET reached the origin: {log}"
+        );
         assert!(log.contains(&format!("POST {ok_uri} HTTP/2.0")), "{log}");
         assert!(log.contains("GET /body.bin HTTP/2.0"), "{log}");
         assert!(

@@ -8,11 +8,14 @@ Prints one JSON line: {"ok", "elapsed", "status", "len", "sha256", "error",
 "headers", "text", "reset"} (`text`: the body's first 4 KiB, decoded
 lossily; `reset`: the error code when the server reset the stream).
 Exit 0 on a response, 2 when the connection failed (refused, timed out).
+H3_AUTHORITY in the environment: the requests' :authority, when it should
+not be SERVER_NAME.
 """
 
 import asyncio
 import hashlib
 import json
+import os
 import sys
 import time
 
@@ -85,7 +88,9 @@ async def run(address, port, name, cafile, method, path, body):
     config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN, server_name=name)
     config.load_verify_locations(cafile)
     async with connect(address, port, configuration=config, create_protocol=H3Client) as client:
-        return await client.request(name, method, path, body)
+        # H3_AUTHORITY: another :authority than the SNI (domain fronting).
+        authority = os.environ.get("H3_AUTHORITY", name)
+        return await client.request(authority, method, path, body)
 
 
 def main():
